@@ -1,0 +1,56 @@
+"""Entry point wiring: arguments, paths, QApplication, session, window, shutdown order."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+from app import APP_NAME, __version__, paths
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hearth", description="Chat with language models on your own computer.")
+    parser.add_argument("--data-dir", metavar="DIR", help="keep all of Hearth's data, config and models under DIR (also: HEARTH_HOME)")
+    parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    return parser.parse_args(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.data_dir:
+        paths.set_root(args.data_dir)
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.config import AppConfig
+    from app.core.library import ModelLibrary
+    from app.resources import icon_path
+    from app.session import ChatSession
+    from app.ui.main_window import MainWindow
+
+    qt_app = QApplication.instance() or QApplication([sys.argv[0]])
+    qt_app.setApplicationName(APP_NAME)
+    qt_app.setApplicationVersion(__version__)
+    qt_app.setDesktopFileName("hearth")
+    icon = icon_path()
+    if icon is not None:
+        qt_app.setWindowIcon(QIcon(str(icon)))
+
+    session = ChatSession(ModelLibrary(), AppConfig())
+    window = MainWindow(session)
+    window.show()
+    session.start()
+
+    # Ctrl+C in the terminal closes the window in order; the timer lets Python see the signal.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    ticker = QTimer()
+    ticker.start(200)
+    ticker.timeout.connect(lambda: None)
+
+    code = qt_app.exec()
+    session.shutdown()
+    return code

