@@ -36,7 +36,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
         "$PY" -m pip wheel --no-cache-dir --no-deps -v -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION" 2>&1 \
         | grep --line-buffered -E '^\s*\[ *[0-9]+(%|/[0-9]+)\]|Successfully built|ERROR|error:' \
-        | sed -u -E 's/^\s*(\[[^]]*\]).*\/([^/ ]+\.(c|cpp|o))\b.*/  \1 \2/' || true
+        | awk '/^ *\[/ { n = split($NF, part, "/"); print "  " $1 " " part[n]; fflush(); next } { print; fflush() }' || true
       wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
       [ -n "$wheel" ] || { say "Building llama-cpp-python failed (see the lines above)."; exit 1; }
     fi

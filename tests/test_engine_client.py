@@ -51,7 +51,7 @@ def test_fixed_seed_reproduces_the_reply(client: EngineClient, tiny_model: Path)
 
 def test_cancel_stops_between_tokens(client: EngineClient, tiny_model: Path) -> None:
     _load(client, tiny_model)
-    settings = SamplingSettings(seed=1, max_tokens=200, stop=[]).to_dict()
+    settings = SamplingSettings(seed=6, max_tokens=150, stop=[]).to_dict()  # seed 6: ~90 tokens before EOS
     seen = 0
     done = None
     for event in client.chat(p.Chat(MESSAGES, settings)):
@@ -100,3 +100,12 @@ def test_crafted_gguf_that_aborts_llama_cpp_only_kills_the_child(client: EngineC
     with pytest.raises(EngineError):
         _load(client, crafted)
     # we are still here: the abort (if any) happened in the child
+
+
+def test_reply_that_fills_the_context_ends_cleanly(client: EngineClient, tiny_model: Path) -> None:
+    """A reply that runs into the end of the context is finished, not an error."""
+    client.load(p.Load(str(tiny_model), n_ctx=256, n_threads=1))
+    # seed 8 on this model runs to the end of the 256-token context without an EOS
+    settings = SamplingSettings(seed=8, max_tokens=200, temperature=0.7, repeat_penalty=1.0).to_dict()
+    events = [e for e in client.chat(p.Chat(MESSAGES, settings)) if e is not None]
+    assert isinstance(events[-1], p.Done) and events[-1].reason == "context_full"

@@ -6,16 +6,13 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-try:
-    from tests.tiny_model import BOS_ID, CHATML_TEMPLATE, N_VOCAB, write_tiny_llama
-except ImportError:  # tests/ is on sys.path (pytest's rootdir-less "prepend" import mode)
-    from tiny_model import BOS_ID, CHATML_TEMPLATE, N_VOCAB, write_tiny_llama
+from tiny_model import BOS_ID, CHATML_TEMPLATE, N_VOCAB  # noqa: E402  (tests/ is on sys.path: conftest)
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
-    path = write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
+def tiny_llm(tiny_model):
+    """The conftest's tiny model (written by ``tiny_model.write_tiny_llama``), loaded."""
+    llm = llama_cpp.Llama(model_path=str(tiny_model), n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
     yield llm
     llm.close()
 
@@ -45,4 +42,4 @@ def test_tiny_model_tokenizer_round_trip(tiny_llm):
     assert tokens[0] == BOS_ID
     assert 3 + 0x0A in tokens  # the <0x0A> byte token carries the newline
     assert all(0 <= t < N_VOCAB for t in tokens)
-    assert tiny_llm.detokenize(tokens[1:]).lstrip(b" ") == b"hello\nworld"
+    assert tiny_llm.detokenize(tokens[1:]) == b"hello\nworld"

@@ -86,6 +86,7 @@ _ALIASES: dict[str, str] = {
     "unk_token_id": Keys.Tokenizer.UNK_ID,
     "add_bos_token": Keys.Tokenizer.ADD_BOS,
     "add_eos_token": Keys.Tokenizer.ADD_EOS,
+    "add_space_prefix": Keys.Tokenizer.ADD_PREFIX,
     "chat_template": Keys.Tokenizer.CHAT_TEMPLATE,
 }
 
@@ -207,6 +208,8 @@ def write_tiny_llama(
         Keys.Tokenizer.UNK_ID: (UNK_ID, U32, None),
         Keys.Tokenizer.ADD_BOS: (True, BOOL, None),
         Keys.Tokenizer.ADD_EOS: (False, BOOL, None),
+        # no leading "\u2581": with only byte tokens it would detokenize as b"\xe2\x96\x81", not b" "
+        Keys.Tokenizer.ADD_PREFIX: (False, BOOL, None),
     }
     if chat_template is not None:
         kv[Keys.Tokenizer.CHAT_TEMPLATE] = (chat_template, STR, None)

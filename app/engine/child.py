@@ -127,8 +127,11 @@ class _Server:
         except (BrokenPipeError, EOFError):
             raise
         except Exception as exc:
-            self.conn.send(p.Error("chat", f"Generation failed: {exc}"))
-            return
+            if pieces and self.llm.n_tokens >= self.llm.n_ctx() - 1:
+                reason = "context_full"  # llama_decode has no room left: the reply is over
+            else:
+                self.conn.send(p.Error("chat", f"Generation failed: {exc}"))
+                return
         elapsed = time.perf_counter() - started
         text = "".join(pieces)
         n_tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0

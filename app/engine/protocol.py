@@ -80,7 +80,7 @@ class Delta:
 
 @dataclass(frozen=True)
 class Done:
-    reason: str  # "stop", "length" or "cancelled"
+    reason: str  # "stop", "length", "cancelled" or "context_full"
     stats: dict[str, Any] = field(default_factory=dict)
 
 
