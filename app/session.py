@@ -46,7 +46,7 @@ class ChatSession(QObject):
     _startEngine = Signal()
     _restartEngine = Signal()
     _load = Signal(object)
-    _chat = Signal(list, dict)
+    _chat = Signal(object, object)
     _shutdown = Signal()
 
     def __init__(

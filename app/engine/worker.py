@@ -26,7 +26,10 @@ class EngineWorker(QObject):
     loaded = Signal(object)  # protocol.Loaded
     loadFailed = Signal(str)  # message naming the file and the reason
     tokens = Signal(str)  # a batch of new text
-    finished = Signal(str, dict)  # reason ("stop", "length", "cancelled"), stats
+    # reason ("stop", "length", "cancelled", "context_full"), stats dict. Python objects cross
+    # threads as "object": converting dicts and lists to QVariant and back costs time and has
+    # crashed PySide at exit (a bool refcount error).
+    finished = Signal(str, object)
     failed = Signal(str)  # the request failed; the engine is still up
     crashed = Signal(str)  # the engine process died; restart() brings it back
     tokenCount = Signal(int)
@@ -118,7 +121,7 @@ class EngineWorker(QObject):
         self._model, self._info = previous, info
         self.loaded.emit(info)
 
-    @Slot(list, dict)
+    @Slot(object, object)
     def chat(self, messages: list[dict[str, str]], settings: dict[str, Any]) -> None:
         pending: list[str] = []
         last_flush = time.monotonic()
