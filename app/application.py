@@ -28,6 +28,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
+    from app.core.presets import PresetStore
     from app.resources import icon_path
     from app.session import ChatSession
     from app.ui.main_window import MainWindow
@@ -41,7 +42,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         qt_app.setWindowIcon(QIcon(str(icon)))
 
     session = ChatSession(ModelLibrary(), AppConfig())
-    window = MainWindow(session)
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     window.show()
     session.start()
 

@@ -16,6 +16,7 @@ from app.core.config import AppConfig
 from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
+from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.settings import LoadSettings, SamplingSettings
 from app.engine import protocol as p
 from app.engine.worker import EngineWorker
@@ -63,6 +64,7 @@ class ChatSession(QObject):
         self.settings = settings or SamplingSettings()
         self.load_settings = load_settings or LoadSettings()
         self.conversation = Conversation()
+        self.few_shot: list[tuple[str, str]] = []  # example exchanges sent as real prior turns
         self.state = EngineState.STARTING
         self.current_model: ModelInfo | None = None
         self.loaded_info: p.Loaded | None = None
@@ -190,7 +192,7 @@ class ChatSession(QObject):
 
     def _generate(self) -> None:
         assert self.current_model is not None
-        messages = self.conversation.chat_messages(self.settings.system_prompt)
+        messages = self.prompt_messages()
         self._reply = Message(
             Role.ASSISTANT,
             "",
@@ -203,6 +205,20 @@ class ChatSession(QObject):
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")
         self._chat.emit(messages, self.settings.to_dict())
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        """What goes through the model's chat template: the system prompt (with the
+        chain-of-thought instruction when on), few-shot examples as real turns, then the chat."""
+        messages = self.conversation.chat_messages(effective_system_prompt(self.settings))
+        at = 1 if messages and messages[0]["role"] == "system" else 0
+        messages[at:at] = few_shot_turns(self.few_shot)
+        return messages
+
+    def set_load_settings(self, load: LoadSettings) -> None:
+        """New load-time values (context, threads…): reload the current model with them."""
+        self.load_settings = load
+        if self.current_model is not None:
+            self.select_model(self.current_model.path)
 
     def _finish_reply(self, state: MessageState, stats: dict) -> None:
         reply, self._reply = self._reply, None

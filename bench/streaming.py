@@ -56,13 +56,15 @@ def through_hearth(model: Path, tokens: int, threads: int, n_ctx: int) -> tuple[
     from app.core.settings import LoadSettings, SamplingSettings
     from app.session import ChatSession, EngineState
     from app.ui.main_window import MainWindow
+    from app import paths
+    from app.core.presets import PresetStore
 
     app = QApplication.instance() or QApplication([])
     session = ChatSession(ModelLibrary(), AppConfig(), settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
                           load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads))
     session.library.add_file(model)
     session.config.set("last_model", str(model.resolve()))
-    window = MainWindow(session)
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     window.show()
     session.start()
     ready = QEventLoop()

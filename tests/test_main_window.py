@@ -17,6 +17,8 @@ from app.core.library import ModelLibrary
 from app.core.settings import LoadSettings, SamplingSettings
 from app.session import ChatSession, EngineState
 from app.ui.main_window import MainWindow
+from app import paths
+from app.core.presets import PresetStore
 
 pytestmark = pytest.mark.model
 LOAD_TIMEOUT = 120_000
@@ -30,7 +32,7 @@ def make_window(qtbot, demo_model):
         settings = SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **overrides})
         session = ChatSession(ModelLibrary(), AppConfig(), settings=settings,
                               load_settings=LoadSettings(n_ctx=1024, n_threads=1))
-        window = MainWindow(session)
+        window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
         qtbot.addWidget(window)
         window.show()
         session.start()
@@ -196,3 +198,31 @@ def test_closing_while_streaming_exits_promptly(qtbot, make_window) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the engine child is gone (and reaped)
     assert _last(window).state is MessageState.INTERRUPTED
+
+
+def test_settings_panel_values_reach_the_model(qtbot, make_window) -> None:
+    window = make_window(max_tokens=60)
+    assert window.settings_dock.isVisible()
+    spin = window.settings_panel.findChild(object, "setting_max_tokens")
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "4")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert window.session.settings.max_tokens == 4
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000) as finished:
+        _type_and_send(qtbot, window, "Tell me about the moon.")
+    reply = finished.args[0]
+    assert reply.stats["finish_reason"] == "length" and reply.stats["tokens"] <= 5
+    assert reply.settings["max_tokens"] == 4  # recorded with the reply
+
+
+def test_invalid_setting_is_never_sent(qtbot, make_window) -> None:
+    window = make_window()
+    spin = window.settings_panel.findChild(object, "setting_top_p")
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "0")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    problem = window.settings_panel.findChild(object, "problem_top_p")
+    assert problem.isVisibleTo(window.settings_panel) and "Top-p" in problem.text()
+    assert window.session.settings.top_p > 0  # the session still has the last valid value

@@ -15,7 +15,7 @@ from typing import Any
 
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
-from app.engine.params import completion_kwargs, llama_kwargs
+from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs
 
 
 def main(conn: Connection, cancel: Event) -> None:
@@ -104,6 +104,7 @@ class _Server:
             self.conn.send(p.Error("chat", " ".join(pr.message for pr in problems)))
             return
         kwargs = completion_kwargs(settings)
+        apply_sampler_attributes(self.llm, settings)
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []

@@ -1,6 +1,15 @@
 """The one place where Hearth's settings become llama-cpp-python arguments.
 
 Kept free of llama_cpp imports so tests can check the mapping without the native library.
+
+Where each :class:`SamplingSettings` field goes:
+temperature, top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty,
+max_tokens, stop, seed → ``create_chat_completion`` keyword arguments (:func:`completion_kwargs`);
+last_n_tokens → the ``Llama.last_n_tokens_size`` attribute (:func:`apply_sampler_attributes`),
+because llama-cpp-python only takes it in the constructor yet reads the attribute afresh when
+it builds the sampler for every completion, so setting it per request needs no reload;
+system_prompt, chain_of_thought → the messages (the session builds them; see
+``core.presets.effective_system_prompt``), not llama.cpp arguments.
 """
 
 from __future__ import annotations
@@ -30,6 +39,18 @@ def completion_kwargs(settings: SamplingSettings) -> dict[str, Any]:
     }
 
 
+def sampler_attributes(settings: SamplingSettings) -> dict[str, Any]:
+    """``Llama`` attributes that carry per-request sampling settings which
+    ``create_chat_completion`` has no argument for."""
+    return {"last_n_tokens_size": settings.last_n_tokens}
+
+
+def apply_sampler_attributes(llm: Any, settings: SamplingSettings) -> None:
+    """Set :func:`sampler_attributes` on a loaded ``Llama`` just before a completion."""
+    for name, value in sampler_attributes(settings).items():
+        setattr(llm, name, value)
+
+
 def llama_kwargs(load: Load) -> dict[str, Any]:
     """Arguments for ``Llama(...)``."""
     kwargs: dict[str, Any] = {
@@ -37,6 +58,9 @@ def llama_kwargs(load: Load) -> dict[str, Any]:
         "n_ctx": load.n_ctx,
         "n_gpu_layers": load.n_gpu_layers,
         "n_batch": min(load.n_batch, load.n_ctx),
+        # Our default repetition window; each request then sets its own through
+        # apply_sampler_attributes.
+        "last_n_tokens_size": SamplingSettings().last_n_tokens,
         "verbose": False,
     }
     if load.n_threads:

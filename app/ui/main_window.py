@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -18,10 +19,11 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
-from app.core.conversation import Message, Role
+from app.core.presets import PresetStore
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
+from app.ui.settings_panel import SettingsPanel
 
 
 def _named(widget, name: str):
@@ -62,7 +64,7 @@ class NoticeBar(QFrame):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: ChatSession) -> None:
+    def __init__(self, session: ChatSession, presets: PresetStore) -> None:
         super().__init__()
         self.session = session
         self.setWindowTitle(APP_NAME)
@@ -107,6 +109,15 @@ class MainWindow(QMainWindow):
         self.status = _named(QStatusBar(), "statusBar")
         self.setStatusBar(self.status)
 
+        self.settings_panel = SettingsPanel(presets)
+        self.settings_dock = QDockWidget("Settings", self)
+        self.settings_dock.setObjectName("settingsDock")
+        self.settings_dock.setWidget(self.settings_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
+        self.settings_dock.setVisible(bool(session.config.get("settings_panel_visible", True)))
+        self._build_menus()
+        self._show_settings()
+
         # intents
         self.input.submitted.connect(self.send_current)
         self.send_button.clicked.connect(self.send_current)
@@ -126,12 +137,42 @@ class MainWindow(QMainWindow):
         session.engineCrashed.connect(self.crash_bar.show_message)
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
+        session.currentModelChanged.connect(self._show_settings)
+        self.settings_panel.settingsChanged.connect(self._settings_edited)
+        self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
+        self.settings_panel.presetApplied.connect(self._preset_applied)
+        self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
         self._fill_models()
         self.chat_view.show_conversation(session.conversation.messages)
         self.input.setFocus()
 
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        view = bar.addMenu("&View")
+        toggle = self.settings_dock.toggleViewAction()
+        toggle.setText("&Settings panel")
+        toggle.setShortcut(QKeySequence("Ctrl+,"))
+        toggle.setObjectName("toggleSettingsAction")
+        view.addAction(toggle)
+
     # -- intents ----------------------------------------------------------------------------
+
+    def _settings_edited(self, settings) -> None:
+        self.session.settings = settings
+
+    def _preset_applied(self, preset) -> None:
+        self.session.few_shot = list(preset.few_shot)
+
+    def _dock_visibility(self, visible: bool) -> None:
+        if not self.isMinimized() and self.isVisible():
+            self.session.config.set("settings_panel_visible", visible)
+
+    def _show_settings(self, *_args) -> None:
+        model = self.session.current_model
+        self.settings_panel.set_settings(
+            self.session.settings, self.session.load_settings, model.context_length if model else None
+        )
 
     def send_current(self) -> None:
         text = self.input.toPlainText()
