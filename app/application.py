@@ -29,6 +29,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
     from app.core.presets import PresetStore
+    from app.core.store import ConversationStore, StoreError
     from app.resources import icon_path
     from app.session import ChatSession
     from app.ui.main_window import MainWindow
@@ -41,7 +42,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     if icon is not None:
         qt_app.setWindowIcon(QIcon(str(icon)))
 
-    session = ChatSession(ModelLibrary(), AppConfig())
+    try:
+        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+    except StoreError as exc:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, APP_NAME, f"Hearth cannot open its conversation history.\n\n{exc}")
+        return 1
+    session = ChatSession(ModelLibrary(), AppConfig(), store)
+    store.on_error = session.storeError.emit
     window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     window.show()
     session.start()

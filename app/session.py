@@ -8,6 +8,7 @@ queued signals, except for the thread-safe ``cancel``.
 from __future__ import annotations
 
 import enum
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
@@ -16,7 +17,9 @@ from app.core.config import AppConfig
 from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
+from app.core.export import ExportError, ImportFormatError, fresh_ids, read_import_file, save_export
 from app.core.presets import effective_system_prompt, few_shot_turns
+from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.core.settings import LoadSettings, SamplingSettings
 from app.engine import protocol as p
 from app.engine.worker import EngineWorker
@@ -42,6 +45,13 @@ class ChatSession(QObject):
     engineCrashed = Signal(str)
     modelsChanged = Signal()
     currentModelChanged = Signal(str)  # path
+    conversationOpened = Signal(object)  # Conversation now shown
+    conversationsChanged = Signal()  # titles, order or membership of the list changed
+    conversationDeleted = Signal(str, str)  # id, title: the window offers Undo
+    infoMessage = Signal(str)  # something worth telling that is not a problem
+    storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
+
+    SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
     # queued requests to the worker thread
     _startEngine = Signal()
@@ -54,6 +64,7 @@ class ChatSession(QObject):
         self,
         library: ModelLibrary,
         config: AppConfig,
+        store: ConversationStore,
         settings: SamplingSettings | None = None,
         load_settings: LoadSettings | None = None,
         flush_interval: float = 0.04,
@@ -61,6 +72,7 @@ class ChatSession(QObject):
         super().__init__()
         self.library = library
         self.config = config
+        self.store = store
         self.settings = settings or SamplingSettings()
         self.load_settings = load_settings or LoadSettings()
         self.conversation = Conversation()
@@ -69,6 +81,9 @@ class ChatSession(QObject):
         self.current_model: ModelInfo | None = None
         self.loaded_info: p.Loaded | None = None
         self._reply: Message | None = None
+        self._reply_saved_at = 0.0
+        self._saved = False  # whether the open conversation has a row in the store yet
+        self._deleted: Conversation | None = None  # the last deleted conversation, for Undo
         self._pending_send = False
         self._stop_requested = False
 
@@ -89,6 +104,7 @@ class ChatSession(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.crashed.connect(self._on_crashed)
+        self.storeError.connect(self.errorMessage)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +113,17 @@ class ChatSession(QObject):
         self._thread.start()
         self._set_state(EngineState.STARTING, "Starting the model engine…")
         self._startEngine.emit()
+        recovered = self.store.recover_interrupted()
+        if recovered:
+            self.infoMessage.emit(
+                f"Hearth closed unexpectedly last time; {recovered} unfinished "
+                f"repl{'y was' if recovered == 1 else 'ies were'} kept and marked interrupted."
+            )
+        recent = self.store.list_conversations(limit=1)
+        if recent:
+            self.open_conversation(recent[0].id)
+        else:
+            self.new_conversation()
         if self.library.ensure_demo_model() is not None:
             self.modelsChanged.emit()
         model = self._initial_model()
@@ -127,6 +154,7 @@ class ChatSession(QObject):
                 self.worker.kill()
                 self._thread.quit()
                 self._thread.wait(500)
+        self.store.close()  # drains queued writes: every message is on disk
 
     # -- intents -----------------------------------------------------------------------------
 
@@ -141,6 +169,144 @@ class ChatSession(QObject):
         if model.context_length:
             load.n_ctx = min(load.n_ctx, model.context_length)
         self._load.emit(p.Load(model.path, load.n_ctx, load.n_threads, load.n_gpu_layers, load.n_batch))
+
+    # -- conversations ----------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        if self.state is EngineState.GENERATING:
+            self.errorMessage.emit("Stop the reply first (Esc), then switch conversations.")
+            return True
+        return False
+
+    def new_conversation(self) -> None:
+        """An empty chat; it gets a row in the store with its first message."""
+        if self._busy():
+            return
+        self.conversation = Conversation(settings=self.settings.to_dict())
+        self._saved = False
+        self.conversationOpened.emit(self.conversation)
+
+    def open_conversation(self, conversation_id: str) -> bool:
+        if self.conversation.id == conversation_id and self._saved:
+            return True
+        if self._busy():
+            return False
+        try:
+            conversation = self.store.load(conversation_id)
+        except (ConversationNotFound, StoreError) as exc:
+            self.errorMessage.emit(f"Could not open that conversation: {exc}")
+            return False
+        self.conversation = conversation
+        self._saved = True
+        if conversation.settings:
+            self.settings = SamplingSettings.from_dict(conversation.settings)
+        self.config.set("last_conversation", conversation.id)
+        self.conversationOpened.emit(conversation)
+        return True
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())[:200]
+        if not title:
+            return
+        if conversation_id == self.conversation.id:
+            self.conversation.title = title
+            if not self._saved:
+                return
+        self.store.rename(conversation_id, title)
+        self.conversationsChanged.emit()
+
+    def set_pinned(self, conversation_id: str, pinned: bool) -> None:
+        if conversation_id == self.conversation.id:
+            self.conversation.pinned = pinned
+        self.store.set_pinned(conversation_id, pinned)
+        self.conversationsChanged.emit()
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        if conversation_id == self.conversation.id and self._busy():
+            return
+        try:
+            doomed = self.store.load(conversation_id)
+        except (ConversationNotFound, StoreError):
+            return
+        self.store.delete_conversation(conversation_id)
+        self._deleted = doomed
+        self.conversationsChanged.emit()
+        self.conversationDeleted.emit(doomed.id, doomed.title)
+        if conversation_id == self.conversation.id:
+            recent = self.store.list_conversations(limit=1)
+            if recent:
+                self.open_conversation(recent[0].id)
+            else:
+                self.new_conversation()
+
+    def undo_delete(self) -> None:
+        doomed, self._deleted = self._deleted, None
+        if doomed is not None:
+            self.store.restore_conversation(doomed)
+            self.conversationsChanged.emit()
+            self.open_conversation(doomed.id)
+
+    def search(self, text: str) -> list[SearchHit]:
+        return self.store.search(text) if text.strip() else []
+
+    def set_settings(self, settings: SamplingSettings) -> None:
+        """Valid settings from the panel; they are remembered with this conversation."""
+        self.settings = settings
+        self.conversation.settings = settings.to_dict()
+        if self._saved:
+            self.store.save_conversation(self.conversation)
+
+    def export_conversations(self, path: str, fmt: str, conversation_ids: list[str] | None = None) -> bool:
+        """Write the given conversations (all when None) to ``path``; errors become messages."""
+        try:
+            if conversation_ids is None:
+                conversation_ids = [c.id for c in self.store.list_conversations()]
+            conversations = [self._load_for_export(cid) for cid in conversation_ids]
+            save_export(path, fmt, conversations)
+        except (ExportError, StoreError) as exc:
+            self.errorMessage.emit(str(exc))
+            return False
+        self.infoMessage.emit(f"Exported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} to {Path(path).name}.")
+        return True
+
+    def _load_for_export(self, conversation_id: str) -> Conversation:
+        if conversation_id == self.conversation.id and not self._saved:
+            return self.conversation
+        return self.store.load(conversation_id)
+
+    def import_conversations(self, path: str) -> int:
+        """Import a Hearth JSON or ChatGPT export: all of it, or nothing and a message."""
+        try:
+            kind, conversations = read_import_file(path)
+        except ImportFormatError as exc:
+            self.errorMessage.emit(f"Nothing was imported from {Path(path).name}: {exc}")
+            return 0
+        if not conversations:
+            self.errorMessage.emit(f"{Path(path).name} holds no conversations.")
+            return 0
+        conversations = [fresh_ids(c) for c in conversations]
+        for c in conversations:
+            for m in c.messages:
+                if m.state is MessageState.STREAMING:
+                    m.state = MessageState.INTERRUPTED
+        self.store.import_conversations(conversations)
+        self.conversationsChanged.emit()
+        source = "ChatGPT export" if kind == "chatgpt" else "file"
+        self.infoMessage.emit(f"Imported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} from the {source} {Path(path).name}.")
+        return len(conversations)
+
+    def _save_new_message(self, message: Message) -> None:
+        """Messages are written as they happen: a crash loses at most SAVE_INTERVAL."""
+        conv = self.conversation
+        if not self._saved:
+            if conv.title == "New chat":
+                conv.title = _title_from(message.text)
+            conv.settings = self.settings.to_dict()
+            self.store.save_conversation(conv)
+            self._saved = True
+            self.config.set("last_conversation", conv.id)
+        self.store.add_message(conv.id, message, len(conv.messages) - 1)
+        self.store.touch(conv.id)
 
     def add_model(self, path: str) -> ModelInfo | None:
         """Register a GGUF file; a bad file becomes a message, not an exception."""
@@ -170,7 +336,9 @@ class ChatSession(QObject):
             return False
         message = Message(Role.USER, text)
         self.conversation.messages.append(message)
+        self._save_new_message(message)
         self.messageAdded.emit(message)
+        self.conversationsChanged.emit()
         if self.state is EngineState.READY:
             self._generate()
         else:
@@ -202,6 +370,8 @@ class ChatSession(QObject):
         )
         self._stop_requested = False
         self.conversation.messages.append(self._reply)
+        self._save_new_message(self._reply)
+        self._reply_saved_at = time.monotonic()
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")
         self._chat.emit(messages, self.settings.to_dict())
@@ -226,7 +396,10 @@ class ChatSession(QObject):
             return
         reply.state = state
         reply.stats = stats or None
+        self.store.update_message(reply)
+        self.store.touch(self.conversation.id)
         self.replyFinished.emit(reply)
+        self.conversationsChanged.emit()
 
     # -- worker events -----------------------------------------------------------------------
 
@@ -265,6 +438,10 @@ class ChatSession(QObject):
         if self._reply is not None:
             self._reply.text += text
             self.replyText.emit(text)
+            now = time.monotonic()
+            if now - self._reply_saved_at >= self.SAVE_INTERVAL:
+                self._reply_saved_at = now
+                self.store.update_message(self._reply)  # queued: the writer thread commits it
 
     def _on_finished(self, reason: str, stats: dict) -> None:
         stopped = reason == "cancelled" or self._stop_requested
@@ -296,3 +473,12 @@ class ChatSession(QObject):
         self.state = state
         self.stateChanged.emit(state.value)
         self.statusText.emit(text)
+
+
+def _title_from(text: str, limit: int = 60) -> str:
+    """A sidebar title from the first message: its first line, cut at a word."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= limit:
+        return line or "New chat"
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else line[:limit]) + "…"

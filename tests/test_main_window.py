@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from app.core.config import AppConfig
 from app.core.conversation import MessageState, Role
 from app.core.library import ModelLibrary
+from app.core.store import ConversationStore
 from app.core.settings import LoadSettings, SamplingSettings
 from app.session import ChatSession, EngineState
 from app.ui.main_window import MainWindow
@@ -30,7 +31,8 @@ def make_window(qtbot, demo_model):
 
     def make(**overrides) -> MainWindow:
         settings = SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **overrides})
-        session = ChatSession(ModelLibrary(), AppConfig(), settings=settings,
+        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+        session = ChatSession(ModelLibrary(), AppConfig(), store, settings=settings,
                               load_settings=LoadSettings(n_ctx=1024, n_threads=1))
         window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
         qtbot.addWidget(window)

@@ -68,7 +68,10 @@ def test_few_shot_examples_arrive_as_real_turns(qtbot, demo_model: Path) -> None
     from app.core.presets import BUILTIN_PRESETS
     from app.session import ChatSession
 
-    session = ChatSession(ModelLibrary(), AppConfig())
+    from app import paths
+    from app.core.store import ConversationStore
+
+    session = ChatSession(ModelLibrary(), AppConfig(), ConversationStore(paths.data_dir() / "c.sqlite3"))
     translate = next(pr for pr in BUILTIN_PRESETS if pr.name.startswith("Translate"))
     session.few_shot = list(translate.few_shot)
     session.settings.system_prompt = "You translate."

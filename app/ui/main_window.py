@@ -7,6 +7,8 @@ from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
+    QInputDialog,
+    QSplitter,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -19,7 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
+from app.core.export import EXPORT_FORMATS
 from app.core.presets import PresetStore
+from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
@@ -70,8 +74,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(900, 700)
 
-        central = QWidget()
-        layout = QVBoxLayout(central)
+        self.conversation_model = ConversationListModel(session.store, parent=self)
+        self.sidebar = ConversationSidebar(self.conversation_model)
+        self.sidebar.setMinimumWidth(180)
+
+        chat_area = QWidget()
+        layout = QVBoxLayout(chat_area)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Model:"))
@@ -85,8 +93,10 @@ class MainWindow(QMainWindow):
 
         self.crash_bar = NoticeBar("engineCrashBar", "Restart engine")
         self.notice_bar = NoticeBar("noticeBar")
-        layout.addWidget(self.crash_bar)
-        layout.addWidget(self.notice_bar)
+        self.undo_bar = NoticeBar("undoBar", "Undo")
+        self.info_bar = NoticeBar("infoBar")
+        for bar in (self.crash_bar, self.notice_bar, self.undo_bar, self.info_bar):
+            layout.addWidget(bar)
 
         self.chat_view = ChatView()
         layout.addWidget(self.chat_view, 1)
@@ -104,7 +114,15 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.stop_button)
         row.addLayout(buttons)
         layout.addLayout(row)
-        self.setCentralWidget(central)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("mainSplitter")
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(chat_area)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([240, 760])
+        self.setCentralWidget(splitter)
+        self.resize(1200, 760)
 
         self.status = _named(QStatusBar(), "statusBar")
         self.setStatusBar(self.status)
@@ -138,17 +156,44 @@ class MainWindow(QMainWindow):
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
         session.currentModelChanged.connect(self._show_settings)
-        self.settings_panel.settingsChanged.connect(self._settings_edited)
+        session.conversationOpened.connect(self._show_conversation)
+        session.conversationsChanged.connect(self._refresh_conversations)
+        session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
+        session.infoMessage.connect(self.info_bar.show_message)
+        self.undo_bar.action.clicked.connect(self._undo_delete)
+        self.sidebar.activated.connect(session.open_conversation)
+        self.sidebar.newRequested.connect(self._new_chat)
+        self.sidebar.renameRequested.connect(self._rename)
+        self.sidebar.deleteRequested.connect(session.delete_conversation)
+        self.sidebar.pinRequested.connect(session.set_pinned)
+        self.sidebar.exportRequested.connect(lambda cid: self._export([cid]))
+        self.sidebar.searchChanged.connect(self._search)
+        self.settings_panel.settingsChanged.connect(session.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
         self._fill_models()
-        self.chat_view.show_conversation(session.conversation.messages)
+        self.conversation_model.reload()
+        self._show_conversation(session.conversation)
         self.input.setFocus()
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
+        file = bar.addMenu("&File")
+        for text, shortcut, name, slot in (
+            ("&New chat", "Ctrl+N", "newChatAction", self._new_chat),
+            ("&Search chats", "Ctrl+F", "searchAction", self._focus_search),
+            ("&Export this conversation…", "Ctrl+E", "exportAction", lambda: self._export([self.session.conversation.id])),
+            ("Export &all conversations…", None, "exportAllAction", lambda: self._export(None)),
+            ("&Import conversations…", None, "importAction", self._import),
+            ("&Quit", "Ctrl+Q", "quitAction", self.close),
+        ):
+            action = file.addAction(text)
+            action.setObjectName(name)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
         view = bar.addMenu("&View")
         toggle = self.settings_dock.toggleViewAction()
         toggle.setText("&Settings panel")
@@ -158,8 +203,65 @@ class MainWindow(QMainWindow):
 
     # -- intents ----------------------------------------------------------------------------
 
-    def _settings_edited(self, settings) -> None:
-        self.session.settings = settings
+    def _new_chat(self) -> None:
+        self.session.new_conversation()
+        self.input.setFocus()
+
+    def _focus_search(self) -> None:
+        self.sidebar.search.setFocus()
+        self.sidebar.search.selectAll()
+
+    def _search(self, text: str) -> None:
+        if text.strip():
+            self.conversation_model.show_search(self.session.search(text))
+        else:
+            self.conversation_model.reload()
+            self.sidebar.select(self.session.conversation.id)
+
+    def _refresh_conversations(self) -> None:
+        self._search(self.sidebar.search.text())
+        self.sidebar.select(self.session.conversation.id)
+
+    def _show_conversation(self, conversation) -> None:
+        self.chat_view.show_conversation(conversation.messages)
+        self.sidebar.select(conversation.id)
+        self.setWindowTitle(f"{conversation.title} — {APP_NAME}" if conversation.messages else APP_NAME)
+        self._show_settings()
+        terms = self.sidebar.search.text().split()
+        if terms and hasattr(self.chat_view, "highlight"):
+            self.chat_view.highlight(terms)
+
+    def _rename(self, conversation_id: str) -> None:
+        current = self.conversation_model.data(
+            self.conversation_model.index(self.conversation_model.row_of(conversation_id), 0)
+        ) or ""
+        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current.removeprefix("📌 "))
+        if ok:
+            self.session.rename_conversation(conversation_id, title)
+
+    def _undo_delete(self) -> None:
+        self.undo_bar.hide()
+        self.session.undo_delete()
+
+    def _export(self, conversation_ids: list[str] | None) -> None:
+        filters = [f"{label} (*{suffix})" for label, suffix in EXPORT_FORMATS.values()]
+        base = self.session.conversation.title if conversation_ids else "Hearth conversations"
+        safe = "".join(c for c in base if c.isalnum() or c in " -_").strip() or "conversation"
+        path, chosen = QFileDialog.getSaveFileName(self, "Export", safe + ".md", ";;".join(filters))
+        if not path:
+            return
+        fmt = list(EXPORT_FORMATS)[filters.index(chosen)] if chosen in filters else "md"
+        suffix = EXPORT_FORMATS[fmt][1]
+        if not path.endswith(suffix):
+            path += suffix
+        self.session.export_conversations(path, fmt, conversation_ids)
+
+    def _import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import conversations", "", "Conversation exports (*.json *.zip);;All files (*)"
+        )
+        if path:
+            self.session.import_conversations(path)
 
     def _preset_applied(self, preset) -> None:
         self.session.few_shot = list(preset.few_shot)

@@ -1,0 +1,207 @@
+"""Conversations are saved as they happen and come back: sidebar, restart, SIGKILL, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app import paths
+from app.core.config import AppConfig
+from app.core.conversation import MessageState, Role
+from app.core.library import ModelLibrary
+from app.core.presets import PresetStore
+from app.core.settings import LoadSettings, SamplingSettings
+from app.core.store import ConversationStore
+from app.session import ChatSession, EngineState
+from app.ui.conversation_list import ConversationListModel
+from app.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def open_window(qtbot, demo_model):
+    windows: list[MainWindow] = []
+
+    def open_() -> MainWindow:
+        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+        session = ChatSession(ModelLibrary(), AppConfig(), store,
+                              settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=40),
+                              load_settings=LoadSettings(n_ctx=1024, n_threads=1))
+        window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+        qtbot.addWidget(window)
+        window.show()
+        session.start()
+        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
+        windows.append(window)
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+
+
+def chat(qtbot, window: MainWindow, text: str) -> None:
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000):
+        qtbot.keyClicks(window.input, text)
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+
+
+def titles(window: MainWindow) -> list[str]:
+    model = window.conversation_model
+    return [model.index(r, 0).data() for r in range(model.rowCount())
+            if model.index(r, 0).data(ConversationListModel.KindRole) == "conversation"]
+
+
+def test_sidebar_new_rename_pin_delete_undo_and_restart(qtbot, qtmodeltester, open_window, monkeypatch) -> None:
+    window = open_window()
+    sidebar_list = window.findChild(object, "conversationList")
+    assert sidebar_list.accessibleName() == "conversationList"
+    chat(qtbot, window, "What is the capital of France?")
+    first_id = window.session.conversation.id
+    assert titles(window) == ["What is the capital of France?"]  # titled from the first message
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # Ctrl+N
+    assert window.session.conversation.messages == [] and window.chat_view.toPlainText().strip() == ""
+    chat(qtbot, window, "Name a color.")
+    assert titles(window) == ["Name a color.", "What is the capital of France?"]  # newest first
+    assert window.conversation_model.index(0, 0).data() == "Today"
+    qtmodeltester.check(window.conversation_model)
+
+    monkeypatch.setattr("app.ui.main_window.QInputDialog.getText", lambda *a, **k: ("France trivia", True))
+    window.sidebar.renameRequested.emit(first_id)
+    window.sidebar.pinRequested.emit(first_id, True)
+    assert titles(window)[0] == "📌 France trivia"
+    assert window.conversation_model.index(0, 0).data() == "Pinned"
+
+    # open the first conversation by clicking it in the list
+    row = window.conversation_model.row_of(first_id)
+    rect = sidebar_list.visualRect(window.conversation_model.index(row, 0))
+    qtbot.mouseClick(sidebar_list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.session.conversation.id == first_id
+    assert "Paris" in window.chat_view.toPlainText()
+
+    window.sidebar.deleteRequested.emit(first_id)
+    assert len(titles(window)) == 1 and window.undo_bar.isVisible()
+    qtbot.mouseClick(window.undo_bar.action, Qt.MouseButton.LeftButton)
+    assert len(titles(window)) == 2 and window.session.conversation.id == first_id
+
+    window.close()  # the app quits; everything is on disk
+    again = open_window()
+    assert again.session.conversation.id == first_id  # the most recent (pinned) one is open
+    assert [m.role for m in again.session.conversation.messages] == [Role.USER, Role.ASSISTANT]
+    assert "Paris" in again.chat_view.toPlainText()
+    assert titles(again) == ["📌 France trivia", "Name a color."]
+
+
+def test_search_finds_titles_and_text(qtbot, open_window) -> None:
+    window = open_window()
+    chat(qtbot, window, "Tell me about volcanoes")
+    window.session.new_conversation()
+    chat(qtbot, window, "What is the capital of France?")
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.sidebar.search.hasFocus()
+    qtbot.keyClicks(window.sidebar.search, "volcan")
+    assert titles(window) == ["Tell me about volcanoes"]
+    window.sidebar.search.clear()
+    qtbot.keyClicks(window.sidebar.search, "Paris")  # only in the model's reply
+    assert titles(window) == ["What is the capital of France?"]
+    window.sidebar.search.clear()
+    assert len(titles(window)) == 2
+
+
+def test_export_and_import_round_trip(qtbot, open_window, tmp_path: Path) -> None:
+    window = open_window()
+    chat(qtbot, window, "What is the capital of France?")
+    session = window.session
+    out = tmp_path / "all.json"
+    assert session.export_conversations(str(out), "json")
+    data = json.loads(out.read_text())
+    assert data["format"] == "hearth.conversations" and len(data["conversations"]) == 1
+    for fmt in ("md", "html", "txt"):
+        assert session.export_conversations(str(tmp_path / f"one.{fmt}"), fmt, [session.conversation.id])
+        assert "capital of France" in (tmp_path / f"one.{fmt}").read_text()
+    assert session.import_conversations(str(out)) == 1
+    assert len(titles(window)) == 2 and window.info_bar.isVisible()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "hearth.conversations", "version": 1, "conversations": [{"title": 5}]}')
+    assert session.import_conversations(str(bad)) == 0
+    assert "Nothing was imported" in window.notice_bar.label.text() and len(titles(window)) == 2
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtWidgets import QApplication
+    from app import paths
+    paths.set_root(sys.argv[1])
+    from app.core.config import AppConfig
+    from app.core.library import ModelLibrary
+    from app.core.presets import PresetStore
+    from app.core.settings import LoadSettings, SamplingSettings
+    from app.core.store import ConversationStore
+    from app.session import ChatSession, EngineState
+    from app.ui.main_window import MainWindow
+
+    app = QApplication([])
+    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+    session = ChatSession(ModelLibrary(), AppConfig(), store,
+                          settings=SamplingSettings(temperature=0.8, seed=3, max_tokens=500),
+                          load_settings=LoadSettings(n_ctx=1024, n_threads=1))
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+    window.show()
+    received = []
+
+    def on_state(state):
+        if state == EngineState.READY.value and not session.conversation.messages:
+            window.input.setPlainText("Write a long story about a brave mouse.")
+            window.send_current()
+
+    def on_text(text):
+        received.append(text)
+        if len("".join(received)) > 150:
+            store.flush(5)  # what was saved so far is on disk; the rest is at most 0.5 s
+            print("SAVED", len(session.conversation.messages[-1].text), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    session.stateChanged.connect(on_state)
+    session.replyText.connect(on_text)
+    session.start()
+    app.exec()
+    """
+)
+
+
+def test_sigkill_mid_reply_loses_nothing(tmp_path: Path, demo_model: Path, qtbot) -> None:
+    home = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(home)], capture_output=True, text=True,
+                          timeout=180, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    saved = int(proc.stdout.split("SAVED")[1].split()[0])
+    paths.set_root(home)
+    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+    session = ChatSession(ModelLibrary(), AppConfig(), store)
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+    qtbot.addWidget(window)
+    window.show()
+    session.start()
+    try:
+        messages = session.conversation.messages
+        assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT]
+        assert messages[0].text == "Write a long story about a brave mouse."
+        reply = messages[1]
+        assert reply.state is MessageState.INTERRUPTED
+        assert len(reply.text) >= saved - 200  # within about a second of the moment it died
+        assert len(reply.text) > 0 and reply.text in window.chat_view.toPlainText()
+        assert "interrupted" in window.chat_view.toPlainText()
+        assert window.info_bar.isVisible() and "unexpectedly" in window.info_bar.label.text()
+    finally:
+        window.close()
