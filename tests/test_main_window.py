@@ -228,3 +228,16 @@ def test_invalid_setting_is_never_sent(qtbot, make_window) -> None:
     problem = window.settings_panel.findChild(object, "problem_top_p")
     assert problem.isVisibleTo(window.settings_panel) and "Top-p" in problem.text()
     assert window.session.settings.top_p > 0  # the session still has the last valid value
+
+
+def test_input_grows_with_its_text_up_to_a_limit(qtbot, make_window) -> None:
+    window = make_window()
+    empty = window.input.height()
+    for _ in range(4):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    grown = window.input.height()
+    assert grown > empty
+    for _ in range(30):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    capped = window.input.height()
+    assert grown < capped < empty * 6

@@ -1,14 +1,16 @@
-"""The message input: Enter sends, Shift+Enter starts a new line."""
+"""The message input: Enter sends, Shift+Enter starts a new line; it grows with its text."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QPlainTextEdit
+from PySide6.QtWidgets import QPlainTextEdit, QSizePolicy
 
 
 class MessageInput(QPlainTextEdit):
     submitted = Signal()
+
+    MAX_LINES = 10
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -16,8 +18,17 @@ class MessageInput(QPlainTextEdit):
         self.setAccessibleName("messageInput")
         self.setPlaceholderText("Message the model — Enter sends, Shift+Enter adds a line")
         self.setTabChangesFocus(True)
-        self.setMaximumHeight(140)
-        self.setMinimumHeight(44)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().contentsChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Two lines when empty, growing with the text up to MAX_LINES, then scrolling."""
+        line = self.fontMetrics().lineSpacing()
+        lines = max(2, min(self.MAX_LINES, int(self.document().size().height())))
+        margins = self.contentsMargins()
+        frame = int(self.document().documentMargin() * 2) + margins.top() + margins.bottom()
+        self.setFixedHeight(lines * line + frame)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):

@@ -120,9 +120,9 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.sidebar)
         splitter.addWidget(chat_area)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([240, 760])
+        splitter.setSizes([220, 640])
         self.setCentralWidget(splitter)
-        self.resize(1200, 760)
+        self.resize(1180, 760)
 
         self.status = _named(QStatusBar(), "statusBar")
         self.setStatusBar(self.status)
