@@ -346,6 +346,47 @@ class ChatSession(QObject):
             self.statusText.emit("Your message will be answered when the model has loaded…")
         return True
 
+    def regenerate(self) -> bool:
+        """Replace the last reply with a new one (the user's message stays)."""
+        messages = self.conversation.messages
+        if self.state is not EngineState.READY or not messages or messages[-1].role is not Role.ASSISTANT:
+            return False
+        old = messages.pop()
+        self.store.delete_message(old.id)
+        self.conversationOpened.emit(self.conversation)
+        self._generate()
+        return True
+
+    def edit_and_resend(self, message_id: str, text: str) -> bool:
+        """Change an earlier user message; the turns after it are replaced by a new reply."""
+        text = text.strip()
+        index = next((i for i, m in enumerate(self.conversation.messages) if m.id == message_id), None)
+        if not text or index is None or self.state is not EngineState.READY:
+            return False
+        message = self.conversation.messages[index]
+        if message.role is not Role.USER:
+            return False
+        message.text = text
+        del self.conversation.messages[index + 1 :]
+        self.store.update_message(message)
+        self.store.truncate_after(self.conversation.id, index)
+        self.conversationOpened.emit(self.conversation)
+        self._generate()
+        return True
+
+    def delete_message(self, message_id: str) -> bool:
+        if self.state is EngineState.GENERATING:
+            return False
+        before = len(self.conversation.messages)
+        self.conversation.messages = [m for m in self.conversation.messages if m.id != message_id]
+        if len(self.conversation.messages) == before:
+            return False
+        # rewrite the conversation so stored positions stay equal to list order (no gaps
+        # that a later message could collide with)
+        self.store.restore_conversation(self.conversation)
+        self.conversationOpened.emit(self.conversation)
+        return True
+
     def stop(self) -> None:
         if self._reply is not None:
             self._stop_requested = True
