@@ -168,6 +168,10 @@ class MainWindow(QMainWindow):
         self.sidebar.pinRequested.connect(session.set_pinned)
         self.sidebar.exportRequested.connect(lambda cid: self._export([cid]))
         self.sidebar.searchChanged.connect(self._search)
+        self.chat_view.copied.connect(lambda note: self.status.showMessage(note, 3000))
+        self.chat_view.editRequested.connect(self._edit_message)
+        self.chat_view.deleteRequested.connect(session.delete_message)
+        self.chat_view.regenerateRequested.connect(session.regenerate)
         self.settings_panel.settingsChanged.connect(session.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
@@ -193,6 +197,16 @@ class MainWindow(QMainWindow):
             action.setObjectName(name)
             if shortcut:
                 action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+        chat_menu = bar.addMenu("&Chat")
+        for text, shortcut, name, slot in (
+            ("&Regenerate last reply", "Ctrl+R", "regenerateMenuAction", self.session.regenerate),
+            ("&Copy last reply", "Ctrl+Shift+C", "copyLastReplyAction", self.chat_view.copy_last_reply),
+            ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
+        ):
+            action = chat_menu.addAction(text)
+            action.setObjectName(name)
+            action.setShortcut(QKeySequence(shortcut))
             action.triggered.connect(slot)
         view = bar.addMenu("&View")
         toggle = self.settings_dock.toggleViewAction()
@@ -238,6 +252,14 @@ class MainWindow(QMainWindow):
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current.removeprefix("📌 "))
         if ok:
             self.session.rename_conversation(conversation_id, title)
+
+    def _edit_message(self, message_id: str) -> None:
+        message = next((m for m in self.session.conversation.messages if m.id == message_id), None)
+        if message is None:
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Edit and resend", "Your message (later replies are replaced):", message.text)
+        if ok and text.strip() and text != message.text:
+            self.session.edit_and_resend(message_id, text)
 
     def _undo_delete(self) -> None:
         self.undo_bar.hide()
