@@ -51,7 +51,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 1
     session = ChatSession(ModelLibrary(), AppConfig(), store)
     store.on_error = session.storeError.emit
-    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+    from app.ui.downloads import create_download_manager
+
+    queue, hub, _bridge = create_download_manager()
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, hub))
     window.show()
     session.start()
 
@@ -63,4 +66,5 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     code = qt_app.exec()
     session.shutdown()
+    queue.close()  # partial downloads stay on disk and are listed as paused next time
     return code

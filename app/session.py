@@ -59,6 +59,7 @@ class ChatSession(QObject):
     _load = Signal(object)
     _chat = Signal(object, object)
     _shutdown = Signal()
+    _unload = Signal()
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class ChatSession(QObject):
         self._load.connect(self.worker.load)
         self._chat.connect(self.worker.chat)
         self._shutdown.connect(self.worker.shutdown)
+        self._unload.connect(self.worker.unload)
         self.worker.engineReady.connect(self._on_engine_ready)
         self.worker.loading.connect(self._on_loading)
         self.worker.loaded.connect(self._on_loaded)
@@ -124,7 +126,9 @@ class ChatSession(QObject):
             self.open_conversation(recent[0].id)
         else:
             self.new_conversation()
-        if self.library.ensure_demo_model() is not None:
+        demo = self.library.ensure_demo_model()
+        refreshed = self.library.refresh()  # files dropped into the models folder, vanished ones
+        if demo is not None or refreshed.changed:
             self.modelsChanged.emit()
         model = self._initial_model()
         if model is not None:
@@ -166,6 +170,13 @@ class ChatSession(QObject):
         self.config.set("last_model", model.path)
         self.currentModelChanged.emit(model.path)
         load = LoadSettings(**self.load_settings.to_dict())
+        defaults = model.defaults  # per-model defaults from the library win over the app's
+        if defaults.n_ctx:
+            load.n_ctx = defaults.n_ctx
+        if defaults.n_threads:
+            load.n_threads = defaults.n_threads
+        if defaults.n_gpu_layers is not None:
+            load.n_gpu_layers = defaults.n_gpu_layers
         if model.context_length:
             load.n_ctx = min(load.n_ctx, model.context_length)
         self._load.emit(p.Load(model.path, load.n_ctx, load.n_threads, load.n_gpu_layers, load.n_batch))
@@ -308,6 +319,30 @@ class ChatSession(QObject):
         self.store.add_message(conv.id, message, len(conv.messages) - 1)
         self.store.touch(conv.id)
 
+    def unload_if_current(self, path: str) -> None:
+        """The model is about to be deleted: free it first if it is the one loaded."""
+        model = self.library.get(path)
+        if self.current_model is None or model is None or self.current_model.path != model.path:
+            return
+        if self._reply is not None:
+            self.stop()
+        self.current_model = None
+        self.loaded_info = None
+        self._unload.emit()
+        self._set_state(EngineState.NO_MODEL, "The model was removed — choose another one.")
+
+    def model_downloaded(self, path: str) -> None:
+        """A finished download: into the library, and chosen if no model is in use."""
+        try:
+            model = self.library.add_file(path)  # already inside the models folder: no copy
+        except (GGUFError, OSError) as exc:
+            self.errorMessage.emit(f"The download finished but the file can't be used: {exc}")
+            return
+        self.modelsChanged.emit()
+        self.infoMessage.emit(f"{model.name} is downloaded and ready in the model picker.")
+        if self.current_model is None and self.state is not EngineState.GENERATING:
+            self.select_model(model.path)
+
     def add_model(self, path: str) -> ModelInfo | None:
         """Register a GGUF file; a bad file becomes a message, not an exception."""
         try:
@@ -420,7 +455,10 @@ class ChatSession(QObject):
     def prompt_messages(self) -> list[dict[str, str]]:
         """What goes through the model's chat template: the system prompt (with the
         chain-of-thought instruction when on), few-shot examples as real turns, then the chat."""
-        messages = self.conversation.chat_messages(effective_system_prompt(self.settings))
+        settings = self.settings
+        if not settings.system_prompt and self.current_model is not None and self.current_model.defaults.system_prompt:
+            settings = SamplingSettings.from_dict({**settings.to_dict(), "system_prompt": self.current_model.defaults.system_prompt})
+        messages = self.conversation.chat_messages(effective_system_prompt(settings))
         at = 1 if messages and messages[0]["role"] == "system" else 0
         messages[at:at] = few_shot_turns(self.few_shot)
         return messages

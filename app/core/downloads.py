@@ -602,6 +602,8 @@ class DownloadQueue:
                     item.done = job.offset
                     if job.hasher is not None:
                         self._hashers[item.id] = (job.offset, job.hasher)
+                    # pause() announced the last checkpoint; now say where it really stopped
+                    self._emit(EventKind.PROGRESS, item)
                 self._save()
                 self._schedule()
 

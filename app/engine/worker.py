@@ -33,6 +33,7 @@ class EngineWorker(QObject):
     failed = Signal(str)  # the request failed; the engine is still up
     crashed = Signal(str)  # the engine process died; restart() brings it back
     tokenCount = Signal(int)
+    unloaded = Signal()
     stopped = Signal()  # shutdown() finished
 
     def __init__(self, flush_interval: float = 0.04, client: EngineClient | None = None) -> None:
@@ -149,6 +150,20 @@ class EngineWorker(QObject):
         except EngineError as exc:
             flush()
             self.failed.emit(str(exc))
+
+    @Slot()
+    def unload(self) -> None:
+        """Free the model (it is being deleted, or the user wants the memory back)."""
+        self._model = self._info = None
+        if self._client.alive:
+            try:
+                self._client.unload()
+            except EngineCrashed as exc:
+                self.crashed.emit(str(exc))
+                return
+            except EngineError:
+                pass
+        self.unloaded.emit()
 
     @Slot(str)
     def count_tokens(self, text: str) -> None:

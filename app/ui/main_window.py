@@ -27,6 +27,7 @@ from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
+from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
 from app.ui.settings_panel import SettingsPanel
 
 
@@ -68,9 +69,14 @@ class NoticeBar(QFrame):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: ChatSession, presets: PresetStore) -> None:
+    def __init__(self, session: ChatSession, presets: PresetStore, downloads=None) -> None:
+        """``downloads`` is (DownloadQueue, HubClient) for the download manager, or None."""
         super().__init__()
         self.session = session
+        self._downloads = downloads
+        self.downloads_dialog = None
+        self.models_dialog: ModelsDialog | None = None
+        self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(900, 700)
 
@@ -208,6 +214,19 @@ class MainWindow(QMainWindow):
             action.setObjectName(name)
             action.setShortcut(QKeySequence(shortcut))
             action.triggered.connect(slot)
+        models = bar.addMenu("&Models")
+        for text, shortcut, name, slot in (
+            ("&Manage models…", "Ctrl+M", "manageModelsAction", self.show_models),
+            ("&Download models…", "Ctrl+D", "downloadModelsAction", self.show_downloads),
+            ("&Add model file…", None, "addModelAction", self._add_model),
+        ):
+            action = models.addAction(text)
+            action.setObjectName(name)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+            if name == "downloadModelsAction" and self._downloads is None:
+                action.setEnabled(False)
         view = bar.addMenu("&View")
         toggle = self.settings_dock.toggleViewAction()
         toggle.setText("&Settings panel")
@@ -216,6 +235,43 @@ class MainWindow(QMainWindow):
         view.addAction(toggle)
 
     # -- intents ----------------------------------------------------------------------------
+
+    def show_models(self) -> ModelsDialog:
+        if self.models_dialog is None:
+            model = self.session.current_model
+            dialog = ModelsDialog(self.session.library, model.path if model else None, self,
+                                  n_ctx=self.session.load_settings.n_ctx)
+            dialog.aboutToRemove.connect(self.session.unload_if_current)
+            dialog.modelsChanged.connect(self.session.modelsChanged)
+            dialog.modelChosen.connect(self.session.select_model)
+            self.session.currentModelChanged.connect(dialog.set_current_model)
+            self.models_dialog = dialog
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    def show_downloads(self):
+        if self._downloads is None:
+            return None
+        if self.downloads_dialog is None:
+            from app.ui.downloads_dialog import DownloadsDialog
+
+            queue, hub = self._downloads
+            self.downloads_dialog = DownloadsDialog(queue, hub, self)
+            self.downloads_dialog.modelDownloaded.connect(self.session.model_downloaded)
+        self.downloads_dialog.show()
+        self.downloads_dialog.raise_()
+        return self.downloads_dialog
+
+    def dragEnterEvent(self, event) -> None:
+        if gguf_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = gguf_paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.show_models().import_files(paths)
 
     def _new_chat(self) -> None:
         self.session.new_conversation()

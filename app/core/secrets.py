@@ -1,0 +1,127 @@
+"""The Hugging Face access token, kept in the system keyring and nowhere else on disk.
+
+A token opens the user's gated and private repos, so it is a password: it goes to the
+operating system's keyring (Secret Service on Linux, Keychain on macOS, Credential Locker
+on Windows) through the ``keyring`` package, never into Hearth's config files or logs.
+
+On a machine without a keyring (headless Linux with no Secret Service, say) ``keyring``
+raises ``NoKeyringError`` or falls back to its "fail" backend.  Then the token is kept in
+this process's memory for the session and :func:`set_token` raises
+:class:`TokenStorageUnavailable` so the UI can say it will be gone after a restart; the
+next :func:`get_token` still returns it.
+
+API::
+
+    get_token() -> str | None            # keyring first, else the session-only token
+    set_token(token: str | None) -> None # None/"" deletes; may raise TokenStorageUnavailable
+    storage_available() -> bool          # a real keyring backend is configured
+    TokenStorageUnavailable(Exception)   # str() is a sentence for the user
+
+Keyring calls may block (a locked keyring can prompt the user to unlock it): call them off
+the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import keyring
+import keyring.errors
+from keyring.backends import fail
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SERVICE", "USERNAME", "TokenStorageUnavailable", "get_token", "set_token", "storage_available"]
+
+# The keyring entry: service and user name, as the OS keyring manager shows them.
+SERVICE = "hearth"
+USERNAME = "huggingface-token"
+
+NO_KEYRING_MESSAGE = (
+    "No system keyring is available, so the token can't be saved; it will be used for this session only."
+)
+KEYRING_REFUSED_MESSAGE = (
+    "The system keyring did not accept the token (it may be locked), so it can't be saved; "
+    "it will be used for this session only."
+)
+
+
+class TokenStorageUnavailable(Exception):
+    """The token could not be stored in a keyring; it is kept in memory for this session."""
+
+
+_lock = threading.Lock()
+# Only set when the keyring could not take the token: the session-only fallback.
+_session_token: str | None = None
+
+
+def _no_backend() -> bool:
+    """True when keyring has nothing better than its fail backend (it would raise anyway)."""
+    try:
+        return isinstance(keyring.get_keyring(), fail.Keyring)
+    except Exception:  # keyring's own configuration is broken: treat as no keyring
+        return True
+
+
+def storage_available() -> bool:
+    """Whether a token set now would survive a restart (used to word the Settings note)."""
+    return not _no_backend()
+
+
+def get_token() -> str | None:
+    """The saved token, or the session-only one, or None.
+
+    A keyring that cannot be read is not an error here: the app works without a token
+    (public models), so it logs that (never the token) and carries on.
+    """
+    with _lock:
+        if _session_token is not None:
+            return _session_token
+    if _no_backend():
+        return None
+    try:
+        token = keyring.get_password(SERVICE, USERNAME)
+    except Exception as exc:  # NoKeyringError, a locked or broken backend, D-Bus errors
+        log.warning("could not read the access token from the system keyring: %s", type(exc).__name__)
+        return None
+    return token or None
+
+
+def set_token(token: str | None) -> None:
+    """Save ``token`` (stripped) in the keyring; ``None`` or an empty string deletes it.
+
+    Raises :class:`TokenStorageUnavailable` when there is no usable keyring: the token is
+    then kept in memory, so :func:`get_token` returns it until the app quits.
+    """
+    global _session_token
+    value = (token or "").strip() or None
+    if value is None:
+        with _lock:
+            _session_token = None
+        if _no_backend():
+            return  # nothing can have been stored
+        try:
+            keyring.delete_password(SERVICE, USERNAME)
+        except keyring.errors.PasswordDeleteError:
+            pass  # there was none
+        except Exception as exc:
+            log.warning("could not delete the access token from the system keyring: %s", type(exc).__name__)
+        return
+    if _no_backend():
+        with _lock:
+            _session_token = value
+        raise TokenStorageUnavailable(NO_KEYRING_MESSAGE)
+    try:
+        keyring.set_password(SERVICE, USERNAME, value)
+    except keyring.errors.NoKeyringError:
+        with _lock:
+            _session_token = value
+        raise TokenStorageUnavailable(NO_KEYRING_MESSAGE) from None
+    except Exception as exc:  # PasswordSetError, InitError (locked / no Secret Service), D-Bus
+        log.warning("the system keyring refused the access token: %s", type(exc).__name__)
+        with _lock:
+            _session_token = value
+        raise TokenStorageUnavailable(KEYRING_REFUSED_MESSAGE) from None
+    with _lock:
+        _session_token = None  # the keyring has it now: a later change there is what counts

@@ -1,0 +1,319 @@
+"""The model library as a Qt table: one row per model, the columns a person compares.
+
+The rows are a snapshot taken by :meth:`ModelTableModel.reload` (whether each file still
+exists, the memory estimate and its verdict), so painting never touches the disk.  Sort
+through a ``QSortFilterProxyModel`` with ``setSortRole(SORT_ROLE)``: the sort role gives
+numbers for sizes and counts, where the display text ("1.2 GB") would sort wrongly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+
+from app.core.library import (
+    Fit,
+    LibraryError,
+    ModelInfo,
+    ModelLibrary,
+    effective_context,
+    fit_bytes,
+    human_size,
+    ram_estimate,
+)
+from app.core.sysinfo import MemoryInfo
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+PATH_ROLE = Qt.ItemDataRole.UserRole + 2  # the model's path (library key), any column
+FIT_ROLE = Qt.ItemDataRole.UserRole + 3  # Fit value of the RAM column, as its string
+
+
+class Column(enum.IntEnum):
+    NAME = 0
+    FILE = 1
+    SIZE = 2
+    ARCHITECTURE = 3
+    PARAMETERS = 4
+    QUANTIZATION = 5
+    CONTEXT = 6
+    TEMPLATE = 7
+    RAM = 8
+    STATUS = 9
+
+
+HEADERS = {
+    Column.NAME: "Name",
+    Column.FILE: "File",
+    Column.SIZE: "Size",
+    Column.ARCHITECTURE: "Architecture",
+    Column.PARAMETERS: "Parameters",
+    Column.QUANTIZATION: "Quantization",
+    Column.CONTEXT: "Context",
+    Column.TEMPLATE: "Template",
+    Column.RAM: "RAM needed",
+    Column.STATUS: "Status",
+}
+
+HEADER_TIPS = {
+    Column.CONTEXT: "How many tokens of context the model was trained for",
+    Column.TEMPLATE: "Whether the file carries its own chat template",
+    Column.RAM: "Estimated memory to run the model on the CPU at its context length, against this computer",
+    Column.STATUS: "linked: your file, used where it is · copied: stored in Hearth's models folder · "
+                   "missing: the file is gone",
+}
+
+FIT_COLOURS = {
+    Fit.FITS: QColor("#2e7d32"),
+    Fit.TIGHT: QColor("#b26a00"),
+    Fit.WONT_FIT: QColor("#c62828"),
+    Fit.UNKNOWN: QColor("#757575"),
+}
+
+_FIT_WORDS = {
+    Fit.FITS: "it fits",
+    Fit.TIGHT: "it is tight: close other programs first, or choose a smaller context or quantization",
+    Fit.WONT_FIT: "it will not fit: choose a smaller quantization or model",
+    Fit.UNKNOWN: "this computer's memory could not be read",
+}
+
+_STATUS_TIPS = {
+    "linked": "Linked: Hearth uses your file where it is; removing the model keeps the file.",
+    "copied": "Stored in Hearth's models folder; removing the model deletes the file.",
+    "missing": "The file is gone (moved, deleted or on a drive that is not connected).",
+}
+
+
+@dataclass
+class _Row:
+    info: ModelInfo
+    status: str
+    n_ctx: int
+    ram: int
+    fit: Fit
+
+
+class ModelTableModel(QAbstractTableModel):
+    """Rows of :class:`ModelInfo` from a :class:`ModelLibrary`; the Name column is editable."""
+
+    renamed = Signal(str)  # path of a model whose name was edited in the table
+    renameFailed = Signal(str)  # a plain-words reason
+
+    def __init__(
+        self,
+        library: ModelLibrary,
+        memory: MemoryInfo | None = None,
+        n_ctx: int | None = None,
+        current_path: str | None = None,
+        parent=None,
+    ) -> None:
+        super().__init__(parent)
+        self.library = library
+        self._memory = memory or MemoryInfo(None, None)
+        self._n_ctx = n_ctx
+        self._current = current_path
+        self._rows: list[_Row] = []
+        self._icons: dict[Fit, QIcon] = {}
+        self.reload()
+
+    # -- state from outside -----------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Take a fresh snapshot of the library (after any change to it)."""
+        self.beginResetModel()
+        self._rows = [self._make_row(info) for info in self.library.models()]
+        self.endResetModel()
+
+    def _make_row(self, info: ModelInfo) -> _Row:
+        return _Row(info, info.status, *self._estimate(info))
+
+    def set_memory(self, memory: MemoryInfo) -> None:
+        self._memory = memory
+        self._recompute()
+
+    def set_context(self, n_ctx: int | None) -> None:
+        """The app's context setting, used for models without their own default."""
+        self._n_ctx = n_ctx
+        self._recompute()
+
+    def _recompute(self) -> None:
+        for i, row in enumerate(self._rows):
+            self._rows[i] = _Row(row.info, row.status, *self._estimate(row.info))
+        if self._rows:
+            self.dataChanged.emit(self.index(0, Column.RAM), self.index(len(self._rows) - 1, Column.RAM))
+
+    def _estimate(self, info: ModelInfo) -> tuple[int, int, Fit]:
+        ram = ram_estimate(info, self._n_ctx)
+        return effective_context(info, self._n_ctx), ram, fit_bytes(ram, self._memory)
+
+    def set_current_path(self, path: str | None) -> None:
+        """Show which model the chat uses now (bold)."""
+        self._current = path
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(Column) - 1))
+
+    @property
+    def memory(self) -> MemoryInfo:
+        return self._memory
+
+    def model_at(self, row: int) -> ModelInfo:
+        return self._rows[row].info
+
+    def row_of(self, path: str) -> int:
+        return next((i for i, r in enumerate(self._rows) if r.info.path == path), -1)
+
+    # -- QAbstractTableModel ----------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(Column)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(Column):
+            return None
+        column = Column(section)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[column]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS.get(column)
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        if index.column() == Column.NAME:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        column = Column(index.column())
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, column)
+        if role == Qt.ItemDataRole.EditRole:
+            return row.info.name if column == Column.NAME else self._display(row, column)
+        if role == SORT_ROLE:
+            return self._sort_key(row, column)
+        if role == PATH_ROLE:
+            return row.info.path
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(row, column)
+        if column == Column.RAM:
+            if role == FIT_ROLE:
+                return row.fit.value
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return FIT_COLOURS[row.fit]
+            if role == Qt.ItemDataRole.DecorationRole:
+                return self._fit_icon(row.fit)
+        if role == Qt.ItemDataRole.ForegroundRole and row.status == "missing":
+            return QColor("#9e9e9e")
+        if role == Qt.ItemDataRole.FontRole and row.info.path == self._current:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (
+            Column.SIZE, Column.PARAMETERS, Column.CONTEXT, Column.RAM
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def setData(self, index: QModelIndex | QPersistentModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or index.column() != Column.NAME or role != Qt.ItemDataRole.EditRole:
+            return False
+        row = self._rows[index.row()]
+        if not isinstance(value, str):
+            return False
+        try:
+            self.library.rename(row.info.path, value)
+        except LibraryError as exc:
+            self.renameFailed.emit(str(exc))
+            return False
+        self.dataChanged.emit(index, index)
+        self.renamed.emit(row.info.path)
+        return True
+
+    # -- cell contents ----------------------------------------------------------------------
+
+    def _display(self, row: _Row, column: Column) -> str:
+        info = row.info
+        if column == Column.NAME:
+            return info.name
+        if column == Column.FILE:
+            parts = len(info.parts)
+            return f"{info.file_name} (+{parts - 1} parts)" if parts > 1 else info.file_name
+        if column == Column.SIZE:
+            return human_size(info.size)
+        if column == Column.ARCHITECTURE:
+            return info.architecture or "—"
+        if column == Column.PARAMETERS:
+            return info.parameters or "—"
+        if column == Column.QUANTIZATION:
+            return info.quantization or "—"
+        if column == Column.CONTEXT:
+            return f"{info.context_length:,}" if info.context_length else "—"
+        if column == Column.TEMPLATE:
+            return "yes" if info.has_chat_template else "no"
+        if column == Column.RAM:
+            return f"{human_size(row.ram)} · {row.fit.value}"
+        return row.status
+
+    def _sort_key(self, row: _Row, column: Column) -> int | str:
+        info = row.info
+        if column == Column.SIZE:
+            return info.size
+        if column == Column.PARAMETERS:
+            return info.parameter_count or -1
+        if column == Column.CONTEXT:
+            return info.context_length or -1
+        if column == Column.RAM:
+            return row.ram
+        return self._display(row, column).casefold()
+
+    def _tooltip(self, row: _Row, column: Column) -> str | None:
+        info = row.info
+        if column == Column.NAME:
+            extra = "\nThe chat is using this model now." if info.path == self._current else ""
+            return info.name + extra
+        if column == Column.FILE:
+            return "\n".join(str(p) for p in info.parts)
+        if column == Column.RAM:
+            return self._ram_tip(row)
+        if column == Column.STATUS:
+            return _STATUS_TIPS.get(row.status)
+        if column == Column.SIZE:
+            return f"{info.size:,} bytes"
+        if column == Column.PARAMETERS and info.parameter_count:
+            return f"{info.parameter_count:,} parameters"
+        return None
+
+    def _ram_tip(self, row: _Row) -> str:
+        mem = self._memory
+        context = f"a context of {row.n_ctx:,} tokens" if row.n_ctx else "its context"
+        text = f"About {human_size(row.ram)} to run with {context} (model weights, context memory and the runtime)."
+        if mem.total:
+            text += f"\nThis computer has {human_size(mem.total)} of memory"
+            text += f", {human_size(mem.available)} available now" if mem.available is not None else ""
+            text += "."
+        return f"{text}\nVerdict: {_FIT_WORDS[row.fit]}."
+
+    def _fit_icon(self, fit: Fit) -> QIcon:
+        icon = self._icons.get(fit)
+        if icon is None:
+            pixmap = QPixmap(12, 12)
+            pixmap.fill(QColor(0, 0, 0, 0))
+            painter = QPainter(pixmap)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(FIT_COLOURS[fit])
+            painter.drawEllipse(1, 1, 10, 10)
+            painter.end()
+            icon = self._icons[fit] = QIcon(pixmap)
+        return icon

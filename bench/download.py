@@ -1,0 +1,211 @@
+"""Download throughput: the download manager against plain streaming clients, same file, same run.
+
+A generated file (200 MB by default) is served by the local fake Hub (tests/fake_hub.py) in
+a *separate process*, so the server does not compete with the client for the GIL, and
+downloaded three ways into a temporary folder:
+
+* (a) plain: one ``httpx2`` streaming GET written to a file — the floor;
+* (b) plain + sha256: the same, hashing each chunk as it arrives;
+* (d) plain + sha256 + one fsync at the end: the same durability as the manager's
+  (it fsyncs before the file is verified and moved), to tell that cost from its own;
+* (c) manager: ``DownloadQueue.add`` → COMPLETED (hashing as bytes arrive, fsync'ed
+  checkpoints every 8 MB, sha256 verified, atomic move into the models folder).
+
+Each is run ``--rounds`` times (interleaved, so a warming page cache favours none) and the
+best time is kept.  Printed: MB/s for each, the ratios c/a, c/b (and c/d) of throughput (1.0 = as
+fast as the plain client; target ≥ 0.9) and the manager's peak RSS growth during its
+downloads (target: flat, under 50 MB whatever the file size — the manager streams).
+
+    python bench/download.py [--size-mb 200] [--rounds 3] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import httpx2  # noqa: E402
+
+from app.core.downloads import DownloadEvent, DownloadQueue, DownloadState, EventKind  # noqa: E402
+
+REPO = "bench/Big-GGUF"
+NAME = "big.Q4_K_M.gguf"
+
+SERVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from fake_hub import FakeHub, make_content, sha256_hex
+    content = make_content({size}, seed=1)
+    hub = FakeHub().start()
+    hub.add_repo({repo!r}, {{{name!r}: content}})
+    print(hub.url, sha256_hex(content), flush=True)
+    sys.stdin.read()  # serve until the parent closes our stdin
+    hub.stop()
+    """
+)
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class PeakRss:
+    """Samples RSS every 10 ms in a thread; ``growth`` is the peak above the start."""
+
+    def __init__(self) -> None:
+        self.start = rss_bytes()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def plain(url: str, dest: Path, hash_it: bool, sync: bool = False) -> str | None:
+    hasher = hashlib.sha256() if hash_it else None
+    with httpx2.Client(timeout=30.0) as client, client.stream(
+        "GET", url, headers={"Accept-Encoding": "identity"}
+    ) as response, open(dest, "wb") as fh:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            fh.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    return hasher.hexdigest() if hasher is not None else None
+
+
+def managed(base: str, url: str, workdir: Path, size: int, sha: str) -> tuple[float, int]:
+    """One download through a fresh queue; returns (seconds, peak RSS growth in bytes)."""
+    done = threading.Event()
+    failed: list[str] = []
+
+    def on_event(event: DownloadEvent) -> None:
+        if event.kind == EventKind.COMPLETED:
+            done.set()
+        elif event.kind == EventKind.STATE and event.item.state == DownloadState.FAILED:
+            failed.append(event.item.error or "failed")
+            done.set()
+
+    queue = DownloadQueue(workdir / "downloads.json", workdir / "models", on_event=on_event,
+                          endpoint=base)
+    try:
+        with PeakRss() as rss:
+            began = time.perf_counter()
+            queue.add(REPO, NAME, url, total=size, sha256=sha)
+            done.wait()
+            elapsed = time.perf_counter() - began
+    finally:
+        queue.close()
+    if failed:
+        raise SystemExit(f"the manager's download failed: {failed[0]}")
+    return elapsed, rss.growth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="where the files are written (default: a temp folder)")
+    args = parser.parse_args()
+    size = args.size_mb * 1000 * 1000
+
+    script = SERVER.format(tests=str(ROOT / "tests"), size=size, repo=REPO, name=NAME)
+    server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        base, sha = server.stdout.readline().split()
+        url = f"{base}/{REPO}/resolve/main/{NAME}"
+        work = Path(tempfile.mkdtemp(prefix="hearth-bench-", dir=args.dir))
+        free = shutil.disk_usage(work).free
+        if free < size * 2 + 500 * 1000 * 1000:
+            raise SystemExit(f"not enough free space in {work} for a {args.size_mb} MB benchmark")
+        print(f"{args.size_mb} MB from the fake Hub in another process, best of {args.rounds}; writing to {work}")
+
+        times: dict[str, list[float]] = {"a": [], "b": [], "d": [], "c": []}
+        growth: list[int] = []
+        for _ in range(args.rounds):
+            target = work / "plain.bin"
+            began = time.perf_counter()
+            plain(url, target, hash_it=False)
+            times["a"].append(time.perf_counter() - began)
+            target.unlink()
+
+            began = time.perf_counter()
+            got = plain(url, target, hash_it=True)
+            times["b"].append(time.perf_counter() - began)
+            target.unlink()
+            assert got == sha, "the plain client's hash differs: the fake Hub is broken"
+
+            began = time.perf_counter()
+            plain(url, target, hash_it=True, sync=True)
+            times["d"].append(time.perf_counter() - began)
+            target.unlink()
+
+            run_dir = work / "managed"
+            elapsed, grew = managed(base, url, run_dir, size, sha)
+            times["c"].append(elapsed)
+            growth.append(grew)
+            shutil.rmtree(run_dir)
+
+        best = {k: min(v) for k, v in times.items()}
+        speed = {k: size / t / 1e6 for k, t in best.items()}
+        for key, label in (("a", "plain stream"), ("b", "plain stream + sha256"),
+                           ("d", "plain + sha256 + fsync"), ("c", "DownloadQueue")):
+            runs = " ".join(f"{t:.2f}" for t in times[key])
+            print(f"({key}) {label:<22}{speed[key]:8.1f} MB/s  (best {best[key]:.2f} s; runs: {runs})")
+        print(f"ratio c/a (throughput)    {speed['c'] / speed['a']:8.2f}   (target >= 0.9)")
+        print(f"ratio c/b (throughput)    {speed['c'] / speed['b']:8.2f}   (target >= 0.9)")
+        print(f"ratio c/d (throughput)    {speed['c'] / speed['d']:8.2f}   (same durability)")
+        print(f"manager peak RSS growth   {max(growth) / 1e6:8.1f} MB   (target < 50 MB, flat in file size)")
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
