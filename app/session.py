@@ -50,6 +50,7 @@ class ChatSession(QObject):
     conversationDeleted = Signal(str, str)  # id, title: the window offers Undo
     infoMessage = Signal(str)  # something worth telling that is not a problem
     storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
+    contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -60,6 +61,7 @@ class ChatSession(QObject):
     _chat = Signal(object, object)
     _shutdown = Signal()
     _unload = Signal()
+    _countPrompt = Signal(object, int)
 
     def __init__(
         self,
@@ -85,6 +87,9 @@ class ChatSession(QObject):
         self._reply_saved_at = 0.0
         self._saved = False  # whether the open conversation has a row in the store yet
         self._deleted: Conversation | None = None  # the last deleted conversation, for Undo
+        self._count_serial = 0
+        self._prompt_tokens = 0  # of the reply being written
+        self.context_used = 0
         self._pending_send = False
         self._stop_requested = False
 
@@ -98,6 +103,10 @@ class ChatSession(QObject):
         self._chat.connect(self.worker.chat)
         self._shutdown.connect(self.worker.shutdown)
         self._unload.connect(self.worker.unload)
+        self._countPrompt.connect(self.worker.count_prompt)
+        self.worker.promptCounted.connect(self._on_prompt_counted)
+        self.worker.promptInfo.connect(self._on_prompt_info)
+        self.worker.streamStats.connect(self._on_stream_stats)
         self.worker.engineReady.connect(self._on_engine_ready)
         self.worker.loading.connect(self._on_loading)
         self.worker.loaded.connect(self._on_loaded)
@@ -462,6 +471,41 @@ class ChatSession(QObject):
         at = 1 if messages and messages[0]["role"] == "system" else 0
         messages[at:at] = few_shot_turns(self.few_shot)
         return messages
+
+    def request_context_count(self, draft: str = "") -> None:
+        """Count the conversation (and what the user is typing) with the model's tokenizer;
+        the answer comes as contextChanged. Only the newest request's answer is used."""
+        if self.state is not EngineState.READY or self.loaded_info is None:
+            return
+        messages = self.prompt_messages()
+        if draft.strip():
+            messages.append({"role": "user", "content": draft})
+        self._count_serial += 1
+        self._countPrompt.emit(messages, self._count_serial)
+
+    def _on_prompt_counted(self, count: int, serial: int) -> None:
+        if serial == self._count_serial and self.loaded_info is not None:
+            self.context_used = count
+            self.contextChanged.emit(count, self.loaded_info.n_ctx)
+
+    def _on_prompt_info(self, info: p.PromptInfo) -> None:
+        self._prompt_tokens = info.prompt_tokens
+        self.context_used = info.prompt_tokens
+        self.contextChanged.emit(info.prompt_tokens, info.n_ctx)
+        if info.dropped_turns:
+            self.infoMessage.emit(
+                f"The conversation is longer than the model's context: the {info.dropped_turns} oldest "
+                f"turn{'s were' if info.dropped_turns != 1 else ' was'} left out of this reply's prompt "
+                "(the system prompt is kept)."
+            )
+
+    def _on_stream_stats(self, tokens: int, seconds: float) -> None:
+        if self._reply is None or self.loaded_info is None:
+            return
+        self.context_used = self._prompt_tokens + tokens
+        self.contextChanged.emit(self.context_used, self.loaded_info.n_ctx)
+        rate = f" · {tokens / seconds:.1f} tokens/s" if seconds > 0.2 and tokens > 1 else ""
+        self.statusText.emit(f"{self.current_model.name if self.current_model else 'The model'} is writing… {tokens} tokens{rate}")
 
     def set_load_settings(self, load: LoadSettings) -> None:
         """New load-time values (context, threads…): reload the current model with them."""

@@ -249,3 +249,45 @@ def test_input_grows_with_its_text_up_to_a_limit(qtbot, make_window) -> None:
         qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
     capped = window.input.height()
     assert grown < capped < empty * 6
+
+
+def test_context_meter_counts_with_the_models_tokenizer(qtbot, make_window, demo_model: Path) -> None:
+    from llama_cpp import Llama  # only the test process; the app never imports it
+
+    window = make_window(max_tokens=16)
+    qtbot.keyClicks(window.input, "How many tokens is this sentence?")
+    qtbot.waitUntil(lambda: window.session.context_used > 0 and window.context_meter.text().endswith("1,024 tokens"),
+                    timeout=10_000)
+    llm = Llama(model_path=str(demo_model), n_ctx=256, n_threads=1, verbose=False)
+    prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+              "<|im_start|>user\nHow many tokens is this sentence?<|im_end|>\n<|im_start|>assistant\n")
+    expected = len(llm.tokenize(prompt.encode(), add_bos=False, special=True))
+    llm.close()
+    assert window.session.context_used == expected
+    assert window.context_meter.text() == f"{expected:,} / 1,024 tokens"
+    # while the reply streams, the meter grows with it and the status shows live stats
+    seen: list[str] = []
+    window.session.statusText.connect(seen.append)
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000) as finished:
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    reply = finished.args[0]
+    assert reply.stats["prompt_tokens"] == expected
+    assert any("tokens/s" in text and "writing" in text for text in seen)
+    assert window.session.context_used >= expected + reply.stats["tokens"] - 2
+
+
+def test_a_long_conversation_drops_the_oldest_turns_and_says_so(qtbot, make_window) -> None:
+    window = make_window(max_tokens=16)
+    session = window.session
+    from app.core.conversation import Message
+
+    for i in range(12):  # ~1,700 tokens of history in a 1,024-token context
+        session.conversation.messages.append(Message(Role.USER, f"Question {i}: " + "tell me about rivers " * 15))
+        session.conversation.messages.append(Message(Role.ASSISTANT, "Rivers flow to the sea. " * 10))
+    session.settings.system_prompt = "You are terse."
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as finished:
+        _type_and_send(qtbot, window, "Last question: name a river.")
+    stats = finished.args[0].stats
+    assert finished.args[0].state is MessageState.COMPLETE
+    assert stats["dropped_turns"] > 0 and stats["prompt_tokens"] <= 1024 - 16
+    assert "oldest" in window.info_bar.label.text() and window.info_bar.isVisible()

@@ -46,12 +46,40 @@ class _Server:
         self.cancel = cancel
         self.llm: Any = None
         self.model_path: str | None = None
+        self.formatter: Any = None  # the GGUF's chat template, to count prompt tokens
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Tokens the messages take with the chat template and the generation prompt."""
+        if self.formatter is not None:
+            try:
+                prompt = self.formatter(messages=messages).prompt
+                return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+            except Exception:  # a template that fails here fails loudly at generation anyway
+                pass
+        text = sum(len(self.llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) for m in messages)
+        return text + 4 * len(messages) + 3  # role markers per turn, generation prompt
+
+    def fit_messages(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[dict[str, str]], int, int]:
+        """Leave out the oldest turns (never the system prompt or the newest message) until the
+        prompt leaves room for the reply. Returns (messages, prompt tokens, turns dropped)."""
+        n_ctx = self.llm.n_ctx()
+        room = min(max_tokens, max(n_ctx // 4, 32))
+        messages = list(messages)
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        dropped = 0
+        count = self.prompt_tokens(messages)
+        while count > n_ctx - room and len(messages) - first > 1:
+            del messages[first]
+            dropped += 1
+            count = self.prompt_tokens(messages)
+        return messages, count, dropped
 
     def close(self) -> None:
         if self.llm is not None:
             self.llm.close()
             self.llm = None
             self.model_path = None
+            self.formatter = None
 
     def handle(self, request: object) -> None:
         if isinstance(request, p.Load):
@@ -60,6 +88,11 @@ class _Server:
             self.chat(request)
         elif isinstance(request, p.Tokenize):
             self.tokenize(request)
+        elif isinstance(request, p.CountPrompt):
+            if self.llm is None:
+                self.conn.send(p.Error("request", "No model is loaded."))
+            else:
+                self.conn.send(p.TokenCount(self.prompt_tokens(request.messages)))
         elif isinstance(request, p.Unload):
             self.close()
             self.conn.send(p.Unloaded())
@@ -83,6 +116,7 @@ class _Server:
         self.llm = llm
         self.model_path = request.model_path
         from_gguf = "tokenizer.chat_template" in llm.metadata
+        self.formatter = _formatter(llm) if from_gguf else None
         self.conn.send(
             p.Loaded(
                 model_path=request.model_path,
@@ -105,12 +139,19 @@ class _Server:
             return
         kwargs = completion_kwargs(settings)
         apply_sampler_attributes(self.llm, settings)
+        messages, prompt_tokens, dropped = self.fit_messages(request.messages, settings.max_tokens)
+        n_ctx = self.llm.n_ctx()
+        if prompt_tokens >= n_ctx - 4:
+            self.conn.send(p.Error("chat", f"This message is longer than the model's context ({prompt_tokens:,} of "
+                                   f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings."))
+            return
+        self.conn.send(p.PromptInfo(prompt_tokens, n_ctx, dropped))
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
         reason = "stop"
         try:
-            stream = self.llm.create_chat_completion(messages=request.messages, stream=True, **kwargs)
+            stream = self.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
             for chunk in stream:
                 if self.cancel.is_set():
                     reason = "cancelled"
@@ -143,6 +184,8 @@ class _Server:
             "ttft": round(first - started, 3) if first else None,
             "tokens_per_s": round(n_tokens / gen_time, 2) if n_tokens > 1 and gen_time > 0 else None,
             "seed": kwargs["seed"],
+            "prompt_tokens": prompt_tokens,
+            "dropped_turns": dropped,
         }
         self.conn.send(p.Done(reason, stats))
 
@@ -152,3 +195,21 @@ class _Server:
             return
         tokens = self.llm.tokenize(request.text.encode("utf-8"), add_bos=False, special=True)
         self.conn.send(p.TokenCount(len(tokens)))
+
+
+def _formatter(llm: Any) -> Any:
+    """A renderer of the GGUF's own chat template, for counting (generation uses llama-cpp-python's)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
+
+    def text(token: int) -> str:
+        try:
+            return llm._model.token_get_text(token) if token != -1 else ""
+        except Exception:
+            return ""
+
+    try:
+        return Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"], eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
+        )
+    except Exception:  # a template Jinja cannot compile: count without it
+        return None

@@ -124,8 +124,8 @@ class EngineClient:
         assert isinstance(event, p.Loaded), event
         return event
 
-    def chat(self, request: p.Chat, tick: float | None = None) -> Iterator[p.Delta | p.Done | None]:
-        """Yield deltas, then one Done. With ``tick``, yield None whenever ``tick`` seconds
+    def chat(self, request: p.Chat, tick: float | None = None) -> Iterator[p.PromptInfo | p.Delta | p.Done | None]:
+        """Yield a PromptInfo, deltas, then one Done. With ``tick``, yield None whenever ``tick`` seconds
         pass without an event, so the caller can flush what it batched."""
         self._cancel.clear()
         self._send(request)
@@ -142,6 +142,14 @@ class EngineClient:
 
     def tokenize(self, text: str, timeout: float = 30.0) -> int:
         self._send(p.Tokenize(text))
+        event = self._next(timeout)
+        if isinstance(event, p.Error):
+            raise EngineError(event.message)
+        assert isinstance(event, p.TokenCount), event
+        return event.count
+
+    def count_prompt(self, messages: list[dict[str, str]], timeout: float = 30.0) -> int:
+        self._send(p.CountPrompt(messages))
         event = self._next(timeout)
         if isinstance(event, p.Error):
             raise EngineError(event.message)

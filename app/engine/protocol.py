@@ -35,6 +35,13 @@ class Tokenize:
 
 
 @dataclass(frozen=True)
+class CountPrompt:
+    """How many tokens these messages take through the model's chat template."""
+
+    messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Unload:
     pass
 
@@ -71,6 +78,15 @@ class Loaded:
 @dataclass(frozen=True)
 class Unloaded:
     pass
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """Sent before the first Delta: the prompt's size after fitting it into the context."""
+
+    prompt_tokens: int
+    n_ctx: int
+    dropped_turns: int  # oldest turns left out so the prompt fits (the system prompt is kept)
 
 
 @dataclass(frozen=True)

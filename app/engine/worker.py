@@ -33,6 +33,9 @@ class EngineWorker(QObject):
     failed = Signal(str)  # the request failed; the engine is still up
     crashed = Signal(str)  # the engine process died; restart() brings it back
     tokenCount = Signal(int)
+    promptCounted = Signal(int, int)  # tokens of the conversation + draft, request serial
+    promptInfo = Signal(object)  # protocol.PromptInfo, before the first tokens
+    streamStats = Signal(int, float)  # tokens so far, seconds since the first token
     unloaded = Signal()
     stopped = Signal()  # shutdown() finished
 
@@ -126,18 +129,26 @@ class EngineWorker(QObject):
     def chat(self, messages: list[dict[str, str]], settings: dict[str, Any]) -> None:
         pending: list[str] = []
         last_flush = time.monotonic()
+        first: float | None = None
+        count = 0
 
         def flush() -> None:
             nonlocal last_flush
             if pending:
                 self.tokens.emit("".join(pending))
                 pending.clear()
+                self.streamStats.emit(count, time.monotonic() - first if first else 0.0)
             last_flush = time.monotonic()
 
         try:
             for event in self._client.chat(p.Chat(messages, settings), tick=self.flush_interval):
                 if isinstance(event, p.Delta):
                     pending.append(event.text)
+                    count += 1  # llama-cpp-python streams one chunk per token
+                    if first is None:
+                        first = time.monotonic()
+                elif isinstance(event, p.PromptInfo):
+                    self.promptInfo.emit(event)
                 elif isinstance(event, p.Done):
                     flush()
                     self.finished.emit(event.reason, event.stats)
@@ -164,6 +175,15 @@ class EngineWorker(QObject):
             except EngineError:
                 pass
         self.unloaded.emit()
+
+    @Slot(object, int)
+    def count_prompt(self, messages: list[dict[str, str]], serial: int) -> None:
+        try:
+            self.promptCounted.emit(self._client.count_prompt(messages), serial)
+        except EngineCrashed as exc:
+            self.crashed.emit(str(exc))
+        except EngineError:
+            pass
 
     @Slot(str)
     def count_tokens(self, text: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QProgressBar,
     QPushButton,
     QStatusBar,
     QVBoxLayout,
@@ -132,6 +133,18 @@ class MainWindow(QMainWindow):
 
         self.status = _named(QStatusBar(), "statusBar")
         self.setStatusBar(self.status)
+        self.context_meter = _named(QLabel("— / — tokens"), "contextMeter")
+        self.context_meter.setToolTip("How much of the model's context this conversation uses")
+        self.context_bar = _named(QProgressBar(), "contextBar")
+        self.context_bar.setMaximumWidth(120)
+        self.context_bar.setMaximumHeight(12)
+        self.context_bar.setTextVisible(False)
+        self.status.addPermanentWidget(self.context_meter)
+        self.status.addPermanentWidget(self.context_bar)
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(300)  # count after a pause in typing, not per keystroke
+        self._count_timer.timeout.connect(lambda: session.request_context_count(self.input.toPlainText()))
 
         self.settings_panel = SettingsPanel(presets)
         self.settings_dock = QDockWidget("Settings", self)
@@ -166,6 +179,8 @@ class MainWindow(QMainWindow):
         session.conversationsChanged.connect(self._refresh_conversations)
         session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
         session.infoMessage.connect(self.info_bar.show_message)
+        session.contextChanged.connect(self._show_context)
+        self.input.textChanged.connect(self._count_timer.start)
         self.undo_bar.action.clicked.connect(self._undo_delete)
         self.sidebar.activated.connect(session.open_conversation)
         self.sidebar.newRequested.connect(self._new_chat)
@@ -293,6 +308,7 @@ class MainWindow(QMainWindow):
         self.sidebar.select(self.session.conversation.id)
 
     def _show_conversation(self, conversation) -> None:
+        self._count_timer.start()
         self.chat_view.show_conversation(conversation.messages)
         self.sidebar.select(conversation.id)
         self.setWindowTitle(f"{conversation.title} — {APP_NAME}" if conversation.messages else APP_NAME)
@@ -389,6 +405,19 @@ class MainWindow(QMainWindow):
         index = self.model_picker.findData(path) if path else -1
         self.model_picker.setCurrentIndex(index)
 
+    def _show_context(self, used: int, size: int) -> None:
+        self.context_meter.setText(f"{used:,} / {size:,} tokens")
+        self.context_bar.setMaximum(max(size, 1))
+        self.context_bar.setValue(min(used, size))
+        if used > size * 0.8:
+            note = ("Near the end of the model's context: the oldest turns will be left out of the prompt "
+                    "(the system prompt is kept). Start a new chat or raise the context length to keep them.")
+            self.context_meter.setStyleSheet("color: #c62828;" if used >= size else "color: #e65100;")
+        else:
+            note = "How much of the model's context this conversation uses"
+            self.context_meter.setStyleSheet("")
+        self.context_meter.setToolTip(note)
+
     def _on_state(self, value: str) -> None:
         state = EngineState(value)
         generating = state is EngineState.GENERATING
@@ -397,6 +426,7 @@ class MainWindow(QMainWindow):
         self.model_picker.setEnabled(not generating)
         if state is EngineState.READY:
             self.crash_bar.hide()
+            self._count_timer.start()  # a model loaded or a reply ended: count again
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.session.shutdown()
