@@ -29,7 +29,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
     from app.core.presets import PresetStore
-    from app.core.store import ConversationStore, StoreError
+    from app.core.store import StoreError, open_or_move_aside
     from app.resources import icon_path
     from app.session import ChatSession
     from app.ui.main_window import MainWindow
@@ -43,7 +43,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         qt_app.setWindowIcon(QIcon(str(icon)))
 
     try:
-        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+        store, store_note = open_or_move_aside(paths.data_dir() / "conversations.sqlite3")
     except StoreError as exc:
         from PySide6.QtWidgets import QMessageBox
 
@@ -57,6 +57,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, hub))
     window.show()
     session.start()
+    if store_note:
+        window.notice_bar.show_message(store_note)
 
     # Ctrl+C in the terminal closes the window in order; the timer lets Python see the signal.
     signal.signal(signal.SIGINT, lambda *_: window.close())

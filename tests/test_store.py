@@ -572,3 +572,23 @@ def test_store_module_does_not_import_qt() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     source = (REPO / "app" / "core" / "store.py").read_text()
     assert "PySide6" not in source and "from app.ui" not in source and "from app.engine" not in source
+
+
+def test_a_damaged_database_is_moved_aside_never_overwritten(tmp_path: Path) -> None:
+    from app.core.store import open_or_move_aside
+
+    db = tmp_path / "conversations.sqlite3"
+    junk = b"this is not a database at all" * 100
+    db.write_bytes(junk)
+    store, note = open_or_move_aside(db)
+    try:
+        assert note is not None and "unreadable" in note
+        aside = [p for p in tmp_path.iterdir() if ".unreadable-" in p.name]
+        assert len(aside) == 1 and aside[0].read_bytes() == junk  # kept byte for byte
+        assert str(aside[0]) in note
+        assert store.count_conversations() == 0
+    finally:
+        store.close()
+    again, note = open_or_move_aside(db)  # the fresh one opens normally next time
+    again.close()
+    assert note is None

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import logging
 import queue
 import sqlite3
@@ -893,3 +894,27 @@ class ConversationStore:
                 log.error("search query %r (%r) was refused: %s", query, match, exc.__cause__)
                 return []
             raise
+
+
+def open_or_move_aside(path: str | Path, on_error: Callable[[str], None] | None = None) -> tuple[ConversationStore, str | None]:
+    """Open the store; if the file is damaged or from a newer Hearth, keep it untouched under
+    a new name and start a fresh history, returning a note that says where the old one is.
+
+    A locked database (another program holds it) is not moved: that raises StoreError.
+    """
+    path = Path(path)
+    try:
+        return ConversationStore(path, on_error=on_error), None
+    except StoreError as exc:
+        if "locked" in str(exc).lower() or not path.exists():
+            raise
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = path.with_name(f"{path.stem}.unreadable-{stamp}{path.suffix}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(path) + suffix)
+            if part.exists():
+                os.replace(part, Path(str(aside) + suffix))
+        store = ConversationStore(path, on_error=on_error)
+        note = (f"Your conversation history could not be opened ({exc}). It was kept, unchanged, at "
+                f"{aside}, and Hearth started a new history.")
+        return store, note
