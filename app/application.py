@@ -28,13 +28,20 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
+    from app.core.preferences import PreferencesStore
     from app.core.presets import PresetStore
+    from app.ui.theme import apply_theme
     from app.core.store import StoreError, open_or_move_aside
     from app.resources import icon_path
     from app.session import ChatSession
     from app.ui.main_window import MainWindow
 
+    prefs_store = PreferencesStore()
+    prefs = prefs_store.load()
+    paths.set_models_dir(prefs.usable_models_dir())
+
     qt_app = QApplication.instance() or QApplication([sys.argv[0]])
+    apply_theme(qt_app, prefs.theme)  # before the window: the chat view picks its code colours
     qt_app.setApplicationName(APP_NAME)
     qt_app.setApplicationVersion(__version__)
     qt_app.setDesktopFileName("hearth")
@@ -50,11 +57,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         QMessageBox.critical(None, APP_NAME, f"Hearth cannot open its conversation history.\n\n{exc}")
         return 1
     session = ChatSession(ModelLibrary(), AppConfig(), store)
+    session.default_model = prefs.default_model
     store.on_error = session.storeError.emit
     from app.ui.downloads import create_download_manager
 
     queue, hub, _bridge = create_download_manager()
-    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, hub))
+    queue.set_max_parallel(prefs.max_parallel_downloads)
+    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, hub),
+                        preferences=(prefs_store, prefs))
+    if prefs.models_dir and prefs.usable_models_dir() is None:
+        window.info_bar.show_message(f"Your models folder “{prefs.models_dir}” is not available now; "
+                                     "using the default folder until it is back.")
     window.show()
     session.start()
     if store_note:

@@ -14,12 +14,14 @@ import platformdirs
 
 _APP = "hearth"
 _root: Path | None = None
+_models_dir: Path | None = None  # the user's Preferences choice
 
 
 def set_root(root: str | os.PathLike[str] | None) -> None:
     """Put all app files under ``root`` (``None`` returns to the platform folders)."""
     global _root
     _root = Path(root).expanduser().resolve() if root is not None else None
+    set_models_dir(None)
 
 
 def root() -> Path | None:
@@ -52,7 +54,17 @@ def log_dir() -> Path:
     return _dir("logs", platformdirs.user_log_dir(_APP, appauthor=False))
 
 
-def models_dir() -> Path:
+def set_models_dir(path: str | os.PathLike[str] | None) -> None:
+    """Keep models in ``path`` (Preferences); None: the data folder's "models"."""
+    global _models_dir
+    _models_dir = Path(path).expanduser().resolve() if path is not None else None
+
+
+def default_models_dir() -> Path:
     path = data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def models_dir() -> Path:
+    return _models_dir if _models_dir is not None else default_models_dir()

@@ -80,6 +80,7 @@ class ChatSession(QObject):
         self.load_settings = load_settings or LoadSettings()
         self.conversation = Conversation()
         self.few_shot: list[tuple[str, str]] = []  # example exchanges sent as real prior turns
+        self.default_model: str | None = None  # Preferences: load this one at start
         self.state = EngineState.STARTING
         self.current_model: ModelInfo | None = None
         self.loaded_info: p.Loaded | None = None
@@ -146,11 +147,11 @@ class ChatSession(QObject):
             self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
 
     def _initial_model(self) -> ModelInfo | None:
-        last = self.config.get("last_model")
-        if last:
-            model = self.library.get(last)
-            if model is not None and model.exists:
-                return model
+        for candidate in (self.default_model, self.config.get("last_model")):
+            if candidate:
+                model = self.library.get(candidate)
+                if model is not None and model.exists:
+                    return model
         return next((m for m in self.library.models() if m.exists), None)
 
     def shutdown(self, timeout_ms: int = 1800) -> None:

@@ -291,3 +291,23 @@ def test_a_long_conversation_drops_the_oldest_turns_and_says_so(qtbot, make_wind
     assert finished.args[0].state is MessageState.COMPLETE
     assert stats["dropped_turns"] > 0 and stats["prompt_tokens"] <= 1024 - 16
     assert "oldest" in window.info_bar.label.text() and window.info_bar.isVisible()
+
+
+def test_preferences_apply_live_ctrl_enter_mode_and_font(qtbot, make_window, tmp_path: Path) -> None:
+    from app.core.preferences import Preferences
+
+    window = make_window(max_tokens=4)
+    window.findChild(object, "preferencesAction").trigger()
+    dialog = window.findChild(object, "preferencesDialog")
+    assert dialog is not None and dialog.isVisible()
+    dialog.close()
+    window.apply_preferences(Preferences(theme="dark", chat_font_size=16, send_with="ctrl+enter"))
+    assert window.chat_view.font().pointSize() == 16
+    qtbot.waitUntil(lambda: window.palette().window().color().lightness() < 128, timeout=3000)  # recoloured live
+    qtbot.keyClicks(window.input, "first line")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)  # Enter now adds a line
+    assert window.input.toPlainText() == "first line\n" and window.session.conversation.messages == []
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000):
+        qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.conversation.messages[0].text == "first line"
+    window.apply_preferences(Preferences(theme="system"))

@@ -419,6 +419,16 @@ class ChatView(QTextBrowser):
                 menu.addAction(action)
         return menu
 
+    def changeEvent(self, event: QEvent) -> None:
+        """A live theme switch: pick the matching code colours and redraw (not mid-stream)."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            style = "monokai" if self.palette().base().color().lightness() < 128 else "default"
+            if style != self._code_style:
+                self._code_style = style
+                if self._live is None and self._entries:
+                    self.show_conversation([entry.message for entry in self._entries])
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._place_jump_button()

@@ -1,4 +1,5 @@
-"""The message input: Enter sends, Shift+Enter starts a new line; it grows with its text."""
+"""The message input: Enter (or Ctrl+Enter, per Preferences) sends, Shift+Enter always starts a
+new line; it grows with its text."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class MessageInput(QPlainTextEdit):
         super().__init__(parent)
         self.setObjectName("messageInput")
         self.setAccessibleName("messageInput")
+        self.send_with = "enter"
         self.setPlaceholderText("Message the model — Enter sends, Shift+Enter adds a line")
         self.setTabChangesFocus(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -30,12 +32,24 @@ class MessageInput(QPlainTextEdit):
         frame = int(self.document().documentMargin() * 2) + margins.top() + margins.bottom()
         self.setFixedHeight(lines * line + frame)
 
+    def set_send_with(self, mode: str) -> None:
+        """"enter": Enter sends; "ctrl+enter": Enter adds a line and Ctrl+Enter sends."""
+        self.send_with = mode
+        self.setPlaceholderText(
+            "Message the model — Ctrl+Enter sends, Enter adds a line"
+            if mode == "ctrl+enter"
+            else "Message the model — Enter sends, Shift+Enter adds a line"
+        )
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            mods = event.modifiers()
+            if mods & Qt.KeyboardModifier.ShiftModifier:
                 self.insertPlainText("\n")
-            else:
+            elif self.send_with == "enter" or mods & Qt.KeyboardModifier.ControlModifier:
                 self.submitted.emit()
+            else:
+                self.insertPlainText("\n")
             event.accept()
             return
         super().keyPressEvent(event)

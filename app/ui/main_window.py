@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QApplication,
     QProgressBar,
     QPushButton,
     QStatusBar,
@@ -23,13 +24,17 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app.core.export import EXPORT_FORMATS
+from app import paths
+from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
 from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
 from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
+from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
+from app.ui.theme import apply_chat_font, apply_theme
 
 
 def _named(widget, name: str):
@@ -70,10 +75,14 @@ class NoticeBar(QFrame):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: ChatSession, presets: PresetStore, downloads=None) -> None:
-        """``downloads`` is (DownloadQueue, HubClient) for the download manager, or None."""
+    def __init__(self, session: ChatSession, presets: PresetStore, downloads=None,
+                 preferences: tuple[PreferencesStore, Preferences] | None = None) -> None:
+        """``downloads`` is (DownloadQueue, HubClient) for the download manager, or None;
+        ``preferences`` is (store, loaded preferences), or None for defaults not saved."""
         super().__init__()
         self.session = session
+        self._prefs_store, self.prefs = preferences or (None, Preferences())
+        self._presets = presets
         self._downloads = downloads
         self.downloads_dialog = None
         self.models_dialog: ModelsDialog | None = None
@@ -198,6 +207,8 @@ class MainWindow(QMainWindow):
         self.settings_panel.presetApplied.connect(self._preset_applied)
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
+        apply_chat_font(self.chat_view, self.prefs.chat_font_size)
+        self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
         self.conversation_model.reload()
         self._show_conversation(session.conversation)
@@ -212,6 +223,7 @@ class MainWindow(QMainWindow):
             ("&Export this conversation…", "Ctrl+E", "exportAction", lambda: self._export([self.session.conversation.id])),
             ("Export &all conversations…", None, "exportAllAction", lambda: self._export(None)),
             ("&Import conversations…", None, "importAction", self._import),
+            ("&Preferences…", "Ctrl+Shift+P", "preferencesAction", self.show_preferences),
             ("&Quit", "Ctrl+Q", "quitAction", self.close),
         ):
             action = file.addAction(text)
@@ -289,8 +301,41 @@ class MainWindow(QMainWindow):
             self.show_models().import_files(paths)
 
     def _new_chat(self) -> None:
+        before = self.session.conversation
         self.session.new_conversation()
+        if self.session.conversation is not before and self.prefs.default_preset:
+            self.settings_panel.select_preset(self.prefs.default_preset)
         self.input.setFocus()
+
+    def show_preferences(self) -> PreferencesDialog:
+        models = [(m.label() if m.exists else f"{m.name} (missing)", m.path) for m in self.session.library.models()]
+        dialog = PreferencesDialog(self.prefs, models, [p.name for p in self._presets.list()], self,
+                                   default_models_dir=str(paths.default_models_dir()))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.applied.connect(self.apply_preferences)
+        dialog.open()
+        return dialog
+
+    def apply_preferences(self, prefs: Preferences) -> None:
+        old, self.prefs = self.prefs, prefs
+        if self._prefs_store is not None:
+            try:
+                self._prefs_store.save(prefs)
+            except PreferencesError as exc:
+                self.notice_bar.show_message(str(exc))  # still applied for this session
+        apply_theme(QApplication.instance(), prefs.theme)
+        apply_chat_font(self.chat_view, prefs.chat_font_size)
+        self.input.set_send_with(prefs.send_with)
+        self.send_button.setToolTip("Send (Ctrl+Enter)" if prefs.send_with == "ctrl+enter" else "Send (Enter)")
+        self.session.default_model = prefs.default_model
+        if self._downloads is not None:
+            self._downloads[0].set_max_parallel(prefs.max_parallel_downloads)
+        if prefs.models_dir != old.models_dir:
+            paths.set_models_dir(prefs.usable_models_dir())
+            if self._downloads is not None:
+                self._downloads[0].models_dir = paths.models_dir()
+            self.session.library.refresh()
+            self.session.modelsChanged.emit()
 
     def _focus_search(self) -> None:
         self.sidebar.search.setFocus()
