@@ -1,0 +1,591 @@
+"""Text out of the user's files, in sections that carry what a citation needs.
+
+A section is a run of text with the page it is on (PDF) or the heading it sits under
+(Markdown, HTML, Word), so an answer can say "manual.pdf, p. 12" or "notes.md, Setup"
+instead of just a file name.  Chunking never crosses a section boundary.
+
+Why these readers:
+
+* PDF: pypdf (pure Python, maintained, no native code to build).  Text comes page by page
+  so every passage knows its page.  A PDF that needs a password is refused with
+  :class:`UnreadableDocument`; one that is merely *owner*-protected (opens without a
+  password, as most "secured" PDFs do) is read.
+* Word (.docx): a small reader over :mod:`zipfile` and the standard library's XML parser
+  rather than python-docx, because python-docx pulls in lxml (a large native wheel) to do
+  what we need in ~80 lines: paragraphs, tables and heading styles.  Heading styles are
+  resolved through ``styles.xml`` by their built-in English names ("heading 1"), which Word
+  keeps even in localized documents, and by outline level.  Expat (the parser behind
+  :mod:`xml.etree`) never fetches external entities and, from 2.4, stops entity-expansion
+  bombs; the XML parts are size-checked before they are inflated (zip bombs).
+* HTML: :mod:`html.parser` from the standard library; scripts, styles and other
+  non-text elements are dropped, headings start sections.
+* Text, Markdown and source code are kept verbatim (Markdown is split at its headings).
+
+Every failure is an :class:`UnreadableDocument` whose ``reason`` is plain words ("is
+encrypted", "is empty", "is a binary file", "is not a supported file type (.png)"), so the
+index can list the file with the reason and go on with the rest.
+
+API::
+
+    Section(text, page=None, heading=None)
+    ExtractedDocument(path, title, sections, sha256, mtime, kind, size)
+    UnreadableDocument(path, reason)          str(exc) == "<file name> <reason>"
+    ExtractionCancelled
+    extract(path, data=None, cancel=None) -> ExtractedDocument
+    is_supported(path) -> bool                SUPPORTED_SUFFIXES, MAX_FILE_BYTES
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import os
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from xml.etree import ElementTree
+
+#: Larger files are refused: extracting them would hold the indexing thread for minutes
+#: and their text would swamp a collection anyway.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Most bytes an XML part of a .docx may inflate to (a real document is a few MB).
+_MAX_DOCX_XML_BYTES = 128 * 1024 * 1024
+
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", ".csv", ".tsv", ".log", ".tex", ".org", ".adoc"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+PDF_SUFFIXES = frozenset({".pdf"})
+DOCX_SUFFIXES = frozenset({".docx"})
+CODE_SUFFIXES = frozenset(
+    {
+        ".py", ".pyi", ".pyx", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".vue",
+        ".svelte", ".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".m", ".mm", ".cs",
+        ".java", ".kt", ".kts", ".scala", ".groovy", ".gradle", ".go", ".rs", ".swift", ".rb",
+        ".php", ".pl", ".pm", ".lua", ".r", ".jl", ".dart", ".hs", ".ml", ".mli", ".fs", ".ex",
+        ".exs", ".erl", ".clj", ".zig", ".nim", ".f90", ".sh", ".bash", ".zsh", ".fish", ".ps1",
+        ".bat", ".cmd", ".sql", ".css", ".scss", ".sass", ".less", ".json", ".jsonl", ".yaml",
+        ".yml", ".toml", ".ini", ".cfg", ".conf", ".xml", ".proto", ".graphql", ".cmake", ".mk",
+        ".dockerfile", ".tf", ".nix",
+    }
+)  # fmt: skip
+#: Source files known by name rather than suffix.
+CODE_NAMES = frozenset(
+    {"makefile", "dockerfile", "containerfile", "rakefile", "gemfile", "jenkinsfile", "justfile", "readme", "license"}
+)
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | DOCX_SUFFIXES | CODE_SUFFIXES
+
+#: Formats people try that we do not read, with what to do instead.
+_UNSUPPORTED_HINTS = {
+    ".doc": "save it as .docx",
+    ".rtf": "save it as .docx or .txt",
+    ".odt": "save it as .docx",
+    ".pages": "export it as .docx or PDF",
+}
+
+
+class UnreadableDocument(Exception):
+    """The file cannot be indexed; ``reason`` says why in plain words (it follows the name)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path.name} {reason}")
+
+
+class ExtractionCancelled(Exception):
+    """``cancel()`` returned true while a long document was being read."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text a citation can point at: its page (1-based, PDFs) or its heading."""
+
+    text: str
+    page: int | None = None
+    heading: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtractedDocument:
+    path: Path
+    title: str
+    sections: list[Section]
+    sha256: str
+    mtime: float
+    kind: str = "text"  # "text", "markdown", "html", "pdf", "docx", "code"
+    size: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.text for s in self.sections)
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return "pdf"
+    if suffix in DOCX_SUFFIXES:
+        return "docx"
+    if suffix in HTML_SUFFIXES:
+        return "html"
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if suffix in CODE_SUFFIXES or (not suffix and path.name.lower() in CODE_NAMES):
+        return "code"
+    return None
+
+
+def is_supported(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`extract` would try this file (by name; the content may still fail)."""
+    return _kind(Path(path)) is not None
+
+
+def extract(
+    path: str | os.PathLike[str],
+    data: bytes | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> ExtractedDocument:
+    """Read ``path`` (or the given bytes of it) into sections.
+
+    Raises :class:`UnreadableDocument` for a missing, unsupported, empty, binary,
+    encrypted or damaged file, and :class:`ExtractionCancelled` when ``cancel`` turns true
+    between PDF pages.
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if kind is None:
+        suffix = path.suffix.lower()
+        if not suffix:
+            raise UnreadableDocument(path, "is not a supported file type (it has no extension)")
+        hint = _UNSUPPORTED_HINTS.get(suffix)
+        raise UnreadableDocument(
+            path, f"is not a supported file type ({suffix})" + (f": {hint}" if hint else "")
+        )
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UnreadableDocument(path, "does not exist (it may have been moved or deleted)") from None
+    except OSError as exc:
+        raise UnreadableDocument(path, f"could not be opened ({exc.strerror or exc})") from None
+    if not path.is_file():
+        raise UnreadableDocument(path, "is not a file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise UnreadableDocument(path, f"is too large (over {MAX_FILE_BYTES // (1024 * 1024)} MB)")
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except PermissionError:
+            raise UnreadableDocument(path, "could not be opened (permission denied)") from None
+        except OSError as exc:
+            raise UnreadableDocument(path, f"could not be read ({exc.strerror or exc})") from None
+    if not data:
+        raise UnreadableDocument(path, "is empty")
+    sha = hashlib.sha256(data).hexdigest()
+
+    title = path.name
+    if kind == "pdf":
+        title, sections = _read_pdf(path, data, cancel)
+    elif kind == "docx":
+        title, sections = _read_docx(path, data)
+    elif kind == "html":
+        title, sections = _read_html(path, data)
+    else:
+        text = _decode_text(path, data)
+        if kind == "markdown":
+            sections = _markdown_sections(text)
+        else:
+            sections = [Section(text)] if text.strip() else []
+    sections = [s for s in sections if s.text.strip()]
+    if not sections:
+        raise UnreadableDocument(path, "contains no text" if kind != "pdf" else _NO_PDF_TEXT)
+    return ExtractedDocument(
+        path=path, title=title or path.name, sections=sections, sha256=sha, mtime=st.st_mtime, kind=kind, size=len(data)
+    )
+
+
+# -- plain text ------------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: Control characters (category Cc) that plain text does not contain: all but backspace,
+#: tab, the line and page breaks and escape (ANSI colours in logs).
+_BAD_CONTROLS = re.compile("[\x00-\x07\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+
+
+def _decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
+    """Bytes to text: BOM, then the declared charset, then UTF-8, then Windows-1252.
+
+    NUL bytes (outside UTF-16/32) or a high share of control characters mean a binary
+    file that merely has a text-like name.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _clean(data[len(bom) :].decode(encoding, errors="replace"))
+    if b"\x00" in data[:8192]:
+        raise UnreadableDocument(path, "is a binary file, not text")
+    text: str | None = None
+    if declared:
+        try:
+            text = data.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            text = None
+    if text is None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    sample = text[:8192]
+    controls = len(_BAD_CONTROLS.findall(sample))
+    if sample and controls / len(sample) > 0.05:
+        raise UnreadableDocument(path, "is a binary file, not text")
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """Line ends unified; NULs and lone surrogates (which SQLite cannot store) removed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+
+
+def _markdown_sections(text: str) -> list[Section]:
+    """Split at ATX (``# Title``) and setext (underlined) headings outside code fences."""
+    sections: list[Section] = []
+    heading: str | None = None
+    body: list[str] = []
+    fence: str | None = None
+
+    def flush() -> None:
+        chunk = "\n".join(body).strip("\n")
+        if chunk.strip():
+            sections.append(Section(chunk, heading=heading))
+        body.clear()
+
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            body.append(line)
+            continue
+        if m:
+            fence = m.group(1)
+            body.append(line)
+            continue
+        m = _ATX.match(line)
+        if m:
+            flush()
+            heading = (m.group(2) or "").strip() or None
+            continue
+        m = _SETEXT.match(line)
+        if m and body and body[-1].strip() and not body[-1].lstrip().startswith(("-", "*", "+", ">", "|")):
+            title = body.pop().strip()
+            flush()
+            heading = title
+            continue
+        body.append(line)
+    flush()
+    return sections
+
+
+# -- HTML -----------------------------------------------------------------------------------
+
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "canvas", "select"})
+_BLOCK_TAGS = frozenset(
+    {
+        "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table", "section", "article",
+        "header", "footer", "nav", "aside", "main", "pre", "blockquote", "hr", "figure",
+        "figcaption", "form", "fieldset", "address", "details", "summary", "caption", "body",
+    }
+)  # fmt: skip
+_HEADING_TAGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+class _HTMLText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[Section] = []
+        self.title = ""
+        self._heading: str | None = None
+        self._parts: list[str] = []
+        self._skip = 0  # depth inside elements whose text is not content
+        self._pre = 0
+        self._in_title = False
+        self._in_heading = False
+        self._heading_parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in _HEADING_TAGS and not self._skip:
+            self._flush()
+            self._in_heading = True
+            self._heading_parts = []
+        elif tag == "pre":
+            self._pre += 1
+            self._parts.append("\n")
+        elif tag in ("td", "th"):
+            self._parts.append("\t")
+        elif tag in _BLOCK_TAGS:
+            self._parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS and not self._skip:
+            self._parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in _HEADING_TAGS and self._in_heading:
+            self._in_heading = False
+            heading = " ".join("".join(self._heading_parts).split())
+            self._heading = heading or None
+            if heading and not self.title and tag == "h1":
+                self.title = heading
+        elif tag == "pre":
+            self._pre = max(0, self._pre - 1)
+            self._parts.append("\n")
+        elif tag in _BLOCK_TAGS:
+            self._parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._in_title:
+            self.title += data
+        elif self._in_heading:
+            self._heading_parts.append(data)
+        elif self._pre:
+            self._parts.append(data.replace("\n", "\x00"))  # protected from collapsing
+        else:
+            self._parts.append(data)
+
+    def _flush(self) -> None:
+        raw = "".join(self._parts)
+        self._parts = []
+        lines = []
+        for line in raw.split("\n"):
+            if "\x00" in line:
+                lines.extend(line.replace("\x00", "\n").split("\n"))
+            else:
+                lines.append(" ".join(line.split()))
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+        if text:
+            self.sections.append(Section(text, heading=self._heading))
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+        self.title = " ".join(self.title.split())
+
+
+def _read_html(path: Path, data: bytes) -> tuple[str, list[Section]]:
+    m = _CHARSET.search(data[:4096])
+    declared = m.group(1).decode("ascii", "replace") if m else None
+    text = _decode_text(path, data, declared)
+    parser = _HTMLText()
+    try:
+        parser.feed(text)
+        parser.close()
+    except Exception as exc:  # html.parser is lenient; this is a last resort
+        raise UnreadableDocument(path, f"could not be read as HTML ({exc})") from None
+    return parser.title or path.name, parser.sections
+
+
+# -- PDF ------------------------------------------------------------------------------------
+
+_NO_PDF_TEXT = "has no text layer (it may be a scan; run it through OCR first)"
+
+
+def _read_pdf(path: Path, data: bytes, cancel: Callable[[], bool] | None) -> tuple[str, list[Section]]:
+    import pypdf  # imported here: only PDF indexing pays for it
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise UnreadableDocument(path, "is not a valid PDF file")
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")  # owner-password-only PDFs open with an empty one
+            except (DependencyError, NotImplementedError, PyPdfError):
+                opened = 0
+            if not opened:
+                raise UnreadableDocument(path, "is encrypted (it needs a password to open)")
+        pages = reader.pages
+        count = len(pages)
+    except UnreadableDocument:
+        raise
+    except FileNotDecryptedError:
+        raise UnreadableDocument(path, "is encrypted (it needs a password to open)") from None
+    except Exception as exc:  # pypdf raises many kinds of error on a damaged file
+        raise UnreadableDocument(path, f"could not be read as a PDF ({_short(exc)})") from None
+
+    sections: list[Section] = []
+    failed = 0
+    for number in range(count):
+        if cancel is not None and cancel():
+            raise ExtractionCancelled()
+        try:
+            text = pages[number].extract_text() or ""
+        except FileNotDecryptedError:
+            raise UnreadableDocument(path, "is encrypted (it needs a password to open)") from None
+        except Exception:  # one damaged page should not lose the rest of the document
+            failed += 1
+            continue
+        text = _clean(text).strip()
+        if text:
+            sections.append(Section(text, page=number + 1))
+    if not sections and failed:
+        raise UnreadableDocument(path, "could not be read as a PDF (its pages are damaged)")
+    title = path.name
+    try:
+        meta_title = reader.metadata.title if reader.metadata else None
+        if isinstance(meta_title, str) and meta_title.strip():
+            title = " ".join(meta_title.split())
+    except Exception:
+        pass
+    return title, sections
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "…"
+
+
+# -- Word (.docx) ---------------------------------------------------------------------------
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _docx_part(path: Path, zf: zipfile.ZipFile, name: str) -> ElementTree.Element | None:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return None
+    if info.file_size > _MAX_DOCX_XML_BYTES:
+        raise UnreadableDocument(path, "is too large to read (its text part is over 128 MB)")
+    try:
+        return ElementTree.fromstring(zf.read(info))
+    except ElementTree.ParseError as exc:
+        raise UnreadableDocument(path, f"is damaged ({name} is not valid XML: {exc})") from None
+
+
+def _docx_heading_styles(path: Path, zf: zipfile.ZipFile) -> set[str]:
+    """Style ids that are headings, found by built-in name or outline level."""
+    styles = _docx_part(path, zf, "word/styles.xml")
+    ids = {f"Heading{i}" for i in range(1, 10)} | {"Title"}
+    if styles is None:
+        return ids
+    for style in styles.iter(f"{_W}style"):
+        sid = style.get(f"{_W}styleId")
+        if not sid:
+            continue
+        name_el = style.find(f"{_W}name")
+        name = (name_el.get(f"{_W}val") or "").lower() if name_el is not None else ""
+        level = style.find(f"{_W}pPr/{_W}outlineLvl")
+        if name.startswith("heading") or name == "title" or (level is not None and level.get(f"{_W}val", "9") < "9"):
+            ids.add(sid)
+    return ids
+
+
+def _docx_text(el: ElementTree.Element) -> str:
+    parts: list[str] = []
+    for node in el.iter():
+        tag = node.tag
+        if tag == f"{_W}t":  # not w:delText: deleted tracked changes are not content
+            parts.append(node.text or "")
+        elif tag == f"{_W}tab":
+            parts.append("\t")
+        elif tag in (f"{_W}br", f"{_W}cr"):
+            parts.append("\n")
+        elif tag == f"{_W}noBreakHyphen":
+            parts.append("-")
+    return "".join(parts)
+
+
+def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
+    if data.startswith(_OLE_MAGIC):
+        raise UnreadableDocument(path, "is encrypted (it needs a password to open) or is an old-format .doc file")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise UnreadableDocument(path, "is not a valid Word document (.docx)") from None
+    with zf:
+        body_root = _docx_part(path, zf, "word/document.xml")
+        if body_root is None:
+            raise UnreadableDocument(path, "is not a valid Word document (it has no document part)")
+        headings = _docx_heading_styles(path, zf)
+        body = body_root.find(f"{_W}body")
+        sections: list[Section] = []
+        heading: str | None = None
+        paragraphs: list[str] = []
+
+        def flush() -> None:
+            text = _clean("\n".join(paragraphs)).strip()
+            if text:
+                sections.append(Section(text, heading=heading))
+            paragraphs.clear()
+
+        for block in list(body) if body is not None else []:
+            if block.tag == f"{_W}p":
+                style = block.find(f"{_W}pPr/{_W}pStyle")
+                level = block.find(f"{_W}pPr/{_W}outlineLvl")
+                text = _docx_text(block)
+                is_heading = (style is not None and style.get(f"{_W}val") in headings) or (
+                    level is not None and level.get(f"{_W}val", "9") < "9"
+                )
+                if is_heading and text.strip():
+                    flush()
+                    heading = " ".join(text.split())
+                else:
+                    paragraphs.append(text)
+            elif block.tag == f"{_W}tbl":
+                for row in block.iter(f"{_W}tr"):
+                    cells = [" ".join(_docx_text(tc).split()) for tc in row.findall(f"{_W}tc")]
+                    paragraphs.append(" | ".join(cells))
+            elif block.tag == f"{_W}sdt":  # content controls (tables of contents, forms)
+                content = block.find(f"{_W}sdtContent")
+                if content is not None:
+                    paragraphs.extend(_docx_text(p) for p in content.iter(f"{_W}p"))
+        flush()
+        title = path.name
+        core = _docx_part(path, zf, "docProps/core.xml")
+        if core is not None:
+            el = core.find("{http://purl.org/dc/elements/1.1/}title")
+            if el is not None and el.text and el.text.strip():
+                title = " ".join(el.text.split())
+    return title, sections
+
+
+__all__ = [
+    "ExtractedDocument",
+    "ExtractionCancelled",
+    "MAX_FILE_BYTES",
+    "SUPPORTED_SUFFIXES",
+    "Section",
+    "UnreadableDocument",
+    "extract",
+    "is_supported",
+]
