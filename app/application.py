@@ -58,6 +58,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 1
     session = ChatSession(ModelLibrary(), AppConfig(), store)
     session.default_model = prefs.default_model
+    from app.core.documents.index import DocumentIndex, DocumentIndexError
+
+    try:
+        session.documents = DocumentIndex()
+    except DocumentIndexError as exc:  # chat still works; documents say why they don't
+        session.documents = None
+        store_note = (store_note + "\n" if store_note else "") + f"Documents are unavailable: {exc}"
     store.on_error = session.storeError.emit
     from app.ui.downloads import create_download_manager
 

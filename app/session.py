@@ -8,6 +8,7 @@ queued signals, except for the thread-safe ``cancel``.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
 from app.core.export import ExportError, ImportFormatError, fresh_ids, read_import_file, save_export
 from app.core.presets import effective_system_prompt, few_shot_turns
+from app.core.documents.index import DocumentIndex, DocumentIndexError
+from app.core.documents.retrieval import build_context, cited_numbers, retrieve, with_context
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.core.settings import LoadSettings, SamplingSettings
 from app.engine import protocol as p
@@ -51,6 +54,9 @@ class ChatSession(QObject):
     infoMessage = Signal(str)  # something worth telling that is not a problem
     storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
     contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
+    documentsChanged = Signal()  # attachments or the retrieval switch of this conversation
+    indexingProgress = Signal(int, int, str)  # done, total, file name (from the indexing thread)
+    indexingFinished = Signal(object)  # IndexReport, or None when it failed (message sent)
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -91,6 +97,11 @@ class ChatSession(QObject):
         self._count_serial = 0
         self._prompt_tokens = 0  # of the reply being written
         self.context_used = 0
+        self.documents: DocumentIndex | None = None  # set by the app: chat with your documents
+        self.sources_budget = 1500  # tokens of retrieved passages per question
+        self._citations: list = []  # sources given to the reply being written
+        self._indexing_cancel = threading.Event()
+        self._indexing: threading.Thread | None = None
         self._pending_send = False
         self._stop_requested = False
 
@@ -169,6 +180,11 @@ class ChatSession(QObject):
                 self._thread.quit()
                 self._thread.wait(500)
         self.store.close()  # drains queued writes: every message is on disk
+        self._indexing_cancel.set()
+        if self._indexing is not None:
+            self._indexing.join(2.0)
+        if self.documents is not None:
+            self.documents.close()
 
     # -- intents -----------------------------------------------------------------------------
 
@@ -206,6 +222,7 @@ class ChatSession(QObject):
         self.conversation = Conversation(settings=self.settings.to_dict())
         self._saved = False
         self.conversationOpened.emit(self.conversation)
+        self.documentsChanged.emit()
 
     def open_conversation(self, conversation_id: str) -> bool:
         if self.conversation.id == conversation_id and self._saved:
@@ -223,6 +240,7 @@ class ChatSession(QObject):
             self.settings = SamplingSettings.from_dict(conversation.settings)
         self.config.set("last_conversation", conversation.id)
         self.conversationOpened.emit(conversation)
+        self.documentsChanged.emit()
         return True
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
@@ -447,6 +465,7 @@ class ChatSession(QObject):
     def _generate(self) -> None:
         assert self.current_model is not None
         messages = self.prompt_messages()
+        messages = self._with_sources(messages)
         self._reply = Message(
             Role.ASSISTANT,
             "",
@@ -514,11 +533,81 @@ class ChatSession(QObject):
         if self.current_model is not None:
             self.select_model(self.current_model.path)
 
+    # -- documents -----------------------------------------------------------------------
+
+    def attached_documents(self) -> list:
+        if self.documents is None:
+            return []
+        coll = self.documents.attachments_collection(self.conversation.id, create=False)
+        return self.documents.documents(coll.id) if coll is not None else []
+
+    def retrieval_enabled(self) -> bool:
+        return self.documents is not None and self.documents.retrieval_enabled(self.conversation.id)
+
+    def set_retrieval_enabled(self, enabled: bool) -> None:
+        if self.documents is not None:
+            self.documents.set_retrieval_enabled(self.conversation.id, enabled)
+            self.documentsChanged.emit()
+
+    @property
+    def indexing(self) -> bool:
+        return self._indexing is not None and self._indexing.is_alive()
+
+    def attach_files(self, files: list[str]) -> bool:
+        """Index files for this conversation on a background thread; progress and the report
+        (with every skipped file and why) arrive as signals."""
+        if self.documents is None or self.indexing or not files:
+            return False
+        index, conversation_id = self.documents, self.conversation.id
+        self._indexing_cancel.clear()
+
+        def work() -> None:
+            try:
+                report = index.attach_files(conversation_id, files, progress=self.indexingProgress.emit,
+                                            cancel=self._indexing_cancel.is_set)
+            except (DocumentIndexError, OSError) as exc:
+                self.errorMessage.emit(f"Could not index the files: {exc}")
+                report = None
+            self.indexingFinished.emit(report)
+
+        self._indexing = threading.Thread(target=work, name="hearth-indexing", daemon=True)
+        self._indexing.start()
+        return True
+
+    def cancel_indexing(self) -> None:
+        self._indexing_cancel.set()
+
+    def _with_sources(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Put the passages that best match the question in front of it, numbered to cite."""
+        self._citations = []
+        if self.documents is None:
+            return messages
+        try:
+            ids = self.documents.conversation_collection_ids(self.conversation.id)
+            question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
+            if not ids or not question:
+                return messages
+            hits = retrieve(self.documents, question, ids, k=6, token_budget=self.sources_budget)
+        except DocumentIndexError as exc:
+            self.errorMessage.emit(f"Your documents could not be searched: {exc}")
+            return messages
+        if not hits:
+            return messages
+        block, self._citations = build_context(hits)
+        return with_context(messages, block)
+
     def _finish_reply(self, state: MessageState, stats: dict) -> None:
         reply, self._reply = self._reply, None
         if reply is None:
             return
         reply.state = state
+        if self._citations:
+            used = set(cited_numbers(reply.text, len(self._citations)))
+            stats = dict(stats, sources=[
+                {"number": c.number, "label": c.label, "text": c.text, "cited": c.number in used}
+                for c in self._citations
+            ])
+            self._citations = []
         reply.stats = stats or None
         self.store.update_message(reply)
         self.store.touch(self.conversation.id)

@@ -169,6 +169,7 @@ class ChatView(QTextBrowser):
     editRequested = Signal(str)
     deleteRequested = Signal(str)
     regenerateRequested = Signal()
+    sourceRequested = Signal(str, int)  # message id, source number: show the passage
 
     def __init__(self, parent: QWidget | None = None, *, open_url: Callable[[QUrl], object] | None = None) -> None:
         super().__init__(parent)
@@ -574,6 +575,17 @@ class ChatView(QTextBrowser):
                 + " · ".join(parts)
                 + "</p>"
             )
+        sources = (message.stats or {}).get("sources") or []
+        if sources:
+            links = []
+            for src in sources:
+                colour = "#1565c0" if src.get("cited") else _GREY
+                note = "" if src.get("cited") else " (retrieved, not cited)"
+                links.append(
+                    f'<a href="{self._scheme}:source/{message.id}/{int(src["number"])}" style="color: {colour}">'
+                    f'[{int(src["number"])}] {html.escape(str(src.get("label", "")))}</a>{html.escape(note)}'
+                )
+            out += f'<p style="margin-top: 2px; font-size: small">Sources: ' + " · ".join(links) + "</p>"
         return out
 
     def _mark_reasoning(self, start: int, end: int, *, visible: bool) -> None:
@@ -764,6 +776,8 @@ class ChatView(QTextBrowser):
             self._copy_message(entry, True)
         elif action == "reasoning":
             self._toggle_reasoning(entry)
+        elif action == "source" and index.isdigit():
+            self.sourceRequested.emit(message_id, int(index))
 
     def _fence_code(self, entry: _Entry, index: int) -> str | None:
         """The raw code of the fence whose first block is at index: all of its parts."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDockWidget,
     QInputDialog,
+    QSpinBox,
     QSplitter,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QApplication,
     QProgressBar,
     QPushButton,
@@ -24,6 +27,8 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app.core.export import EXPORT_FORMATS
+from pathlib import Path
+
 from app import paths
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
@@ -117,6 +122,32 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView()
         layout.addWidget(self.chat_view, 1)
 
+        docs = QHBoxLayout()
+        self.attach_button = _named(QPushButton("📎 Attach files…"), "attachButton")
+        self.attach_button.setToolTip("Add documents this conversation can answer from (.txt, .md, .pdf, .docx, .html, code)")
+        self.use_documents = _named(QCheckBox("Use documents"), "useDocuments")
+        self.use_documents.setToolTip("Look up the passages that best match each question and let the model cite them")
+        self.documents_label = _named(QLabel(""), "documentsLabel")
+        self.sources_budget = _named(QSpinBox(), "sourcesBudget")
+        self.sources_budget.setRange(100, 16000)
+        self.sources_budget.setSingleStep(250)
+        self.sources_budget.setValue(session.sources_budget)
+        self.sources_budget.setSuffix(" tokens")
+        self.sources_budget.setToolTip("How much of the context retrieved passages may use (counted in the context meter)")
+        self.indexing_bar = _named(QProgressBar(), "indexingBar")
+        self.indexing_bar.setMaximumWidth(160)
+        self.indexing_cancel = _named(QPushButton("Cancel"), "cancelIndexing")
+        for widget in (self.attach_button, self.use_documents, self.documents_label):
+            docs.addWidget(widget)
+        docs.addStretch(1)
+        docs.addWidget(QLabel("Sources budget:"))
+        docs.addWidget(self.sources_budget)
+        docs.addWidget(self.indexing_bar)
+        docs.addWidget(self.indexing_cancel)
+        self.indexing_bar.hide()
+        self.indexing_cancel.hide()
+        layout.addLayout(docs)
+
         row = QHBoxLayout()
         self.input = MessageInput()
         row.addWidget(self.input, 1)
@@ -202,6 +233,14 @@ class MainWindow(QMainWindow):
         self.chat_view.editRequested.connect(self._edit_message)
         self.chat_view.deleteRequested.connect(session.delete_message)
         self.chat_view.regenerateRequested.connect(session.regenerate)
+        self.chat_view.sourceRequested.connect(self._show_source)
+        self.attach_button.clicked.connect(self._attach)
+        self.use_documents.toggled.connect(session.set_retrieval_enabled)
+        self.sources_budget.valueChanged.connect(lambda v: setattr(session, "sources_budget", v))
+        self.indexing_cancel.clicked.connect(session.cancel_indexing)
+        session.documentsChanged.connect(self._show_documents)
+        session.indexingProgress.connect(self._indexing_progress)
+        session.indexingFinished.connect(self._indexing_finished)
         self.settings_panel.settingsChanged.connect(session.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
@@ -210,6 +249,7 @@ class MainWindow(QMainWindow):
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
         self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
+        self._show_documents()
         self.conversation_model.reload()
         self._show_conversation(session.conversation)
         self.input.setFocus()
@@ -291,14 +331,79 @@ class MainWindow(QMainWindow):
         return self.downloads_dialog
 
     def dragEnterEvent(self, event) -> None:
-        if gguf_paths_from_mime(event.mimeData()):
+        if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        paths = gguf_paths_from_mime(event.mimeData())
-        if paths:
+        """GGUF files join the model library; any other files are attached as documents."""
+        models = gguf_paths_from_mime(event.mimeData())
+        others = [u.toLocalFile() for u in event.mimeData().urls()
+                  if u.isLocalFile() and u.toLocalFile() not in models and not u.toLocalFile().lower().endswith(".gguf")]
+        if models or others:
             event.acceptProposedAction()
-            self.show_models().import_files(paths)
+        if models:
+            self.show_models().import_files(models)
+        if others:
+            self.session.attach_files(others)
+
+    # -- documents ------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Attach documents", "",
+            "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.py *.js *.ts *.c *.cpp *.h *.java *.rs *.go *.rb *.sh *.json *.yaml *.yml *.toml *.csv);;All files (*)",
+        )
+        if files:
+            self.session.attach_files(files)
+
+    def _show_documents(self) -> None:
+        enabled = self.session.documents is not None
+        for widget in (self.attach_button, self.use_documents, self.sources_budget):
+            widget.setEnabled(enabled and not self.session.indexing)
+        docs = self.session.attached_documents()
+        self.use_documents.blockSignals(True)
+        self.use_documents.setChecked(self.session.retrieval_enabled())
+        self.use_documents.blockSignals(False)
+        readable = [d for d in docs if not d.error]
+        self.documents_label.setText(f"{len(readable)} document{'s' if len(readable) != 1 else ''}" if docs else "")
+        self.documents_label.setToolTip("\n".join(f"{d.name} — {d.error or 'indexed'}" for d in docs))
+
+    def _indexing_progress(self, done: int, total: int, name: str) -> None:
+        self.indexing_bar.show()
+        self.indexing_cancel.show()
+        self.attach_button.setEnabled(False)
+        self.indexing_bar.setMaximum(max(total, 1))
+        self.indexing_bar.setValue(done)
+        self.indexing_bar.setFormat(f"{done}/{total} {name}")
+
+    def _indexing_finished(self, report) -> None:
+        self.indexing_bar.hide()
+        self.indexing_cancel.hide()
+        self._show_documents()
+        if report is None:
+            return
+        added = report.added + report.updated
+        text = f"Indexed {added} document{'s' if added != 1 else ''}."
+        if report.cancelled:
+            text += " Indexing was cancelled; the files finished so far are kept."
+        if report.skipped:
+            text += " Skipped: " + "; ".join(f"{Path(s.path).name} — {s.reason}" for s in report.skipped)
+        (self.notice_bar if report.skipped else self.info_bar).show_message(text)
+
+    def _show_source(self, message_id: str, number: int) -> None:
+        message = next((m for m in self.session.conversation.messages if m.id == message_id), None)
+        sources = (message.stats or {}).get("sources", []) if message else []
+        source = next((s for s in sources if int(s.get("number", 0)) == number), None)
+        if source is None:
+            return
+        box = QMessageBox(self)
+        box.setObjectName("sourceDialog")
+        box.setWindowTitle(f"Source [{number}]")
+        box.setText(f"[{number}] {source.get('label', '')}")
+        box.setInformativeText(source.get("text", ""))
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.open()
 
     def _new_chat(self) -> None:
         before = self.session.conversation

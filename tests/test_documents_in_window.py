@@ -1,0 +1,77 @@
+"""Chat with your documents in the real window, on the real demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app import paths
+from app.core.config import AppConfig
+from app.core.documents.index import DocumentIndex
+from app.core.library import ModelLibrary
+from app.core.presets import PresetStore
+from app.core.settings import LoadSettings, SamplingSettings
+from app.core.store import ConversationStore
+from app.session import ChatSession, EngineState
+from app.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.model
+
+FACT = ("The Hearth lighthouse on Korrin Island was built in 1887 by the engineer Maren Talvik. "
+        "Its lamp is fuelled by whale oil and can be seen 31 kilometres out to sea.")
+
+
+@pytest.fixture
+def window(qtbot, demo_model):
+    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+    session = ChatSession(ModelLibrary(), AppConfig(), store,
+                          settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=24),
+                          load_settings=LoadSettings(n_ctx=2048, n_threads=1))
+    session.documents = DocumentIndex(paths.data_dir() / "documents.sqlite3")
+    win = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+    qtbot.addWidget(win)
+    win.show()
+    session.start()
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
+    yield win
+    win.close()
+
+
+def test_attached_documents_are_retrieved_cited_and_shown(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+    session = window.session
+    notes = tmp_path / "lighthouse-notes.md"
+    notes.write_text("# Korrin Island\n\n" + FACT + "\n\n# Other notes\n\nThe ferry leaves at noon on Sundays.\n")
+    other = tmp_path / "recipes.txt"
+    other.write_text("Bread needs flour, water, salt and yeast. Knead it for ten minutes.\n")
+    broken = tmp_path / "scan.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as finished:
+        assert session.attach_files([str(notes), str(other), str(broken)])
+    report = finished.args[0]
+    assert report.added == 2 and [Path(s.path).name for s in report.skipped] == ["scan.pdf"]
+    assert "scan.pdf" in window.notice_bar.label.text()  # the unreadable file is listed with its reason
+    assert window.documents_label.text() == "2 documents" and window.use_documents.isChecked()
+
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as done:
+        qtbot.keyClicks(window.input, "Who built the lighthouse on Korrin Island?")
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    reply = done.args[0]
+    sources = reply.stats["sources"]
+    assert sources[0]["label"].startswith("lighthouse-notes.md") and "Maren Talvik" in sources[0]["text"]
+    assert reply.stats["prompt_tokens"] > 60  # the passage went into the prompt
+    view = window.chat_view.toPlainText()
+    assert "Sources:" in view and "[1] lighthouse-notes.md" in view
+    shown: list[str] = []
+    monkeypatch.setattr("app.ui.main_window.QMessageBox.open", lambda box: shown.append(box.informativeText()))
+    window.chat_view.sourceRequested.emit(reply.id, 1)
+    assert shown and "Maren Talvik" in shown[0]
+
+    # retrieval off for this conversation: no sources
+    window.use_documents.setChecked(False)
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as done:
+        qtbot.keyClicks(window.input, "Who built the lighthouse?")
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    assert not (done.args[0].stats or {}).get("sources")
+    assert not session.retrieval_enabled()
