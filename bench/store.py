@@ -190,6 +190,21 @@ def measure(path: Path) -> dict[str, object]:
             times.append(time.perf_counter() - t)
         searches[label] = {"query": q, "first_s": times[0], "median_s": statistics.median(times), "hits": len(hits)}
     result["search"] = searches
+    # opening a long conversation (issue 5: a 1,000-message conversation in under 200 ms)
+    long_conv = Conversation(id="bench-long-conversation", title="a long one")
+    long_conv.messages = [
+        Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, f"message {i}: " + "words of a reply " * 30)
+        for i in range(1000)
+    ]
+    store.import_conversations([long_conv])
+    store.flush()
+    loads = []
+    for _ in range(3):
+        t = time.perf_counter()
+        loaded = store.load(long_conv.id)
+        loads.append(time.perf_counter() - t)
+    assert len(loaded.messages) == 1000
+    result["load_1000_s"] = statistics.median(loads)
     # update_message as the GUI thread sees it (enqueue only), and as the disk does
     conv = Conversation(title="bench")
     reply = Message(Role.ASSISTANT, "", MessageState.STREAMING)
@@ -279,6 +294,8 @@ def main() -> None:
           f"   ratio {o / OPEN_TARGET_S:.3f}   (sqlite3 baseline {base['open_list_count_s'] * 1e3:.1f} ms,"
           f" store/baseline {o / max(base['open_list_count_s'], 1e-9):.1f}x; open alone {m['open_s'] * 1e3:.1f} ms)")
     print("later pages (offset 200, 5000, last): " + ", ".join(f"{t * 1e3:.1f} ms" for t in m["later_pages_s"]))
+    print(f"load a 1,000-message conversation: {m['load_1000_s'] * 1e3:8.1f} ms   target 200 ms"
+          f"   ratio {m['load_1000_s'] / 0.2:.3f}")
     print()
     print(f"{'search':18} {'query':28} {'hits':>5} {'first':>9} {'median':>9} {'ratio':>7} {'baseline':>9}")
     worst = 0.0
