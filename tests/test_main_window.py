@@ -311,3 +311,25 @@ def test_preferences_apply_live_ctrl_enter_mode_and_font(qtbot, make_window, tmp
         qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert window.session.conversation.messages[0].text == "first line"
     window.apply_preferences(Preferences(theme="system"))
+
+
+def test_presets_export_and_import_through_the_file_menu(qtbot, make_window, tmp_path: Path, monkeypatch) -> None:
+    from app.core.presets import Preset
+
+    window = make_window()
+    window._presets.save(Preset.from_dict({"name": "Pirate", "description": "Arr", "system_prompt": "Talk like a pirate.",
+                                           "settings": {"temperature": 1.1}, "few_shot": []}))
+    out = tmp_path / "mine.json"
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(out), ""))
+    window.findChild(object, "exportPresetsAction").trigger()
+    assert "Pirate" in out.read_text() and "Exported 1 preset" in window.info_bar.label.text()
+    window._presets.delete("Pirate")
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(out), ""))
+    window.findChild(object, "importPresetsAction").trigger()
+    assert window._presets.get("Pirate") is not None
+    assert window.settings_panel.findChild(object, "presetPicker").findText("Pirate") >= 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(bad), ""))
+    window.findChild(object, "importPresetsAction").trigger()
+    assert "No presets were imported" in window.notice_bar.label.text()

@@ -18,6 +18,7 @@ API: ``Preset``; ``PresetError``; ``BUILTIN_PRESETS``; ``PresetStore(path)`` wit
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -443,3 +444,28 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     if end >= 0 and _OPEN not in text[:end]:
         return text[:end].strip(), text[end + len(_CLOSE):].lstrip()
     return None, text
+
+
+def export_presets_file(store: PresetStore, path: str | os.PathLike[str]) -> int:
+    """Write the user's presets to ``path`` (atomically); returns how many."""
+    from app.core.export import ExportError  # noqa: PLC0415 - shared plain-words I/O error
+
+    text = store.export_json()
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"Could not save {target.name}: {exc.strerror or exc}.") from exc
+    return len(json.loads(text).get("presets", []))
+
+
+def import_presets_file(store: PresetStore, path: str | os.PathLike[str]) -> list[Preset]:
+    """Add the presets from a file; all or nothing (PresetError says what is wrong)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"Could not read {Path(path).name}: {exc}") from exc
+    return store.import_json(text)

@@ -263,6 +263,8 @@ class MainWindow(QMainWindow):
             ("&Export this conversation…", "Ctrl+E", "exportAction", lambda: self._export([self.session.conversation.id])),
             ("Export &all conversations…", None, "exportAllAction", lambda: self._export(None)),
             ("&Import conversations…", None, "importAction", self._import),
+            ("Import &presets…", None, "importPresetsAction", self._import_presets),
+            ("Export p&resets…", None, "exportPresetsAction", self._export_presets),
             ("&Preferences…", "Ctrl+Shift+P", "preferencesAction", self.show_preferences),
             ("&Quit", "Ctrl+Q", "quitAction", self.close),
         ):
@@ -506,6 +508,35 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.session.import_conversations(path)
+
+    def _import_presets(self) -> None:
+        from app.core.presets import PresetError, import_presets_file
+
+        path, _ = QFileDialog.getOpenFileName(self, "Import presets", "", "Hearth presets (*.json);;All files (*)")
+        if not path:
+            return
+        try:
+            added = import_presets_file(self._presets, path)
+        except PresetError as exc:
+            self.notice_bar.show_message(f"No presets were imported: {exc}")
+            return
+        self.settings_panel.refresh_presets()
+        self.info_bar.show_message(f"Imported {len(added)} preset{'s' if len(added) != 1 else ''}: "
+                                   + ", ".join(p.name for p in added))
+
+    def _export_presets(self) -> None:
+        from app.core.export import ExportError
+        from app.core.presets import export_presets_file
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export presets", "hearth-presets.json", "Hearth presets (*.json)")
+        if not path:
+            return
+        try:
+            count = export_presets_file(self._presets, path)
+        except ExportError as exc:
+            self.notice_bar.show_message(str(exc))
+            return
+        self.info_bar.show_message(f"Exported {count} preset{'s' if count != 1 else ''} to {Path(path).name}.")
 
     def _preset_applied(self, preset) -> None:
         self.session.few_shot = list(preset.few_shot)
