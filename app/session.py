@@ -241,6 +241,7 @@ class ChatSession(QObject):
         self.config.set("last_conversation", conversation.id)
         self.conversationOpened.emit(conversation)
         self.documentsChanged.emit()
+        self.sync_collections()
         return True
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
@@ -556,15 +557,63 @@ class ChatSession(QObject):
     def attach_files(self, files: list[str]) -> bool:
         """Index files for this conversation on a background thread; progress and the report
         (with every skipped file and why) arrive as signals."""
-        if self.documents is None or self.indexing or not files:
+        if self.documents is None or not files:
             return False
         index, conversation_id = self.documents, self.conversation.id
+        return self._start_indexing(lambda progress, cancel: index.attach_files(conversation_id, files, progress, cancel))
+
+    def create_collection(self, name: str, folder: str) -> bool:
+        """A named collection filled from a folder (indexed in the background), switched on
+        for this conversation; other conversations can switch it on too."""
+        if self.documents is None or self.indexing:
+            return False
+        try:
+            collection = self.documents.create_collection(name, folder)
+        except DocumentIndexError as exc:
+            self.errorMessage.emit(str(exc))
+            return False
+        self.documents.enable_collection(self.conversation.id, collection.id, True)
+        self.documentsChanged.emit()
+        index = self.documents
+        return self._start_indexing(lambda progress, cancel: index.sync_collection(collection.id, progress, cancel))
+
+    def set_collection_enabled(self, collection_id: int, enabled: bool) -> None:
+        if self.documents is not None:
+            self.documents.enable_collection(self.conversation.id, collection_id, enabled)
+            self.documentsChanged.emit()
+
+    def sync_collections(self) -> bool:
+        """Re-index this conversation's folder collections: changed files (by time and hash)
+        again, removed ones dropped. Runs when a conversation is opened."""
+        if self.documents is None or self.indexing:
+            return False
+        index = self.documents
+        ids = [c.id for c in index.collections() if c.folder is not None and c.id in index.enabled_collections(self.conversation.id)]
+        if not ids:
+            return False
+
+        def job(progress, cancel):
+            report = None
+            for cid in ids:
+                try:
+                    part = index.sync_collection(cid, progress, cancel)
+                except DocumentIndexError as exc:  # e.g. the folder's drive is unplugged: keep its index
+                    self.errorMessage.emit(str(exc))
+                    continue
+                report = part if report is None else report.merge(part)
+            return report
+
+        return self._start_indexing(job)
+
+    def _start_indexing(self, job) -> bool:
+        if self.indexing:
+            self.errorMessage.emit("Documents are still being indexed; try again when that has finished.")
+            return False
         self._indexing_cancel.clear()
 
         def work() -> None:
             try:
-                report = index.attach_files(conversation_id, files, progress=self.indexingProgress.emit,
-                                            cancel=self._indexing_cancel.is_set)
+                report = job(self.indexingProgress.emit, self._indexing_cancel.is_set)
             except (DocumentIndexError, OSError) as exc:
                 self.errorMessage.emit(f"Could not index the files: {exc}")
                 report = None

@@ -75,3 +75,36 @@ def test_attached_documents_are_retrieved_cited_and_shown(qtbot, window: MainWin
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
     assert not (done.args[0].stats or {}).get("sources")
     assert not session.retrieval_enabled()
+
+
+def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+    session = window.session
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Parking\n\nStaff park behind the blue warehouse on Elm Street.\n")
+    (folder / "b.txt").write_text("Lunch is served at half past twelve in the canteen.\n")
+    dialog = window.show_collections()
+    monkeypatch.setattr("app.ui.collections_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
+    monkeypatch.setattr("app.ui.collections_dialog.QInputDialog.getText", lambda *a, **k: ("Handbook", True))
+    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as done:
+        qtbot.mouseClick(dialog.new_button, Qt.MouseButton.LeftButton)
+    assert done.args[0].added == 2
+    assert dialog.list.count() == 1 and dialog.list.item(0).checkState() == Qt.CheckState.Checked
+    assert window.documents_label.text() == "2 documents"
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000) as reply:
+        qtbot.keyClicks(window.input, "Where do staff park?")
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    assert reply.args[0].stats["sources"][0]["label"].startswith("a.md")
+
+    # the folder changes; opening a conversation that uses the collection re-indexes it
+    (folder / "b.txt").unlink()
+    (folder / "a.md").write_text("# Parking\n\nStaff now park in the new garage on Oak Road.\n")
+    conv_id = session.conversation.id
+    session.new_conversation()
+    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as synced:
+        session.open_conversation(conv_id)
+    report = synced.args[0]
+    assert report.updated == 1 and report.removed == 1
+    # a conversation where the collection is off does not use it
+    session.new_conversation()
+    assert session.documents.conversation_collection_ids(session.conversation.id) == []

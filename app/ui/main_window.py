@@ -137,7 +137,9 @@ class MainWindow(QMainWindow):
         self.indexing_bar = _named(QProgressBar(), "indexingBar")
         self.indexing_bar.setMaximumWidth(160)
         self.indexing_cancel = _named(QPushButton("Cancel"), "cancelIndexing")
-        for widget in (self.attach_button, self.use_documents, self.documents_label):
+        self.collections_button = _named(QPushButton("Collections…"), "collectionsButton")
+        self.collections_button.setToolTip("Folders of documents that any conversation can use")
+        for widget in (self.attach_button, self.collections_button, self.use_documents, self.documents_label):
             docs.addWidget(widget)
         docs.addStretch(1)
         docs.addWidget(QLabel("Sources budget:"))
@@ -235,6 +237,7 @@ class MainWindow(QMainWindow):
         self.chat_view.regenerateRequested.connect(session.regenerate)
         self.chat_view.sourceRequested.connect(self._show_source)
         self.attach_button.clicked.connect(self._attach)
+        self.collections_button.clicked.connect(self.show_collections)
         self.use_documents.toggled.connect(session.set_retrieval_enabled)
         self.sources_budget.valueChanged.connect(lambda v: setattr(session, "sources_budget", v))
         self.indexing_cancel.clicked.connect(session.cancel_indexing)
@@ -358,11 +361,24 @@ class MainWindow(QMainWindow):
         if files:
             self.session.attach_files(files)
 
+    def show_collections(self):
+        from app.ui.collections_dialog import CollectionsDialog
+
+        if getattr(self, "collections_dialog", None) is None:
+            self.collections_dialog = CollectionsDialog(self.session, self)
+        self.collections_dialog.reload()
+        self.collections_dialog.show()
+        return self.collections_dialog
+
     def _show_documents(self) -> None:
         enabled = self.session.documents is not None
-        for widget in (self.attach_button, self.use_documents, self.sources_budget):
+        for widget in (self.attach_button, self.collections_button, self.use_documents, self.sources_budget):
             widget.setEnabled(enabled and not self.session.indexing)
         docs = self.session.attached_documents()
+        if self.session.documents is not None:
+            index = self.session.documents
+            on = set(index.enabled_collections(self.session.conversation.id))
+            docs = docs + [d for c in index.collections() if c.id in on for d in index.documents(c.id)]
         self.use_documents.blockSignals(True)
         self.use_documents.setChecked(self.session.retrieval_enabled())
         self.use_documents.blockSignals(False)

@@ -1,0 +1,95 @@
+"""Document collections: named folders of documents any conversation can switch on."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from app.session import ChatSession
+
+
+class CollectionsDialog(QDialog):
+    """Tick a collection to use it in the current conversation; new ones come from a folder."""
+
+    def __init__(self, session: ChatSession, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("collectionsDialog")
+        self.setWindowTitle("Document collections")
+        self.session = session
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Ticked collections are searched for this conversation's questions. "
+                                "A collection follows its folder: changed and new files are indexed again "
+                                "when a conversation that uses it is opened; removed files drop out."))
+        self.list = QListWidget()
+        self.list.setObjectName("collectionList")
+        self.list.setAccessibleName("collectionList")
+        layout.addWidget(self.list, 1)
+        buttons = QHBoxLayout()
+        self.new_button = QPushButton("New from folder…")
+        self.new_button.setObjectName("newCollectionButton")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setObjectName("deleteCollectionButton")
+        buttons.addWidget(self.new_button)
+        buttons.addWidget(self.delete_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.close)
+        layout.addWidget(close)
+        self.new_button.clicked.connect(self._new)
+        self.delete_button.clicked.connect(self._delete)
+        self.list.itemChanged.connect(self._toggled)
+        session.documentsChanged.connect(self.reload)
+        session.indexingFinished.connect(lambda _report: self.reload())
+        self.reload()
+
+    def reload(self) -> None:
+        index = self.session.documents
+        self.list.blockSignals(True)
+        self.list.clear()
+        if index is not None:
+            enabled = set(index.enabled_collections(self.session.conversation.id))
+            for c in index.collections():
+                item = QListWidgetItem(f"{c.name} — {c.documents} documents" + (f" ({c.folder})" if c.folder else ""))
+                item.setData(Qt.ItemDataRole.UserRole, c.id)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if c.id in enabled else Qt.CheckState.Unchecked)
+                self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.new_button.setEnabled(index is not None)
+        self.delete_button.setEnabled(index is not None and self.list.count() > 0)
+
+    def _toggled(self, item: QListWidgetItem) -> None:
+        self.session.set_collection_enabled(item.data(Qt.ItemDataRole.UserRole),
+                                            item.checkState() == Qt.CheckState.Checked)
+
+    def _new(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of documents")
+        if not folder:
+            return
+        name, ok = QInputDialog.getText(self, "New collection", "Name:", text=folder.rstrip("/").rsplit("/", 1)[-1])
+        if ok and name.strip():
+            self.session.create_collection(name.strip(), folder)
+            self.reload()
+
+    def _delete(self) -> None:
+        item = self.list.currentItem()
+        if item is None or self.session.documents is None:
+            return
+        answer = QMessageBox.question(self, "Delete collection",
+                                      f"Forget “{item.text()}”? Its index is removed; your files are not touched.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.session.documents.delete_collection(item.data(Qt.ItemDataRole.UserRole))
+            self.session.documentsChanged.emit()
