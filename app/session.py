@@ -68,6 +68,9 @@ class ChatSession(QObject):
     _shutdown = Signal()
     _unload = Signal()
     _countPrompt = Signal(object, int)
+    _loadEmbedder = Signal(object)
+    _embed = Signal(object, object, str)
+    embeddingStatus = Signal(str)  # how far hybrid retrieval has got, in words
 
     def __init__(
         self,
@@ -102,6 +105,10 @@ class ChatSession(QObject):
         self._citations: list = []  # sources given to the reply being written
         self._indexing_cancel = threading.Event()
         self._indexing: threading.Thread | None = None
+        self.embedding_model: str | None = None  # a GGUF used in embedding mode: hybrid retrieval
+        self._embedder_ready = False
+        self._embedding = False  # a batch of passages is with the engine
+        self._query_vector = None  # the embedded question, while a reply is being prepared
         self._pending_send = False
         self._stop_requested = False
 
@@ -119,6 +126,13 @@ class ChatSession(QObject):
         self.worker.promptCounted.connect(self._on_prompt_counted)
         self.worker.promptInfo.connect(self._on_prompt_info)
         self.worker.streamStats.connect(self._on_stream_stats)
+        self._loadEmbedder.connect(self.worker.load_embedder)
+        self._embed.connect(self.worker.embed)
+        self.worker.embedderLoaded.connect(self._on_embedder_loaded)
+        self.worker.embedderFailed.connect(self._on_embedder_failed)
+        self.worker.embedded.connect(self._on_embedded)
+        self.worker.engineReady.connect(self._reload_embedder)
+        self.indexingFinished.connect(lambda _report: self._embed_missing())
         self.worker.engineReady.connect(self._on_engine_ready)
         self.worker.loading.connect(self._on_loading)
         self.worker.loaded.connect(self._on_loaded)
@@ -465,8 +479,14 @@ class ChatSession(QObject):
 
     def _generate(self) -> None:
         assert self.current_model is not None
+        if self._embedder_ready and self._query_vector is None and self._has_documents():
+            question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
+            self._set_state(EngineState.GENERATING, "Looking through your documents…")
+            self._embed.emit([], [question], "query")  # retrieval continues in _on_embedded
+            return
         messages = self.prompt_messages()
-        messages = self._with_sources(messages)
+        messages = self._with_sources(messages, self._query_vector)
+        self._query_vector = None
         self._reply = Message(
             Role.ASSISTANT,
             "",
@@ -626,7 +646,74 @@ class ChatSession(QObject):
     def cancel_indexing(self) -> None:
         self._indexing_cancel.set()
 
-    def _with_sources(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    def _has_documents(self) -> bool:
+        try:
+            return self.documents is not None and bool(self.documents.conversation_collection_ids(self.conversation.id))
+        except DocumentIndexError:
+            return False
+
+    # -- hybrid retrieval: an embedding model in the engine ---------------------------------
+
+    def _vector_tag(self) -> str:
+        return Path(self.embedding_model).name if self.embedding_model else "default"
+
+    def set_embedding_model(self, model_path: str | None) -> None:
+        """Use this GGUF in embedding mode (vector + keyword search), or None: keywords only."""
+        self.embedding_model = model_path
+        self._embedder_ready = False
+        self.config.set("embedding_model", model_path)
+        self._loadEmbedder.emit(model_path)
+        self.embeddingStatus.emit("Loading the embedding model…" if model_path else "Keyword search (BM25)")
+
+    def _reload_embedder(self, _version: str = "") -> None:
+        if self.embedding_model is None:
+            self.embedding_model = self.config.get("embedding_model")
+        if self.embedding_model:
+            self._embedder_ready = False
+            self._loadEmbedder.emit(self.embedding_model)
+
+    def _on_embedder_loaded(self, dims: int) -> None:
+        self._embedder_ready = dims > 0
+        self._embedding = False
+        self._embed_missing()
+
+    def _on_embedder_failed(self, message: str) -> None:
+        self._embedding = False
+        if self._query_vector is None and self.state is EngineState.GENERATING and self._reply is None:
+            self._query_vector = False  # retrieve by keywords only this time
+            self._set_state(EngineState.READY, "")
+            self._generate()
+        self.errorMessage.emit(f"{message} Retrieval uses keyword search only.")
+        self._embedder_ready = False
+        self.embeddingStatus.emit("Keyword search (BM25) — the embedding model is not available")
+
+    def _embed_missing(self) -> None:
+        """Embed passages that have no vector yet, a small batch at a time, when the engine is idle."""
+        if not self._embedder_ready or self._embedding or self.documents is None or self.state is not EngineState.READY:
+            return
+        ids = [c.id for c in self.documents.collections(include_attachments=True)]
+        missing = self.documents.passages_missing_vectors(ids, model=self._vector_tag(), limit=16) if ids else []
+        if not missing:
+            self.embeddingStatus.emit("Hybrid search: every passage is embedded")
+            return
+        self._embedding = True
+        self._embed.emit([pid for pid, _ in missing], [text for _, text in missing], "passages")
+
+    def _on_embedded(self, ids: list, vectors: list, tag: str) -> None:
+        import numpy as np
+
+        if tag == "query":
+            self._query_vector = np.asarray(vectors[0], dtype=np.float32)
+            self._set_state(EngineState.READY, "")
+            self._generate()
+            return
+        self._embedding = False
+        if self.documents is not None and ids:
+            self.documents.store_vectors(ids, np.asarray(vectors, dtype=np.float32), model=self._vector_tag())
+            self.embeddingStatus.emit(f"Hybrid search: embedded {len(ids)} more passages…")
+        self._embed_missing()
+
+    def _with_sources(self, messages: list[dict[str, str]], query_vector=None) -> list[dict[str, str]]:
         """Put the passages that best match the question in front of it, numbered to cite."""
         self._citations = []
         if self.documents is None:
@@ -636,7 +723,9 @@ class ChatSession(QObject):
             question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
             if not ids or not question:
                 return messages
-            hits = retrieve(self.documents, question, ids, k=6, token_budget=self.sources_budget)
+            vector = query_vector if query_vector is not None and query_vector is not False else None
+            hits = retrieve(self.documents, question, ids, k=6, token_budget=self.sources_budget,
+                            query_vector=vector, vector_model=self._vector_tag())
         except DocumentIndexError as exc:
             self.errorMessage.emit(f"Your documents could not be searched: {exc}")
             return messages
@@ -715,6 +804,7 @@ class ChatSession(QObject):
         done = "Stopped" if stopped else "Done"
         extra = f" — {stats.get('tokens', 0)} tokens" + (f", {rate:.1f} tokens/s" if rate else "")
         self._set_state(EngineState.READY, done + extra)
+        self._embed_missing()
 
     def _on_failed(self, message: str) -> None:
         self._finish_reply(MessageState.FAILED, {})

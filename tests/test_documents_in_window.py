@@ -108,3 +108,35 @@ def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_pat
     # a conversation where the collection is off does not use it
     session.new_conversation()
     assert session.documents.conversation_collection_ids(session.conversation.id) == []
+
+
+def test_hybrid_retrieval_with_an_embedding_model(qtbot, window: MainWindow, tmp_path: Path, demo_model: Path) -> None:
+    """The demo model doubles as an embedding model: passages get vectors in the engine and
+    retrieval fuses vector similarity with BM25."""
+    session = window.session
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Island\n\n" + FACT + "\n\n# Ferry\n\nThe ferry leaves at noon on Sundays.\n")
+    with qtbot.waitSignal(session.indexingFinished, timeout=60_000):
+        session.attach_files([str(notes)])
+    dialog = window.show_collections()
+    row = dialog.embedder.findData(str(demo_model))
+    assert row > 0
+    statuses: list[str] = []
+    session.embeddingStatus.connect(statuses.append)
+    dialog.embedder.setCurrentIndex(row)
+    dialog.embedder.activated.emit(row)
+    qtbot.waitUntil(lambda: any("every passage is embedded" in s for s in statuses), timeout=120_000)
+    index = session.documents
+    ids = [c.id for c in index.collections(include_attachments=True)]
+    assert index.passages_missing_vectors(ids, model=demo_model.name) == []
+    hits = index.vector_search(__import__("numpy").ones(576, dtype="float32") / 24.0, k=3, collection_ids=ids,
+                               model=demo_model.name)
+    assert hits  # vectors are stored under the embedding model's name
+    sent: list[str] = []
+    session._embed.connect(lambda ids, texts, tag: sent.append(tag))
+    with qtbot.waitSignal(session.replyFinished, timeout=120_000) as done:
+        qtbot.keyClicks(window.input, "Who built the lighthouse?")
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    assert "query" in sent  # the question was embedded before retrieval
+    assert done.args[0].stats["sources"][0]["label"].startswith("notes.md")
+    assert session.config.get("embedding_model") == str(demo_model)

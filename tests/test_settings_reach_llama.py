@@ -84,3 +84,20 @@ def test_few_shot_examples_arrive_as_real_turns(qtbot, demo_model: Path) -> None
     assert messages[1] == {"role": "user", "content": user}
     assert messages[2] == {"role": "assistant", "content": assistant}
     assert messages[-1] == {"role": "user", "content": "Bonjour"}
+
+
+def test_embedding_mode_gives_unit_vectors_that_rank_by_meaning(engine, demo_model: Path) -> None:
+    """Any GGUF can serve as the embedding model (mean-pooled when it has no pooling of its own)."""
+    import numpy as np
+
+    dims = engine.load_embedder(str(demo_model), n_threads=2)
+    assert dims == 576  # SmolLM2-135M's embedding width
+    docs = engine.embed(["The lighthouse was built in 1887 by an engineer.", "Bread needs flour, water and yeast."])
+    query = np.array(engine.embed(["Who built the lighthouse?"])[0])
+    sims = np.array(docs) @ query
+    assert np.allclose(np.linalg.norm(np.array(docs), axis=1), 1.0, atol=1e-4)
+    assert sims[0] > sims[1]
+    # the chat model still answers after the embedder was loaded beside it
+    text, done = reply(engine, max_tokens=4, temperature=0)
+    assert done.stats["tokens"] > 0
+    assert engine.load_embedder(None) == 0

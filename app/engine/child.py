@@ -37,7 +37,7 @@ def main(conn: Connection, cancel: Event) -> None:
             server.handle(request)
         except (BrokenPipeError, EOFError, OSError):
             break
-    server.close()
+    server.shutdown()
 
 
 class _Server:
@@ -47,6 +47,7 @@ class _Server:
         self.llm: Any = None
         self.model_path: str | None = None
         self.formatter: Any = None  # the GGUF's chat template, to count prompt tokens
+        self.embedder: Any = None  # a second Llama in embedding mode (document retrieval)
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         """Tokens the messages take with the chat template and the generation prompt."""
@@ -74,7 +75,14 @@ class _Server:
             count = self.prompt_tokens(messages)
         return messages, count, dropped
 
+    def shutdown(self) -> None:
+        if self.embedder is not None:
+            self.embedder.close()
+            self.embedder = None
+        self.close()
+
     def close(self) -> None:
+        """Free the chat model (the embedding model stays: it serves documents)."""
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -88,6 +96,10 @@ class _Server:
             self.chat(request)
         elif isinstance(request, p.Tokenize):
             self.tokenize(request)
+        elif isinstance(request, p.LoadEmbedder):
+            self.load_embedder(request)
+        elif isinstance(request, p.Embed):
+            self.embed(request)
         elif isinstance(request, p.CountPrompt):
             if self.llm is None:
                 self.conn.send(p.Error("request", "No model is loaded."))
@@ -188,6 +200,52 @@ class _Server:
             "dropped_turns": dropped,
         }
         self.conn.send(p.Done(reason, stats))
+
+    def load_embedder(self, request: p.LoadEmbedder) -> None:
+        from llama_cpp import Llama  # noqa: PLC0415
+
+        if self.embedder is not None:
+            self.embedder.close()
+            self.embedder = None
+        if request.model_path is None:
+            self.conn.send(p.EmbedderLoaded(None, 0))
+            return
+        kwargs: dict[str, Any] = {"model_path": request.model_path, "embedding": True, "n_ctx": 512,
+                                  "n_batch": 512, "verbose": False}
+        if request.n_threads:
+            kwargs["n_threads"] = kwargs["n_threads_batch"] = request.n_threads
+        try:
+            self.embedder = Llama(**kwargs)
+            dims = len(self._embed(["dimension probe"])[0])
+        except Exception as exc:
+            self.embedder = None
+            name = os.path.basename(request.model_path)
+            self.conn.send(p.Error("load", f"{name}: could not be used for embeddings ({exc})."))
+            return
+        self.conn.send(p.EmbedderLoaded(request.model_path, dims))
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit vectors; a model without its own pooling gives one vector per token, which
+        are averaged here (mean pooling)."""
+        import numpy as np  # noqa: PLC0415
+
+        out = []
+        for raw in self.embedder.embed(texts, normalize=False, truncate=True):
+            vec = np.asarray(raw, dtype=np.float32)
+            if vec.ndim == 2:
+                vec = vec.mean(axis=0)
+            norm = float(np.linalg.norm(vec)) or 1.0
+            out.append((vec / norm).tolist())
+        return out
+
+    def embed(self, request: p.Embed) -> None:
+        if self.embedder is None:
+            self.conn.send(p.Error("request", "No embedding model is loaded."))
+            return
+        try:
+            self.conn.send(p.Embeddings(self._embed(request.texts)))
+        except Exception as exc:
+            self.conn.send(p.Error("request", f"Embedding failed: {exc}"))
 
     def tokenize(self, request: p.Tokenize) -> None:
         if self.llm is None:

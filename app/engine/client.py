@@ -156,6 +156,23 @@ class EngineClient:
         assert isinstance(event, p.TokenCount), event
         return event.count
 
+    def load_embedder(self, model_path: str | None, n_threads: int | None = None, timeout: float = 600.0) -> int:
+        """Load (or with None, unload) the embedding model; returns its vector size."""
+        self._send(p.LoadEmbedder(model_path, n_threads))
+        event = self._next(timeout)
+        if isinstance(event, p.Error):
+            raise EngineError(event.message)
+        assert isinstance(event, p.EmbedderLoaded), event
+        return event.dimensions
+
+    def embed(self, texts: list[str], timeout: float = 600.0) -> list[list[float]]:
+        self._send(p.Embed(list(texts)))
+        event = self._next(timeout)
+        if isinstance(event, p.Error):
+            raise EngineError(event.message)
+        assert isinstance(event, p.Embeddings), event
+        return event.vectors
+
     def unload(self, timeout: float = 30.0) -> None:
         self._send(p.Unload())
         event = self._next(timeout)

@@ -42,6 +42,19 @@ class CountPrompt:
 
 
 @dataclass(frozen=True)
+class LoadEmbedder:
+    """A second model, in embedding mode, for document retrieval (None: unload it)."""
+
+    model_path: str | None
+    n_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Embed:
+    texts: list[str]
+
+
+@dataclass(frozen=True)
 class Unload:
     pass
 
@@ -98,6 +111,17 @@ class Delta:
 class Done:
     reason: str  # "stop", "length", "cancelled" or "context_full"
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbedderLoaded:
+    model_path: str | None
+    dimensions: int
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]  # one unit-length vector per text
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class EngineWorker(QObject):
     promptInfo = Signal(object)  # protocol.PromptInfo, before the first tokens
     streamStats = Signal(int, float)  # tokens so far, seconds since the first token
     unloaded = Signal()
+    embedderLoaded = Signal(int)  # vector size (0: no embedding model)
+    embedderFailed = Signal(str)
+    embedded = Signal(object, object, str)  # ids, vectors, tag
     stopped = Signal()  # shutdown() finished
 
     def __init__(self, flush_interval: float = 0.04, client: EngineClient | None = None) -> None:
@@ -175,6 +178,24 @@ class EngineWorker(QObject):
             except EngineError:
                 pass
         self.unloaded.emit()
+
+    @Slot(object)
+    def load_embedder(self, model_path: str | None) -> None:
+        try:
+            self.embedderLoaded.emit(self._client.load_embedder(model_path))
+        except EngineCrashed as exc:
+            self.crashed.emit(str(exc))
+        except EngineError as exc:
+            self.embedderFailed.emit(str(exc))
+
+    @Slot(object, object, str)
+    def embed(self, ids: list, texts: list[str], tag: str) -> None:
+        try:
+            self.embedded.emit(ids, self._client.embed(texts), tag)
+        except EngineCrashed as exc:
+            self.crashed.emit(str(exc))
+        except EngineError as exc:
+            self.embedderFailed.emit(str(exc))
 
     @Slot(object, int)
     def count_prompt(self, messages: list[dict[str, str]], serial: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -45,6 +46,20 @@ class CollectionsDialog(QDialog):
         buttons.addWidget(self.delete_button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
+        search_row = QHBoxLayout()
+        search_row.addWidget(QLabel("Search with:"))
+        self.embedder = QComboBox()
+        self.embedder.setObjectName("embeddingModel")
+        self.embedder.setAccessibleName("embeddingModel")
+        self.embedder.setToolTip("Keywords (BM25) need no extra model. An embedding model (a GGUF such as "
+                                 "nomic-embed-text or bge) adds search by meaning, combined with keywords.")
+        search_row.addWidget(self.embedder, 1)
+        layout.addLayout(search_row)
+        self.embedding_status = QLabel("")
+        self.embedding_status.setObjectName("embeddingStatus")
+        layout.addWidget(self.embedding_status)
+        session.embeddingStatus.connect(self.embedding_status.setText)
+        self.embedder.activated.connect(self._embedder_chosen)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.close)
         layout.addWidget(close)
@@ -68,8 +83,20 @@ class CollectionsDialog(QDialog):
                 item.setCheckState(Qt.CheckState.Checked if c.id in enabled else Qt.CheckState.Unchecked)
                 self.list.addItem(item)
         self.list.blockSignals(False)
+        self.embedder.blockSignals(True)
+        self.embedder.clear()
+        self.embedder.addItem("Keywords only (BM25)", None)
+        for model in self.session.library.models():
+            if model.exists:
+                self.embedder.addItem(f"Keywords + meaning: {model.name}", model.path)
+        at = self.embedder.findData(self.session.embedding_model) if self.session.embedding_model else 0
+        self.embedder.setCurrentIndex(max(at, 0))
+        self.embedder.blockSignals(False)
         self.new_button.setEnabled(index is not None)
         self.delete_button.setEnabled(index is not None and self.list.count() > 0)
+
+    def _embedder_chosen(self, row: int) -> None:
+        self.session.set_embedding_model(self.embedder.itemData(row))
 
     def _toggled(self, item: QListWidgetItem) -> None:
         self.session.set_collection_enabled(item.data(Qt.ItemDataRole.UserRole),
