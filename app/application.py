@@ -12,7 +12,11 @@ from app import APP_NAME, __version__, paths
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hearth", description="Chat with language models on your own computer.")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="GGUF model files to add (a running Hearth takes them over)")
     parser.add_argument("--data-dir", metavar="DIR", help="keep all of Hearth's data, config and models under DIR (also: HEARTH_HOME)")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add Hearth to the applications menu and open .gguf files with it (Linux)")
+    parser.add_argument("--uninstall-desktop-entry", action="store_true", help="remove what --install-desktop-entry added")
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser.parse_args(argv)
 
@@ -21,6 +25,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.data_dir:
         paths.set_root(args.data_dir)
+    from app.desktop_entry import handle_cli
+
+    if (code := handle_cli(args)) is not None:
+        return code
+    from app.logs import install_excepthook, setup_logging
+
+    log_path = setup_logging()
 
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
@@ -49,6 +60,20 @@ def run(argv: Sequence[str] | None = None) -> int:
     if icon is not None:
         qt_app.setWindowIcon(QIcon(str(icon)))
 
+    # One Hearth per data folder: a second launch hands its files to the running one.
+    from pathlib import Path
+
+    from app.single_instance import SingleInstance
+
+    files = [str(Path(f).expanduser().resolve()) for f in args.files]
+    instance = SingleInstance(SingleInstance.key_for(paths.data_dir()))
+    if instance.try_forward(files) or (not instance.listen() and instance.try_forward(files)):
+        return 0  # the running Hearth comes to the front and imports the files
+    from app.ui.error_dialog import ErrorReporter
+
+    reporter = ErrorReporter(log_path, parent=qt_app)
+    install_excepthook(reporter.report.emit)
+
     try:
         store, store_note = open_or_move_aside(paths.data_dir() / "conversations.sqlite3")
     except StoreError as exc:
@@ -75,8 +100,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     if prefs.models_dir and prefs.usable_models_dir() is None:
         window.info_bar.show_message(f"Your models folder “{prefs.models_dir}” is not available now; "
                                      "using the default folder until it is back.")
+    instance.messageReceived.connect(window.handle_launch_args)
     window.show()
     session.start()
+    if files:
+        window.handle_launch_args(files)
     if store_note:
         window.notice_bar.show_message(store_note)
 
@@ -89,4 +117,5 @@ def run(argv: Sequence[str] | None = None) -> int:
     code = qt_app.exec()
     session.shutdown()
     queue.close()  # partial downloads stay on disk and are listed as paused next time
+    instance.close()  # last: a launch during shutdown still finds this instance, not the database
     return code

@@ -397,6 +397,8 @@ class ChatSession(QObject):
             self.errorMessage.emit(f"{Path(path).name}: {exc.strerror or exc}")
             return None
         self.modelsChanged.emit()
+        if self.current_model is None and self.state is not EngineState.GENERATING:
+            self.select_model(model.path)  # the first model a new user adds is ready to chat
         return model
 
     def send(self, text: str) -> bool:

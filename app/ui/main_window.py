@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QProgressBar,
     QPushButton,
+    QStackedWidget,
     QStatusBar,
     QVBoxLayout,
     QWidget,
@@ -36,6 +37,7 @@ from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
+from app.ui.first_run import FirstRunWidget
 from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
 from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
@@ -120,7 +122,14 @@ class MainWindow(QMainWindow):
             layout.addWidget(bar)
 
         self.chat_view = ChatView()
-        layout.addWidget(self.chat_view, 1)
+        self.first_run = FirstRunWidget(download_available=downloads is not None)
+        self.chat_stack = _named(QStackedWidget(), "chatStack")
+        self.chat_stack.addWidget(self.chat_view)
+        self.chat_stack.addWidget(self.first_run)
+        layout.addWidget(self.chat_stack, 1)
+        self.first_run.useDemo.connect(self._use_demo)
+        self.first_run.addModel.connect(self._add_model)
+        self.first_run.download.connect(self.show_downloads)
 
         docs = QHBoxLayout()
         self.attach_button = _named(QPushButton("📎 Attach files…"), "attachButton")
@@ -305,6 +314,10 @@ class MainWindow(QMainWindow):
         toggle.setShortcut(QKeySequence("Ctrl+,"))
         toggle.setObjectName("toggleSettingsAction")
         view.addAction(toggle)
+        help_menu = bar.addMenu("&Help")
+        about = help_menu.addAction("&About Hearth")
+        about.setObjectName("aboutAction")
+        about.triggered.connect(self.show_about)
 
     # -- intents ----------------------------------------------------------------------------
 
@@ -321,6 +334,32 @@ class MainWindow(QMainWindow):
         self.models_dialog.show()
         self.models_dialog.raise_()
         return self.models_dialog
+
+    def show_about(self):
+        from app.ui.about_dialog import AboutDialog
+
+        dialog = AboutDialog(parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def handle_launch_args(self, files: list) -> None:
+        """A later launch handed over (or this one was started with files): come to the
+        front and import the GGUF files, as a drop on the window would."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        models = [f for f in files if f.lower().endswith(".gguf")]
+        if models:
+            self.show_models().import_files(models)
+
+    def _use_demo(self) -> None:
+        model = self.session.library.ensure_demo_model()  # registers it when the library is empty
+        if model is not None:
+            self.session.modelsChanged.emit()
+            self.session.select_model(model.path)
 
     def show_downloads(self):
         if self._downloads is None:
@@ -597,6 +636,8 @@ class MainWindow(QMainWindow):
             self.model_picker.addItem(label, model.path)
         self.model_picker.blockSignals(False)
         self._show_current_model(current)
+        # No models at all: the welcome screen instead of an empty chat.
+        self.chat_stack.setCurrentWidget(self.first_run if not self.session.library.models() else self.chat_view)
 
     def _show_current_model(self, path: str | None) -> None:
         index = self.model_picker.findData(path) if path else -1
