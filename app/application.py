@@ -17,6 +17,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--install-desktop-entry", action="store_true",
                         help="add Hearth to the applications menu and open .gguf files with it (Linux)")
     parser.add_argument("--uninstall-desktop-entry", action="store_true", help="remove what --install-desktop-entry added")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the window, load the model, generate a few tokens, print the result and exit "
+                             "(exit code 0: everything works)")
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser.parse_args(argv)
 
@@ -67,7 +70,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     files = [str(Path(f).expanduser().resolve()) for f in args.files]
     instance = SingleInstance(SingleInstance.key_for(paths.data_dir()))
-    if instance.try_forward(files) or (not instance.listen() and instance.try_forward(files)):
+    if args.self_test and not instance.listen():
+        print("self-test: another Hearth is running with this data folder; close it or use --data-dir", flush=True)
+        return 3
+    if not args.self_test and (instance.try_forward(files) or (not instance.listen() and instance.try_forward(files))):
         return 0  # the running Hearth comes to the front and imports the files
     from app.ui.error_dialog import ErrorReporter
 
@@ -105,6 +111,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     session.start()
     if files:
         window.handle_launch_args(files)
+    if args.self_test:
+        _self_test(qt_app, session, window)
     if store_note:
         window.notice_bar.show_message(store_note)
 
@@ -119,3 +127,43 @@ def run(argv: Sequence[str] | None = None) -> int:
     queue.close()  # partial downloads stay on disk and are listed as paused next time
     instance.close()  # last: a launch during shutdown still finds this instance, not the database
     return code
+
+
+def _self_test(qt_app, session, window) -> None:
+    """--self-test: the real window and engine answer one short question, then the app exits.
+    The test conversation is deleted again, so a user's history is left as it was."""
+    from PySide6.QtCore import QTimer
+
+    from app.session import EngineState
+
+    started = {"sent": False}
+
+    def finish(code: int, text: str) -> None:
+        print(f"self-test: {text}", flush=True)
+        if session.conversation.messages:
+            session.store.delete_conversation(session.conversation.id)
+        qt_app.exit(code)
+
+    def on_state(state: str) -> None:
+        if state == EngineState.READY.value and not started["sent"]:
+            started["sent"] = True
+            session.new_conversation()
+            session.settings.max_tokens = 8
+            window.input.setPlainText("Say hello.")
+            window.send_current()
+        elif state in (EngineState.CRASHED.value, EngineState.NO_MODEL.value) and started["sent"] is not None:
+            finish(1, f"the engine is not usable ({window.status.currentMessage()})")
+
+    def on_reply(message) -> None:
+        stats = message.stats or {}
+        ok = bool(message.text.strip()) and message.state.value == "complete"
+        finish(0 if ok else 1, f"{'ok' if ok else 'FAILED'} — {session.current_model.name if session.current_model else '?'}: "
+                               f"{stats.get('tokens', 0)} tokens, {stats.get('tokens_per_s') or 0:.1f} tokens/s, "
+                               f"reply {message.text.strip()!r}")
+
+    session.stateChanged.connect(on_state)
+    session.replyFinished.connect(on_reply)
+    session.errorMessage.connect(lambda text: finish(1, text))
+    QTimer.singleShot(180_000, lambda: finish(2, "timed out after 180 s"))
+    if session.state is EngineState.NO_MODEL:
+        finish(1, "no model: add one, or install the demo model")

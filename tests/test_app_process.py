@@ -42,3 +42,13 @@ def test_app_starts_registers_demo_model_and_quits_cleanly(tmp_path: Path, demo_
 def test_version_flag() -> None:
     out = subprocess.run([sys.executable, "-m", "app", "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("Hearth ")
+
+
+def test_self_test_flag_answers_and_exits_zero(tmp_path: Path, demo_model: Path) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("HEARTH_HOME", None)
+    result = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
+                            env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-test: ok" in result.stdout and "tokens/s" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -293,6 +293,11 @@ def test_build_script_makes_an_app_folder_that_starts_and_loads_the_demo_model(t
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
+    # --self-test: the frozen window + engine answer one question and exit 0
+    selftest = subprocess.run([str(exe), "--data-dir", str(tmp_path / "selftest"), "--self-test"], env=run_env,
+                              capture_output=True, text=True, timeout=300)
+    assert selftest.returncode == 0, selftest.stdout + selftest.stderr[-3000:]
+    assert "self-test: ok" in selftest.stdout
     size = sum(p.stat().st_size for p in app_dir.rglob("*") if p.is_file() and not p.is_symlink())
     print(f"\nbuilt app folder: {size / 1e6:.0f} MB (with the 98 MB demo model)")
 

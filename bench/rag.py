@@ -19,7 +19,7 @@ extraction, no hashing, no per-file commits), the same MATCH queries ranked by `
 and for vectors a matrix product over an in-memory array.  Ratios are Hearth/baseline
 (time: ≥ 1 means Hearth is slower) and measured/target (≤ 1 meets the target).
 
-    python bench/retrieval.py [--docs 2000] [--mb 10] [--queries 100] [--dim 384] [--seed 1]
+    python bench/rag.py [--docs 2000] [--mb 10] [--queries 100] [--dim 384] [--seed 1]
 """
 
 from __future__ import annotations
