@@ -233,6 +233,7 @@ class ChatSession(QObject):
         """An empty chat; it gets a row in the store with its first message."""
         if self._busy():
             return
+        self.few_shot = []
         self.conversation = Conversation(settings=self.settings.to_dict())
         self._saved = False
         self.conversationOpened.emit(self.conversation)
@@ -252,6 +253,7 @@ class ChatSession(QObject):
         self._saved = True
         if conversation.settings:
             self.settings = SamplingSettings.from_dict(conversation.settings)
+        self.few_shot = [tuple(p) for p in (conversation.settings or {}).get("few_shot", []) if len(p) == 2]
         self.config.set("last_conversation", conversation.id)
         self.conversationOpened.emit(conversation)
         self.documentsChanged.emit()
@@ -303,10 +305,18 @@ class ChatSession(QObject):
     def search(self, text: str) -> list[SearchHit]:
         return self.store.search(text) if text.strip() else []
 
+    def set_few_shot(self, pairs: list[tuple[str, str]]) -> None:
+        """Example exchanges for this conversation (sent as real earlier turns), saved with it."""
+        self.few_shot = [(str(u), str(a)) for u, a in pairs]
+        self.conversation.settings = {**(self.conversation.settings or self.settings.to_dict()),
+                                      "few_shot": [list(p) for p in self.few_shot]}
+        if self._saved:
+            self.store.save_conversation(self.conversation)
+
     def set_settings(self, settings: SamplingSettings) -> None:
         """Valid settings from the panel; they are remembered with this conversation."""
         self.settings = settings
-        self.conversation.settings = settings.to_dict()
+        self.conversation.settings = {**settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]}
         if self._saved:
             self.store.save_conversation(self.conversation)
 
@@ -355,7 +365,7 @@ class ChatSession(QObject):
         if not self._saved:
             if conv.title == "New chat":
                 conv.title = _title_from(message.text)
-            conv.settings = self.settings.to_dict()
+            conv.settings = {**self.settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]}
             self.store.save_conversation(conv)
             self._saved = True
             self.config.set("last_conversation", conv.id)

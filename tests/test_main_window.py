@@ -333,3 +333,23 @@ def test_presets_export_and_import_through_the_file_menu(qtbot, make_window, tmp
     monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(bad), ""))
     window.findChild(object, "importPresetsAction").trigger()
     assert "No presets were imported" in window.notice_bar.label.text()
+
+
+def test_few_shot_examples_for_a_conversation_are_sent_as_turns_and_saved(qtbot, make_window, monkeypatch) -> None:
+    window = make_window(max_tokens=4)
+    answers = iter([("Translate: cat", True), ("chat (French)", True)])
+    monkeypatch.setattr("app.ui.settings_panel.QInputDialog.getMultiLineText", lambda *a, **k: next(answers))
+    qtbot.mouseClick(window.settings_panel.findChild(object, "fewShotAdd"), Qt.MouseButton.LeftButton)
+    assert window.settings_panel.findChild(object, "fewShotList").count() == 1
+    with qtbot.waitSignal(window.session.replyFinished, timeout=60_000):
+        _type_and_send(qtbot, window, "Translate: dog")
+    turns = window.session.prompt_messages()
+    assert turns[0] == {"role": "user", "content": "Translate: cat"}
+    assert turns[1] == {"role": "assistant", "content": "chat (French)"}
+    conv_id = window.session.conversation.id
+    window.session.new_conversation()
+    assert window.session.few_shot == [] and window.settings_panel.findChild(object, "fewShotList").count() == 0
+    window.session.open_conversation(conv_id)
+    assert window.session.few_shot == [("Translate: cat", "chat (French)")]
+    assert window.settings_panel.findChild(object, "fewShotList").count() == 1
+    assert window.settings_panel.findChild(object, "precedenceNote").text().startswith("Which value wins")

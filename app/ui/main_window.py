@@ -256,6 +256,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.settingsChanged.connect(session.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
+        self.settings_panel.fewShotChanged.connect(session.set_few_shot)
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
@@ -594,7 +595,7 @@ class MainWindow(QMainWindow):
         self.info_bar.show_message(f"Exported {count} preset{'s' if count != 1 else ''} to {Path(path).name}.")
 
     def _preset_applied(self, preset) -> None:
-        self.session.few_shot = list(preset.few_shot)
+        self.session.set_few_shot(list(preset.few_shot))
 
     def _dock_visibility(self, visible: bool) -> None:
         if not self.isMinimized() and self.isVisible():
@@ -605,6 +606,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.set_settings(
             self.session.settings, self.session.load_settings, model.context_length if model else None
         )
+        self.settings_panel.set_few_shot(self.session.few_shot)
 
     def send_current(self) -> None:
         text = self.input.toPlainText()

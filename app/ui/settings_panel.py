@@ -145,6 +145,7 @@ class SettingsPanel(QWidget):
     settingsChanged = Signal(object)  # a valid SamplingSettings
     loadSettingsChanged = Signal(object)  # a valid LoadSettings that differs from the one in use
     presetApplied = Signal(object)  # the Preset just chosen (its few_shot pairs go with requests)
+    fewShotChanged = Signal(object)  # list of (user, assistant) example pairs for this conversation
 
     def __init__(self, presets: PresetStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -169,7 +170,16 @@ class SettingsPanel(QWidget):
         column.addWidget(self._build_sampling_section())
         column.addWidget(self._build_stop_section())
         column.addWidget(self._build_prompt_section())
+        column.addWidget(self._build_examples_section())
         column.addWidget(self._build_load_section())
+        precedence = self._note("precedenceNote")
+        precedence.setWordWrap(True)
+        precedence.setText(
+            "Which value wins: a preset sets the starting values; a model's own defaults (Models > Manage "
+            "models) set its context, threads, GPU layers and a system prompt used when this one is empty; "
+            "what you change here applies to this conversation and is saved with it."
+        )
+        column.addWidget(precedence)
         column.addStretch(1)
 
         scroll = QScrollArea()
@@ -390,6 +400,64 @@ class SettingsPanel(QWidget):
         self._add_row(grid, "chain_of_thought", "Reasoning", _HELP["chain_of_thought"], self._cot)
         return box
 
+    def _build_examples_section(self) -> QGroupBox:
+        """Few-shot examples: sent as real earlier turns through the chat template."""
+        box = QGroupBox("Examples (few-shot)")
+        box.setObjectName("examplesSection")
+        layout = QVBoxLayout(box)
+        hint = self._note("examplesNote")
+        hint.setWordWrap(True)
+        hint.setText("Example questions and answers the model sees before your chat, to show it the style "
+                     "or format you want. A preset can bring its own.")
+        layout.addWidget(hint)
+        self._examples = QListWidget()
+        self._examples.setObjectName("fewShotList")
+        self._examples.setAccessibleName("fewShotList")
+        self._examples.setMaximumHeight(110)
+        layout.addWidget(self._examples)
+        row = QHBoxLayout()
+        add = QPushButton("Add example…")
+        add.setObjectName("fewShotAdd")
+        remove = QPushButton("Remove")
+        remove.setObjectName("fewShotRemove")
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        layout.addLayout(row)
+        add.clicked.connect(self._add_example)
+        remove.clicked.connect(self._remove_example)
+        self._few_shot: list[tuple[str, str]] = []
+        return box
+
+    def few_shot(self) -> list[tuple[str, str]]:
+        return list(self._few_shot)
+
+    def set_few_shot(self, pairs, emit: bool = False) -> None:
+        self._few_shot = [(str(u), str(a)) for u, a in pairs]
+        self._examples.clear()
+        for user, assistant in self._few_shot:
+            item = QListWidgetItem(f"You: {user[:40]} → {assistant[:40]}")
+            item.setToolTip(f"You: {user}\n\nModel: {assistant}")
+            self._examples.addItem(item)
+        if emit:
+            self.fewShotChanged.emit(self.few_shot())
+
+    def _add_example(self) -> None:
+        user, ok = QInputDialog.getMultiLineText(self, "Add example", "The example question (what you would write):")
+        if not ok or not user.strip():
+            return
+        answer, ok = QInputDialog.getMultiLineText(self, "Add example", "The answer you want the model to imitate:")
+        if not ok or not answer.strip():
+            return
+        self.set_few_shot([*self._few_shot, (user.strip(), answer.strip())], emit=True)
+
+    def _remove_example(self) -> None:
+        row = self._examples.currentRow()
+        if row >= 0:
+            pairs = self.few_shot()
+            del pairs[row]
+            self.set_few_shot(pairs, emit=True)
+
     def _build_load_section(self) -> QGroupBox:
         box = QGroupBox("Model and runtime")
         box.setObjectName("loadSection")
@@ -607,6 +675,7 @@ class SettingsPanel(QWidget):
             self._updating = False
         self._preset_description.setText(preset.description)
         self._revalidate(emit=True)
+        self.set_few_shot(preset.few_shot)
         self.presetApplied.emit(preset)
 
     def _save_as(self) -> None:
