@@ -530,27 +530,43 @@ class _Cursor:
     def skip_strings(self, count: int, what: str) -> None:
         """Skip ``count`` GGUF strings, checking each length.
 
-        This is the hot loop for vocabularies (hundreds of thousands of
-        strings), so strings that lie wholly inside the buffer are walked with
-        local variables only; the general path handles buffer edges.
+        This is the hot loop for vocabularies (hundreds of thousands of strings), so it walks
+        batches of strings with no per-string checks: lengths only ever move forward, and a
+        batch is accepted only if it ended inside the buffer (a bad or huge length overshoots
+        it, or makes ``unpack_from`` fail). A batch that overshoots is retried in smaller
+        steps, down to one string on the careful path, which gives the precise error or
+        crosses into the next window. About three times faster than checking every string.
         """
         unpack_from = _U64.unpack_from
-        limit = MAX_STRING_BYTES
+        batch = 4096
         while count:
+            available = len(self._buf) - self._pos
+            if available < _CHUNK // 2 and self.remaining > available:
+                self._ensure(min(_CHUNK, self.remaining))  # a full window from here
             buf = self._buf
-            pos = self._pos
-            end = len(buf) - 8
-            while count and pos <= end:
-                n = unpack_from(buf, pos)[0]
-                nxt = pos + 8 + n
-                if nxt > end + 8 or n > limit:
-                    break
-                pos = nxt
+            n = min(count, batch)
+            p = self._pos
+            try:
+                quads, rest = divmod(n, 4)
+                for _ in range(quads):  # unrolled: the loop itself is a good part of the cost
+                    p += 8 + unpack_from(buf, p)[0]
+                    p += 8 + unpack_from(buf, p)[0]
+                    p += 8 + unpack_from(buf, p)[0]
+                    p += 8 + unpack_from(buf, p)[0]
+                for _ in range(rest):
+                    p += 8 + unpack_from(buf, p)[0]
+            except struct.error:
+                p = len(buf) + 1
+            if p <= len(buf):
+                self._pos = p
+                count -= n
+                batch = 4096
+            elif n > 1:
+                batch = max(1, n // 16)  # near the end of the window: smaller steps
+            else:
+                self.skip(self.string_length(MAX_STRING_BYTES, what))
                 count -= 1
-            self._pos = pos
-            if count:  # string crosses the buffer edge (or is bad): slow path
-                self.skip(self.string_length(limit, what))
-                count -= 1
+                batch = 4096
 
 
 def _value_type(cur: _Cursor, raw: int, key: str) -> int:
