@@ -53,6 +53,7 @@ SERVER = textwrap.dedent(
     from fake_hub import FakeHub, make_content, sha256_hex
     content = make_content({size}, seed=1)
     hub = FakeHub().start()
+    hub.bytes_per_second = {rate}
     hub.add_repo({repo!r}, {{{name!r}: content}})
     print(hub.url, sha256_hex(content), flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin
@@ -148,10 +149,13 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the files are written (default: a temp folder)")
+    parser.add_argument("--link-mb-s", type=float, default=None,
+                        help="serve at this many MB/s, like a real connection (default: loopback, unlimited)")
     args = parser.parse_args()
     size = args.size_mb * 1000 * 1000
 
-    script = SERVER.format(tests=str(ROOT / "tests"), size=size, repo=REPO, name=NAME)
+    rate = args.link_mb_s * 1e6 if args.link_mb_s else None
+    script = SERVER.format(tests=str(ROOT / "tests"), size=size, repo=REPO, name=NAME, rate=rate)
     server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     try:
@@ -162,7 +166,8 @@ def main() -> None:
         free = shutil.disk_usage(work).free
         if free < size * 2 + 500 * 1000 * 1000:
             raise SystemExit(f"not enough free space in {work} for a {args.size_mb} MB benchmark")
-        print(f"{args.size_mb} MB from the fake Hub in another process, best of {args.rounds}; writing to {work}")
+        link = f"at {args.link_mb_s:g} MB/s" if args.link_mb_s else "over unlimited loopback"
+        print(f"{args.size_mb} MB from the fake Hub in another process {link}, best of {args.rounds}; writing to {work}")
 
         times: dict[str, list[float]] = {"a": [], "b": [], "d": [], "c": []}
         growth: list[int] = []

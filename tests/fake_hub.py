@@ -44,7 +44,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 def make_content(size: int, seed: int = 0) -> bytes:
     """``size`` reproducible pseudo-random bytes (fast: no per-byte Python loop)."""
-    return random.Random(seed).randbytes(size)
+    rng = random.Random(seed)
+    block = 64 << 20  # randbytes overflows past 256 MB at once
+    return b"".join(rng.randbytes(min(block, size - at)) for at in range(0, size, block)) if size else b""
 
 
 def sha256_hex(data: bytes) -> str:
