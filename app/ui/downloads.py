@@ -337,6 +337,37 @@ class BackgroundTasks(QObject):
 # --------------------------------------------------------------------------
 
 
+class _RowTable(QAbstractTableModel):
+    """What the three tables here share: a list of rows, an IntEnum of columns with their
+    headers, and selectable rows. Subclasses set ``COLUMNS`` and ``HEADERS``."""
+
+    COLUMNS: type[enum.IntEnum]
+    HEADERS: dict
+
+    _rows: list
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            if 0 <= section < len(self.COLUMNS):
+                return self.HEADERS[self.COLUMNS(section)]
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def _valid(self, index: QModelIndex | QPersistentModelIndex) -> bool:
+        return (index.isValid() and not index.parent().isValid() and 0 <= index.row() < len(self._rows)
+                and 0 <= index.column() < len(self.COLUMNS))
+
+
 class DownloadColumn(enum.IntEnum):
     FILE = 0
     REPO = 1
@@ -365,9 +396,12 @@ class _DownloadRow:
     eta: float | None = None
 
 
-class DownloadTableModel(QAbstractTableModel):
+class DownloadTableModel(_RowTable):
     """The queue's items as rows, kept current by :meth:`apply_event` (connect the bridge's
     ``eventReceived`` to it)."""
+
+    COLUMNS = DownloadColumn
+    HEADERS = _DOWNLOAD_HEADERS
 
     modelCompleted = Signal(str)  # a model file (a split set's first part) is complete and verified
 
@@ -399,27 +433,8 @@ class DownloadTableModel(QAbstractTableModel):
     def row_of(self, item_id: str) -> int:
         return self._index.get(item_id, -1)
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(DownloadColumn)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            if 0 <= section < len(DownloadColumn):
-                return _DOWNLOAD_HEADERS[DownloadColumn(section)]
-        return None
-
-    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        if not 0 <= index.column() < len(DownloadColumn):
+        if not self._valid(index):
             return None
         row = self._rows[index.row()]
         item = row.item
@@ -581,8 +596,11 @@ _SEARCH_HEADERS = {
 }
 
 
-class RepoSearchModel(QAbstractTableModel):
+class RepoSearchModel(_RowTable):
     """Hub search results, in the order the Hub gave them (its sort); sortable by column."""
+
+    COLUMNS = SearchColumn
+    HEADERS = _SEARCH_HEADERS
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -596,27 +614,8 @@ class RepoSearchModel(QAbstractTableModel):
     def repo_at(self, row: int) -> RepoSummary:
         return self._rows[row]
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(SearchColumn)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            if 0 <= section < len(SearchColumn):
-                return _SEARCH_HEADERS[SearchColumn(section)]
-        return None
-
-    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        if not 0 <= index.column() < len(SearchColumn):
+        if not self._valid(index):
             return None
         repo = self._rows[index.row()]
         column = SearchColumn(index.column())
@@ -692,12 +691,15 @@ class _QuantRow:
     fit: Fit | None  # None: not a chat model on its own (projector) or size unknown
 
 
-class QuantFileModel(QAbstractTableModel):
+class QuantFileModel(_RowTable):
     """A repo's GGUF files, one row per quantization; split sets are one row.
 
     The rows come in the Hub client's order (smallest first, so quantizations group from
     Q2 up to F16).  Incomplete split sets are listed but disabled (they cannot be used).
     """
+
+    COLUMNS = QuantColumn
+    HEADERS = _QUANT_HEADERS
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -732,31 +734,18 @@ class QuantFileModel(QAbstractTableModel):
     def best_row(self) -> int | None:
         return self._best
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(QuantColumn)
-
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(QuantColumn):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return _QUANT_HEADERS[QuantColumn(section)]
-            if role == Qt.ItemDataRole.ToolTipRole and section == QuantColumn.RAM:
-                return "Estimated memory to run it: file size × 1.1 + 0.5 GB"
-        return None
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == QuantColumn.RAM:
+            return "Estimated memory to run it: file size × 1.1 + 0.5 GB"
+        return super().headerData(section, orientation, role)
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        if not self._rows[index.row()].file.complete:
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if index.isValid() and not self._rows[index.row()].file.complete:
+            return Qt.ItemFlag.NoItemFlags  # an incomplete split set cannot be used
+        return super().flags(index)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        if not 0 <= index.column() < len(QuantColumn):
+        if not self._valid(index):
             return None
         row = self._rows[index.row()]
         f = row.file
