@@ -304,6 +304,9 @@ def test_preferences_apply_live_ctrl_enter_mode_and_font(qtbot, make_window, tmp
     window.apply_preferences(Preferences(theme="dark", chat_font_size=16, send_with="ctrl+enter"))
     assert window.chat_view.font().pointSize() == 16
     qtbot.waitUntil(lambda: window.palette().window().color().lightness() < 128, timeout=3000)  # recoloured live
+    # widgets with their own style sheet follow too (the settings panel stayed light once)
+    spin = window.settings_panel.findChild(object, "setting_temperature")
+    qtbot.waitUntil(lambda: spin.palette().base().color().lightness() < 128, timeout=3000)
     qtbot.keyClicks(window.input, "first line")
     qtbot.keyClick(window.input, Qt.Key.Key_Return)  # Enter now adds a line
     assert window.input.toPlainText() == "first line\n" and window.session.conversation.messages == []

@@ -57,7 +57,11 @@ class NoticeBar(QFrame):
         super().__init__(parent)
         _named(self, name)
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet(f"#{name} {{ background: #fff4e5; border: 1px solid #e0a040; border-radius: 4px; }}")
+        # A fixed light background, so its text colour is fixed too (readable in a dark theme).
+        self.setStyleSheet(
+            f"#{name} {{ background: #fff4e5; border: 1px solid #e0a040; border-radius: 4px; }}"
+            f" #{name}Text, #{name}Close {{ color: #3e2723; background: transparent; border: none; }}"
+        )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         self.label = _named(QLabel(), name + "Text")
@@ -132,7 +136,7 @@ class MainWindow(QMainWindow):
         self.first_run.download.connect(self.show_downloads)
 
         docs = QHBoxLayout()
-        self.attach_button = _named(QPushButton("📎 Attach files…"), "attachButton")
+        self.attach_button = _named(QPushButton("Attach files…"), "attachButton")
         self.attach_button.setToolTip("Add documents this conversation can answer from (.txt, .md, .pdf, .docx, .html, code)")
         self.use_documents = _named(QCheckBox("Use documents"), "useDocuments")
         self.use_documents.setToolTip("Look up the passages that best match each question and let the model cite them")

@@ -119,6 +119,14 @@ def apply_theme(app: QApplication, theme: str, font_size: int | None = None) -> 
             app.setStyle("Fusion")
         app.setPalette(dark_palette() if theme == "dark" else light_palette())
     _set_colour_scheme(app, theme)
+    # Widgets with a style sheet of their own do not take a new application palette by
+    # themselves (the settings panel stayed light in a dark window): re-polish them.
+    for widget in app.allWidgets():
+        sheet = widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet("")
+            if not widget.styleSheet():  # unless the widget restyled itself for the new palette
+                widget.setStyleSheet(sheet)
     font = QFont(platform.font)
     if font_size is not None:
         font.setPointSize(int(font_size))
