@@ -236,3 +236,21 @@ def test_regenerate_edit_and_delete_are_saved(qtbot, open_window) -> None:
     stored = session.store.load(conv_id)
     assert [m.role for m in stored.messages] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT]
     assert stored.messages[1].text == "One more question?"
+
+
+def test_export_through_the_file_menu(qtbot, open_window, tmp_path: Path, monkeypatch) -> None:
+    window = open_window()
+    chat(qtbot, window, "What is the capital of France?")
+    out = tmp_path / "chat.html"
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(out), "Web page (HTML) (*.html)"))
+    window.findChild(object, "exportAction").trigger()
+    page = out.read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "capital of France" in page
+    assert "<script" not in page.lower()
+    md = tmp_path / "all"
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(md), "Markdown (*.md)"))
+    window.findChild(object, "exportAllAction").trigger()
+    assert "capital of France" in (tmp_path / "all.md").read_text()
+    assert "Exported 1 conversation" in window.info_bar.label.text()
