@@ -356,3 +356,11 @@ def test_few_shot_examples_for_a_conversation_are_sent_as_turns_and_saved(qtbot,
     assert window.session.few_shot == [("Translate: cat", "chat (French)")]
     assert window.settings_panel.findChild(object, "fewShotList").count() == 1
     assert window.settings_panel.findChild(object, "precedenceNote").text().startswith("Which value wins")
+
+
+def test_gpu_layers_is_disabled_on_a_cpu_only_build(qtbot, make_window) -> None:
+    window = make_window()
+    spin = window.settings_panel.findChild(object, "setting_n_gpu_layers")
+    # this machine's llama.cpp is a portable CPU build
+    qtbot.waitUntil(lambda: not spin.isEnabled(), timeout=5000)
+    assert "CPU only" in spin.toolTip()

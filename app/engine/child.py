@@ -24,7 +24,11 @@ def main(conn: Connection, cancel: Event) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import llama_cpp  # noqa: PLC0415 - deliberately imported only in the child
 
-    conn.send(p.Ready(pid=os.getpid(), llama_cpp_version=llama_cpp.__version__))
+    try:
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:
+        gpu = False
+    conn.send(p.Ready(pid=os.getpid(), llama_cpp_version=llama_cpp.__version__, gpu_offload=gpu))
     server = _Server(conn, cancel)
     while True:
         try:

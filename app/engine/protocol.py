@@ -76,6 +76,7 @@ class Shutdown:
 class Ready:
     pid: int
     llama_cpp_version: str
+    gpu_offload: bool = False  # whether this llama.cpp build can put layers on a GPU
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from app.engine.client import EngineClient, EngineCrashed, EngineError
 class EngineWorker(QObject):
     engineStarting = Signal()
     engineReady = Signal(str)  # llama.cpp version
+    gpuOffload = Signal(bool)  # whether the build can use a GPU (the GPU layers setting matters)
     loading = Signal(str)  # model path
     loaded = Signal(object)  # protocol.Loaded
     loadFailed = Signal(str)  # message naming the file and the reason
@@ -72,6 +73,7 @@ class EngineWorker(QObject):
         except EngineError as exc:
             self.crashed.emit(str(exc))
             return
+        self.gpuOffload.emit(ready.gpu_offload)
         self.engineReady.emit(ready.llama_cpp_version)
 
     @Slot()

@@ -261,6 +261,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
         self.settings_panel.fewShotChanged.connect(session.set_few_shot)
+        session.worker.gpuOffload.connect(self.settings_panel.set_gpu_available)
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)

@@ -429,6 +429,13 @@ class SettingsPanel(QWidget):
         self._few_shot: list[tuple[str, str]] = []
         return box
 
+    def set_gpu_available(self, available: bool) -> None:
+        """GPU layers only matter when llama.cpp was built with a GPU backend."""
+        spin = self._spins["n_gpu_layers"]
+        spin.setEnabled(available)
+        spin.setToolTip(spin.toolTip().split("\n\n")[0] + ("" if available else
+                        "\n\nThis build of llama.cpp runs on the CPU only, so this setting has no effect."))
+
     def few_shot(self) -> list[tuple[str, str]]:
         return list(self._few_shot)
 
