@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.core.sqlite_util import split_sql
 from app.core.conversation import Conversation, Message, MessageState, Role
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(found, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _split_sql(_MIGRATIONS[version]):
+            for statement in split_sql(_MIGRATIONS[version]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
@@ -210,23 +211,6 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
     return found
-
-
-def _split_sql(script: str) -> list[str]:
-    """Statements of a script, so a migration runs inside one explicit transaction
-    (``executescript`` would commit first)."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--") and not current.strip():
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
 
 
 # -- value conversion --------------------------------------------------------------------------

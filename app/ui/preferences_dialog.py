@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.validation import mark_invalid
 from app.core.preferences import Preferences
 from app.core.settings import Problem
 from app.ui.theme import is_dark
@@ -57,15 +58,6 @@ _SEND_WITH = (("Enter (Shift+Enter adds a line)", "enter"),
 
 # The same marks as the settings panel; problem text gets a red readable on the background.
 _STYLE = '*[invalid="true"] { border: 1px solid %s; border-radius: 3px; } QLabel[role="problem"] { color: %s; }'
-
-
-def _mark(widget: QWidget, invalid: bool) -> None:
-    """Set the ``invalid`` property the style sheet keys on; Qt re-reads it on a re-polish."""
-    if bool(widget.property("invalid")) == invalid:
-        return
-    widget.setProperty("invalid", invalid)
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
 
 
 class PreferencesDialog(QDialog):
@@ -256,7 +248,7 @@ class PreferencesDialog(QDialog):
             label.setText(" ".join(messages))
             label.setVisible(bool(messages))
             control.setAccessibleDescription(" ".join(messages) or _HELP[name])
-            _mark(control, bool(messages))
+            mark_invalid(control, bool(messages))
         return not problems
 
     def _commit_spins(self) -> None:

@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.validation import mark_invalid
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
 
@@ -129,16 +130,6 @@ _HELP = {
     "chain_of_thought": "Asks the model to think step by step before answering; its reasoning "
                         "is shown apart from the answer. Slower, often better at puzzles and maths.",
 }
-
-
-def _mark(widget: QWidget, invalid: bool) -> None:
-    """Set the ``invalid`` property the style sheet keys on; Qt only re-reads dynamic
-    properties for styling on a re-polish."""
-    if bool(widget.property("invalid")) == invalid:
-        return
-    widget.setProperty("invalid", invalid)
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
 
 
 class SettingsPanel(QWidget):
@@ -602,7 +593,7 @@ class SettingsPanel(QWidget):
             label.setText(" ".join(messages))
             label.setVisible(bool(messages))
             control.setAccessibleDescription(" ".join(messages) or control.toolTip())
-            _mark(control, bool(messages))
+            mark_invalid(control, bool(messages))
         self._apply_load.setEnabled(not problems and load != self._load_in_use)
         self._save_button.setEnabled(not problems)
         if emit and not problems and sampling != self._sampling_sent:

@@ -88,6 +88,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from app import paths
+from app.core.sqlite_util import split_sql
 from app.core.documents.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, chunk_sections
 from app.core.documents.extract import ExtractionCancelled, UnreadableDocument, extract, is_supported
 
@@ -273,21 +274,6 @@ CREATE TABLE conversation_options (
 _MIGRATIONS: list[str] = [_SCHEMA_V1]
 
 
-def _statements(script: str) -> list[str]:
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--") and not current.strip():
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
-
-
 def _drop_passages(c: sqlite3.Connection, where: str, params: Sequence[Any]) -> None:
     """Delete passages and their search-index entries (external-content FTS5 needs the
     old text to remove a row).  Every deletion of passages goes through here."""
@@ -344,7 +330,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for version in range(found, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(_MIGRATIONS[version]):
+            for statement in split_sql(_MIGRATIONS[version]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
