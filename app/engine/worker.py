@@ -136,13 +136,17 @@ class EngineWorker(QObject):
         last_flush = time.monotonic()
         first: float | None = None
         count = 0
+        stats_at = [0.0]
 
         def flush() -> None:
             nonlocal last_flush
             if pending:
                 self.tokens.emit("".join(pending))
                 pending.clear()
-                self.streamStats.emit(count, time.monotonic() - first if first else 0.0)
+                now = time.monotonic()
+                if now - stats_at[0] >= 0.25:  # the meter and status need not move at token speed
+                    stats_at[0] = now
+                    self.streamStats.emit(count, now - first if first else 0.0)
             last_flush = time.monotonic()
 
         try:
@@ -156,6 +160,7 @@ class EngineWorker(QObject):
                     self.promptInfo.emit(event)
                 elif isinstance(event, p.Done):
                     flush()
+                    self.streamStats.emit(count, time.monotonic() - first if first else 0.0)
                     self.finished.emit(event.reason, event.stats)
                     return
                 if time.monotonic() - last_flush >= self.flush_interval:
