@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core.sqlite_util import split_sql
+from app.core.sqlite_util import run_migrations
 from app.core.conversation import Conversation, Message, MessageState, Role
 
 log = logging.getLogger(__name__)
@@ -194,23 +194,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     crash mid-migration leaves the previous version intact. A database from a newer Hearth
     is refused rather than guessed at.
     """
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise StoreError(
-            "The conversation database was written by a newer version of Hearth; "
-            "update Hearth to open it."
-        )
-    for version in range(found, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in split_sql(_MIGRATIONS[version]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return found
+    assert len(_MIGRATIONS) == SCHEMA_VERSION
+    return run_migrations(conn, _MIGRATIONS, StoreError(
+        "The conversation database was written by a newer version of Hearth; update Hearth to open it."
+    ))
 
 
 # -- value conversion --------------------------------------------------------------------------

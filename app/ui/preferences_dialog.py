@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.validation import mark_invalid
+from app.ui.validation import show_problems
 from app.core.preferences import Preferences
 from app.core.settings import Problem
 from app.ui.theme import is_dark
@@ -239,16 +239,7 @@ class PreferencesDialog(QDialog):
         """Mark every problem; True when there is none."""
         problems = self.preferences().validate()
         self._problems = problems
-        by_field: dict[str, list[str]] = {}
-        for problem in problems:
-            by_field.setdefault(problem.field, []).append(problem.message)
-        for name, control in self._controls.items():
-            messages = by_field.get(name, [])
-            label = self._problem_labels[name]
-            label.setText(" ".join(messages))
-            label.setVisible(bool(messages))
-            control.setAccessibleDescription(" ".join(messages) or _HELP[name])
-            mark_invalid(control, bool(messages))
+        show_problems(problems, self._controls, self._problem_labels, lambda name, _control: _HELP[name])
         return not problems
 
     def _commit_spins(self) -> None:

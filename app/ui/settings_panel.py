@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.validation import mark_invalid
+from app.ui.validation import show_problems
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
 
@@ -584,16 +584,7 @@ class SettingsPanel(QWidget):
         n_ctx = self._load_in_use.n_ctx if any(p.field == "n_ctx" for p in load_problems) else load.n_ctx
         problems = sampling.validate(n_ctx) + load_problems
         self._problems = problems
-        by_field: dict[str, list[str]] = {}
-        for problem in problems:
-            by_field.setdefault(problem.field, []).append(problem.message)
-        for name, control in self._controls.items():
-            messages = by_field.get(name, [])
-            label = self._problem_labels[name]
-            label.setText(" ".join(messages))
-            label.setVisible(bool(messages))
-            control.setAccessibleDescription(" ".join(messages) or control.toolTip())
-            mark_invalid(control, bool(messages))
+        show_problems(problems, self._controls, self._problem_labels, lambda _name, control: control.toolTip())
         self._apply_load.setEnabled(not problems and load != self._load_in_use)
         self._save_button.setEnabled(not problems)
         if emit and not problems and sampling != self._sampling_sent:

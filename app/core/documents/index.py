@@ -88,7 +88,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from app import paths
-from app.core.sqlite_util import split_sql
+from app.core.sqlite_util import run_migrations
 from app.core.documents.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, chunk_sections
 from app.core.documents.extract import ExtractionCancelled, UnreadableDocument, extract, is_supported
 
@@ -322,26 +322,14 @@ _FTS_HASHSIZE = 8 * 1024 * 1024
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise DocumentIndexError(
-            "The document index was written by a newer version of Hearth; update Hearth to open it."
-        )
-    for version in range(found, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
+    found = run_migrations(conn, _MIGRATIONS, DocumentIndexError(
+        "The document index was written by a newer version of Hearth; update Hearth to open it."
+    ))
+    if found == 0:  # a new index: let FTS5 buffer more terms while indexing
         try:
-            for statement in split_sql(_MIGRATIONS[version]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if version == 0:
-            try:
-                conn.execute(f"INSERT INTO passages_fts (passages_fts, rank) VALUES ('hashsize', {_FTS_HASHSIZE})")
-            except sqlite3.Error:
-                pass
+            conn.execute(f"INSERT INTO passages_fts (passages_fts, rank) VALUES ('hashsize', {_FTS_HASHSIZE})")
+        except sqlite3.Error:
+            pass
 
 
 def _reason(exc: BaseException) -> str:
