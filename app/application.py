@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from app import APP_NAME, __version__, paths
 
@@ -129,6 +130,31 @@ def run(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _check_document_readers() -> str | None:
+    """A packaged app that lacks python-docx's templates or pypdf would only show it when a
+    user attaches a file; the self-test writes a .docx from that template and reads it back."""
+    import tempfile
+
+    try:
+        import docx
+        import pypdf  # noqa: F401
+
+        from app.core.documents import extract
+
+        document = docx.Document()
+        document.add_heading("Readers", level=1)
+        document.add_paragraph("The document readers work.")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "check.docx"
+            document.save(path)
+            sections = extract(path).sections
+        if [(s.heading, s.text) for s in sections] != [("Readers", "The document readers work.")]:
+            return f"the .docx reader read {sections!r}"
+    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+        return f"the document readers are broken: {type(exc).__name__}: {exc}"
+    return None
+
+
 def _self_test(qt_app, session, window) -> None:
     """--self-test: the real window and engine answer one short question, then the app exits.
     The test conversation is deleted again, so a user's history is left as it was."""
@@ -161,9 +187,13 @@ def _self_test(qt_app, session, window) -> None:
                                f"{stats.get('tokens', 0)} tokens, {stats.get('tokens_per_s') or 0:.1f} tokens/s, "
                                f"reply {message.text.strip()!r}")
 
+    problem = _check_document_readers()
+    if problem:  # exit() does nothing before the event loop runs: leave from inside it
+        QTimer.singleShot(0, lambda: finish(1, problem))
+        return
     session.stateChanged.connect(on_state)
     session.replyFinished.connect(on_reply)
     session.errorMessage.connect(lambda text: finish(1, text))
     QTimer.singleShot(180_000, lambda: finish(2, "timed out after 180 s"))
     if session.state is EngineState.NO_MODEL:
-        finish(1, "no model: add one, or install the demo model")
+        QTimer.singleShot(0, lambda: finish(1, "no model: add one, or install the demo model"))

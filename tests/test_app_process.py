@@ -52,3 +52,17 @@ def test_self_test_flag_answers_and_exits_zero(tmp_path: Path, demo_model: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-test: ok" in result.stdout and "tokens/s" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_self_test_fails_at_once_when_a_document_reader_is_missing(tmp_path: Path) -> None:
+    """A build that lost python-docx (or its templates) must fail --self-test, and say why,
+    rather than wait for the engine or time out."""
+    shadow = tmp_path / "shadow" / "docx"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('simulated: python-docx is missing')\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(shadow.parent))
+    env.pop("HEARTH_HOME", None)
+    result = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the document readers are broken: ImportError: simulated" in result.stdout

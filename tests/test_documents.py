@@ -141,10 +141,38 @@ def make_docx(blocks: list[tuple[str, str]], title: str | None = None, localized
         'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
         "</Types>"
     )
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    package_rels = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{rel}/officeDocument" Target="word/document.xml"/>'
+        + (
+            '<Relationship Id="rId2" Target="docProps/core.xml" Type="http://schemas.openxmlformats.org/'
+            'package/2006/relationships/metadata/core-properties"/>'
+            if title
+            else ""
+        )
+        + "</Relationships>"
+    )
+    document_rels = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{rel}/styles" Target="styles.xml"/></Relationships>'
+    )
+    content_types = content_types.replace(
+        "</Types>",
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Override PartName="/word/styles.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml"/>'
+        '<Override PartName="/docProps/core.xml" '
+        'ContentType="application/vnd.openxmlformats-package.core-properties+xml"/></Types>',
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("[Content_Types].xml", content_types)
+        zf.writestr("_rels/.rels", package_rels)
         zf.writestr("word/document.xml", document)
+        zf.writestr("word/_rels/document.xml.rels", document_rels)
         zf.writestr("word/styles.xml", styles)
         if title:
             zf.writestr(
@@ -290,12 +318,67 @@ def test_docx_damaged_or_encrypted(docs: Path) -> None:
     (docs / "enc.docx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
     with pytest.raises(UnreadableDocument, match="encrypted"):
         extract(docs / "enc.docx")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("word/document.xml", "<w:document")
-    (docs / "badxml.docx").write_bytes(buf.getvalue())
+    # a proper package whose main part is cut off mid-element
+    broken = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(make_docx([("p", "x")]))) as src, zipfile.ZipFile(broken, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, b"<w:document" if info.filename == "word/document.xml" else src.read(info))
+    (docs / "badxml.docx").write_bytes(broken.getvalue())
     with pytest.raises(UnreadableDocument, match="damaged"):
         extract(docs / "badxml.docx")
+    # a zip without the package's parts (someone renamed an archive)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    (docs / "renamed.docx").write_bytes(buf.getvalue())
+    with pytest.raises(UnreadableDocument, match="not a valid Word document"):
+        extract(docs / "renamed.docx")
+
+
+def test_docx_written_by_python_docx_with_tracked_insertions_and_links(docs: Path) -> None:
+    """A file from python-docx's own template (the styles, rels and core part Word writes),
+    with text that python-docx's ``Paragraph.text`` would drop: a tracked insertion and a
+    field.  Deleted tracked text stays out."""
+    import docx
+    from docx.oxml import parse_xml
+
+    ns = f'xmlns:w="{_W_NS}"'
+    document = docx.Document()
+    document.core_properties.title = "Maintenance  Manual"
+    document.add_paragraph("Read this first.")
+    document.add_heading("Oil change", level=1)
+    para = document.add_paragraph("Use 5W-30 oil")
+    para._p.append(parse_xml(f"<w:ins {ns} w:id='1' w:author='a'><w:r><w:t> every 10,000 km</w:t></w:r></w:ins>"))
+    para._p.append(parse_xml(f"<w:del {ns} w:id='2' w:author='a'><w:r><w:delText>DELETEDWORDS</w:delText></w:r></w:del>"))
+    para._p.append(parse_xml(f"<w:fldSimple {ns} w:instr='PAGE'><w:r><w:t>.</w:t></w:r></w:fldSimple>"))
+    table = document.add_table(rows=2, cols=2)
+    for r, row in enumerate([("Part", "Torque"), ("Drain plug", "25 Nm")]):
+        for c, text in enumerate(row):
+            table.cell(r, c).text = text
+    document.add_heading("Tyres", level=2)
+    document.add_paragraph("Check pressure monthly.")
+    document.save(docs / "manual.docx")
+
+    doc = extract(docs / "manual.docx")
+    assert doc.title == "Maintenance Manual"
+    assert [(s.heading, s.text) for s in doc.sections] == [
+        (None, "Read this first."),
+        ("Oil change", "Use 5W-30 oil every 10,000 km.\nPart | Torque\nDrain plug | 25 Nm"),
+        ("Tyres", "Check pressure monthly."),
+    ]
+    assert "DELETEDWORDS" not in doc.text
+
+
+def test_docx_parts_that_inflate_too_far_are_refused(docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip bomb is refused from the sizes the archive declares, before anything inflates."""
+    import importlib
+
+    extract_module = importlib.import_module("app.core.documents.extract")
+    data = make_docx([("p", "word " * 500)])
+    monkeypatch.setattr(extract_module, "_MAX_DOCX_XML_BYTES", 1000)
+    (docs / "bomb.docx").write_bytes(data)
+    with pytest.raises(UnreadableDocument, match="too large"):
+        extract(docs / "bomb.docx")
 
 
 def test_source_code_kept_verbatim(docs: Path) -> None:

@@ -83,6 +83,9 @@ BUNDLED: tuple[tuple[str, str | None, str, str], ...] = (
     ("keyring", "keyring", "MIT", "https://github.com/jaraco/keyring"),
     ("platformdirs", "platformdirs", "MIT", "https://github.com/tox-dev/platformdirs"),
     ("httpx2", "httpx2", "BSD-3-Clause", "https://pypi.org/project/httpx2/"),
+    ("pypdf", "pypdf", "BSD-3-Clause", "https://github.com/py-pdf/pypdf"),
+    ("python-docx", "python-docx", "MIT", "https://github.com/python-openxml/python-docx"),
+    ("lxml (with libxml2 and libxslt, MIT)", "lxml", "BSD-3-Clause", "https://lxml.de/"),
 )
 
 # GGUF ``general.license`` values are free text, usually Hugging Face's lower-case ids.

@@ -10,13 +10,13 @@ Why these readers:
   so every passage knows its page.  A PDF that needs a password is refused with
   :class:`UnreadableDocument`; one that is merely *owner*-protected (opens without a
   password, as most "secured" PDFs do) is read.
-* Word (.docx): a small reader over :mod:`zipfile` and the standard library's XML parser
-  rather than python-docx, because python-docx pulls in lxml (a large native wheel) to do
-  what we need in ~80 lines: paragraphs, tables and heading styles.  Heading styles are
-  resolved through ``styles.xml`` by their built-in English names ("heading 1"), which Word
-  keeps even in localized documents, and by outline level.  Expat (the parser behind
-  :mod:`xml.etree`) never fetches external entities and, from 2.4, stops entity-expansion
-  bombs; the XML parts are size-checked before they are inflated (zip bombs).
+* Word (.docx): python-docx (maintained; it knows the package layout, relationships,
+  style inheritance and core properties that a hand-rolled reader gets wrong on real
+  files).  Heading styles are found by their built-in English names ("heading 1"), which
+  Word keeps even in localized documents, or by outline level, following ``basedOn``.
+  Its lxml parser does not resolve entities; the zip's declared sizes are checked before
+  python-docx inflates the parts into memory (zip bombs).  Paragraph text is read from the
+  XML so tracked insertions, fields and content controls are not lost.
 * HTML: :mod:`html.parser` from the standard library; scripts, styles and other
   non-text elements are dropped, headings start sections.
 * Text, Markdown and source code are kept verbatim (Markdown is split at its headings).
@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from xml.etree import ElementTree
+from typing import Any
 
 #: Larger files are refused: extracting them would hold the indexing thread for minutes
 #: and their text would swamp a collection anyway.
@@ -477,105 +477,99 @@ def _short(exc: BaseException) -> str:
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+#: The text-bearing runs of a paragraph, wherever they sit: plain runs, hyperlinks, fields,
+#: tracked insertions, smart tags and inline content controls (python-docx's own
+#: ``Paragraph.text`` sees only the first two).  ``w:delText`` (a deleted tracked change)
+#: is not content and is not matched.
+_DOCX_TEXT_TAGS = {f"{_W}t": None, f"{_W}tab": "\t", f"{_W}br": "\n", f"{_W}cr": "\n", f"{_W}noBreakHyphen": "-"}
 
 
-def _docx_part(path: Path, zf: zipfile.ZipFile, name: str) -> ElementTree.Element | None:
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        return None
-    if info.file_size > _MAX_DOCX_XML_BYTES:
-        raise UnreadableDocument(path, "is too large to read (its text part is over 128 MB)")
-    try:
-        return ElementTree.fromstring(zf.read(info))
-    except ElementTree.ParseError as exc:
-        raise UnreadableDocument(path, f"is damaged ({name} is not valid XML: {exc})") from None
-
-
-def _docx_heading_styles(path: Path, zf: zipfile.ZipFile) -> set[str]:
-    """Style ids that are headings, found by built-in name or outline level."""
-    styles = _docx_part(path, zf, "word/styles.xml")
-    ids = {f"Heading{i}" for i in range(1, 10)} | {"Title"}
-    if styles is None:
-        return ids
-    for style in styles.iter(f"{_W}style"):
-        sid = style.get(f"{_W}styleId")
-        if not sid:
-            continue
-        name_el = style.find(f"{_W}name")
-        name = (name_el.get(f"{_W}val") or "").lower() if name_el is not None else ""
-        level = style.find(f"{_W}pPr/{_W}outlineLvl")
-        if name.startswith("heading") or name == "title" or (level is not None and level.get(f"{_W}val", "9") < "9"):
-            ids.add(sid)
-    return ids
-
-
-def _docx_text(el: ElementTree.Element) -> str:
-    parts: list[str] = []
-    for node in el.iter():
-        tag = node.tag
-        if tag == f"{_W}t":  # not w:delText: deleted tracked changes are not content
-            parts.append(node.text or "")
-        elif tag == f"{_W}tab":
-            parts.append("\t")
-        elif tag in (f"{_W}br", f"{_W}cr"):
-            parts.append("\n")
-        elif tag == f"{_W}noBreakHyphen":
-            parts.append("-")
-    return "".join(parts)
-
-
-def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
+def _docx_guard(path: Path, data: bytes) -> None:
+    """Refuse what python-docx should never be handed: it inflates every part into memory."""
     if data.startswith(_OLE_MAGIC):
         raise UnreadableDocument(path, "is encrypted (it needs a password to open) or is an old-format .doc file")
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
     except zipfile.BadZipFile:
         raise UnreadableDocument(path, "is not a valid Word document (.docx)") from None
-    with zf:
-        body_root = _docx_part(path, zf, "word/document.xml")
-        if body_root is None:
-            raise UnreadableDocument(path, "is not a valid Word document (it has no document part)")
-        headings = _docx_heading_styles(path, zf)
-        body = body_root.find(f"{_W}body")
-        sections: list[Section] = []
-        heading: str | None = None
-        paragraphs: list[str] = []
+    # zipfile stops inflating a member at its declared size, so the declared sizes bound memory.
+    if any(i.file_size > _MAX_DOCX_XML_BYTES for i in infos if i.filename.endswith((".xml", ".rels"))) or sum(
+        i.file_size for i in infos
+    ) > 2 * MAX_FILE_BYTES:
+        raise UnreadableDocument(path, "is too large to read (it inflates to more than Hearth reads)")
 
-        def flush() -> None:
-            text = _clean("\n".join(paragraphs)).strip()
-            if text:
-                sections.append(Section(text, heading=heading))
-            paragraphs.clear()
 
-        for block in list(body) if body is not None else []:
+def _docx_text(el: Any) -> str:
+    parts: list[str] = []
+    for node in el.iter(*_DOCX_TEXT_TAGS):
+        replacement = _DOCX_TEXT_TAGS[node.tag]
+        parts.append((node.text or "") if replacement is None else replacement)
+    return "".join(parts)
+
+
+def _docx_is_heading(paragraph: Any) -> bool:
+    """By the style's built-in English name ("heading 1", "Title"), which Word keeps in
+    localized documents whose style ids are "berschrift1", or by an outline level."""
+    style = paragraph.style
+    while style is not None:
+        name = (style.name or "").lower()
+        if name.startswith("heading") or name == "title":
+            return True
+        level = style.element.find(f"{_W}pPr/{_W}outlineLvl")
+        if level is not None and level.get(f"{_W}val", "9") < "9":
+            return True
+        style = style.base_style
+    level = paragraph._p.find(f"{_W}pPr/{_W}outlineLvl")
+    return level is not None and level.get(f"{_W}val", "9") < "9"
+
+
+def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
+    _docx_guard(path, data)
+    import docx  # python-docx: imported here so the app starts without loading lxml
+    from docx.opc.exceptions import OpcError
+    from docx.text.paragraph import Paragraph
+    from lxml import etree
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+        body = document.element.body
+        blocks = list(body.iterchildren())
+    except (OpcError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise UnreadableDocument(path, f"is not a valid Word document ({_short(exc)})") from None
+    except etree.XMLSyntaxError as exc:
+        raise UnreadableDocument(path, f"is damaged (a part is not valid XML: {_short(exc)})") from None
+    except Exception as exc:
+        raise UnreadableDocument(path, f"is damaged ({_short(exc)})") from None
+    sections: list[Section] = []
+    heading: str | None = None
+    paragraphs: list[str] = []
+
+    def flush() -> None:
+        text = _clean("\n".join(paragraphs)).strip()
+        if text:
+            sections.append(Section(text, heading=heading))
+        paragraphs.clear()
+
+    try:
+        for block in blocks:
             if block.tag == f"{_W}p":
-                style = block.find(f"{_W}pPr/{_W}pStyle")
-                level = block.find(f"{_W}pPr/{_W}outlineLvl")
                 text = _docx_text(block)
-                is_heading = (style is not None and style.get(f"{_W}val") in headings) or (
-                    level is not None and level.get(f"{_W}val", "9") < "9"
-                )
-                if is_heading and text.strip():
+                if text.strip() and _docx_is_heading(Paragraph(block, document)):
                     flush()
                     heading = " ".join(text.split())
                 else:
                     paragraphs.append(text)
             elif block.tag == f"{_W}tbl":
                 for row in block.iter(f"{_W}tr"):
-                    cells = [" ".join(_docx_text(tc).split()) for tc in row.findall(f"{_W}tc")]
+                    cells = [" ".join(_docx_text(tc).split()) for tc in row.iterchildren(f"{_W}tc")]
                     paragraphs.append(" | ".join(cells))
             elif block.tag == f"{_W}sdt":  # content controls (tables of contents, forms)
-                content = block.find(f"{_W}sdtContent")
-                if content is not None:
-                    paragraphs.extend(_docx_text(p) for p in content.iter(f"{_W}p"))
+                paragraphs.extend(_docx_text(p) for p in block.iter(f"{_W}p"))
         flush()
-        title = path.name
-        core = _docx_part(path, zf, "docProps/core.xml")
-        if core is not None:
-            el = core.find("{http://purl.org/dc/elements/1.1/}title")
-            if el is not None and el.text and el.text.strip():
-                title = " ".join(el.text.split())
+        title = " ".join((document.core_properties.title or "").split()) or path.name
+    except Exception as exc:  # a broken styles or core part; python-docx raises many kinds
+        raise UnreadableDocument(path, f"is damaged ({_short(exc)})") from None
     return title, sections
 
 
