@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 
@@ -69,12 +69,21 @@ class FakeFile:
 
     @property
     def sha256(self) -> str:
-        real = sha256_hex(self.content)
+        real = self._digest("sha256", lambda: sha256_hex(self.content))
         return sha256_hex(real.encode()) if self.wrong_sha256 else real
 
     @property
     def git_oid(self) -> str:
-        return hashlib.sha1(b"blob %d\0" % len(self.content) + self.content).hexdigest()
+        return self._digest("git", lambda: hashlib.sha1(b"blob %d\0" % len(self.content) + self.content).hexdigest())
+
+    def _digest(self, kind: str, compute: Callable[[], str]) -> str:
+        """Hashed once per content (every request sends an ETag: hashing 500 MB each time
+        would put seconds of server time into the download benchmark)."""
+        cache = self.__dict__.setdefault("_digests", {})
+        hit = cache.get(kind)
+        if hit is None or hit[0] is not self.content:
+            hit = cache[kind] = (self.content, compute())
+        return hit[1]
 
     @property
     def etag(self) -> str:
@@ -560,16 +569,21 @@ class _Handler(BaseHTTPRequestHandler):
         drop = self.hub._take_fault("drop", "GET", path)
         limit = len(data) if drop is None else min(drop.after_bytes, len(data))
         sent = 0
+        paced_rate, paced_from, paced_at = None, 0, 0.0
         while sent < limit:
             if self.hub._stopping.is_set():
                 break
             rate = self.hub.bytes_per_second  # read each time: a test may change it mid-transfer
+            if rate != paced_rate:
+                paced_rate, paced_from, paced_at = rate, sent, time.monotonic()
             chunk = 256 * 1024 if rate is None else max(1024, int(rate / 20))
             piece = data[sent:min(limit, sent + chunk)]
             self.wfile.write(piece)
             sent += len(piece)
-            if rate is not None:
-                time.sleep(len(piece) / rate)
+            if rate is not None:  # against the clock, so the time spent sending counts too
+                ahead = paced_at + (sent - paced_from) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         if drop is not None or sent < len(data):
             self.wfile.flush()
             self.close_connection = True
