@@ -155,7 +155,8 @@ class MainWindow(QMainWindow):
         for widget in (self.attach_button, self.collections_button, self.use_documents, self.documents_label):
             docs.addWidget(widget)
         docs.addStretch(1)
-        docs.addWidget(QLabel("Sources budget:"))
+        self.sources_budget_label = _named(QLabel("Sources budget:"), "sourcesBudgetLabel")
+        docs.addWidget(self.sources_budget_label)
         docs.addWidget(self.sources_budget)
         docs.addWidget(self.indexing_bar)
         docs.addWidget(self.indexing_cancel)
@@ -184,7 +185,7 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([220, 640])
         self.setCentralWidget(splitter)
-        self.resize(1180, 760)
+        self.resize(1280, 760)
 
         self.status = _named(QStatusBar(), "statusBar")
         self.setStatusBar(self.status)
@@ -432,6 +433,10 @@ class MainWindow(QMainWindow):
         self.documents_label.setToolTip("\n".join(f"{d.name} — {d.error or 'indexed'}" for d in docs))
 
     def _indexing_progress(self, done: int, total: int, name: str) -> None:
+        # The progress takes the budget's place (it cannot be changed while indexing anyway):
+        # a row that grew would make the window squeeze the settings panel for good.
+        self.sources_budget_label.hide()
+        self.sources_budget.hide()
         self.indexing_bar.show()
         self.indexing_cancel.show()
         self.attach_button.setEnabled(False)
@@ -442,6 +447,8 @@ class MainWindow(QMainWindow):
     def _indexing_finished(self, report) -> None:
         self.indexing_bar.hide()
         self.indexing_cancel.hide()
+        self.sources_budget_label.show()
+        self.sources_budget.show()
         self._show_documents()
         if report is None:
             return

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QAbstractSpinBox,
@@ -177,8 +177,11 @@ class SettingsPanel(QWidget):
         scroll.setObjectName("settingsScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Narrower than its fields, the panel scrolls sideways rather than cutting off their
+        # right edge (the spin boxes' arrows, the reset buttons, Remove).
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         scroll.setWidget(content)
+        self._scroll = scroll
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -187,6 +190,15 @@ class SettingsPanel(QWidget):
         self.set_settings(SamplingSettings(), LoadSettings(), None)
 
     # -- public API --------------------------------------------------------------------------
+
+    def preferred_width(self) -> int:
+        """The width at which every field shows whole, without a sideways scroll bar."""
+        return self._scroll.widget().minimumSizeHint().width() + self._scroll.verticalScrollBar().sizeHint().width()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        # The main window sizes its dock from this when it first lays out; the scroll
+        # area's own hint is far narrower, and the fields' right edge would be cut off.
+        return QSize(self.preferred_width(), super().sizeHint().height())
 
     def set_settings(self, sampling: SamplingSettings, load: LoadSettings, native_ctx: int | None) -> None:
         """Show the settings in use (e.g. after start-up or a model load); emits nothing.
