@@ -428,74 +428,65 @@ def test_restart_lists_the_download_as_paused_and_resume_completes(setup, hub: F
     assert ranges(hub)[-1] == f"bytes={on_disk}-"
 
 
+class SlowDisk:
+    """Holds every fsync of a part file until ``release``; notes how many bytes each fsync
+    covered and, for every state-file write, what it claimed against what was synced by then."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.release = threading.Event()
+        self.synced: list[int] = []
+        self.claims: list[tuple[int, int]] = []  # (done written to the state file, bytes fsynced by then)
+        self._fsync, self._write_json = downloads._fsync_part, downloads.write_json
+        monkeypatch.setattr(downloads, "_fsync_part", self._held_fsync)
+        monkeypatch.setattr(downloads, "write_json", self._spy_write_json)
+
+    def _held_fsync(self, fd: int) -> None:
+        self.release.wait(20)
+        self._fsync(fd)
+        self.synced.append(os.fstat(fd).st_size)
+
+    def _spy_write_json(self, path: Path, data) -> None:
+        self.claims.extend((stored["done"], max(self.synced, default=0)) for stored in data["items"])
+        self._write_json(path, data)
+
+
 def test_a_slow_disk_does_not_hold_up_the_transfer_and_only_synced_bytes_are_recorded(
     setup, hub: FakeHub, monkeypatch
 ) -> None:
     """Checkpoint fsyncs run on their own thread: while one is held (a slow disk) the bytes
     keep coming, and the state file never claims more of the part file than an fsync covered
     (that is what a resume after a power cut trusts)."""
-    release = threading.Event()
-    synced: list[int] = []
-    claims: list[tuple[int, int]] = []  # (done written to the state file, bytes fsynced by then)
-    real_fsync, real_write_json = downloads._fsync_part, downloads.write_json
-
-    def held_fsync(fd: int) -> None:
-        release.wait(20)
-        real_fsync(fd)
-        synced.append(os.fstat(fd).st_size)
-
-    def spy_write_json(path: Path, data) -> None:
-        for stored in data["items"]:
-            claims.append((stored["done"], max(synced, default=0)))
-        real_write_json(path, data)
-
-    monkeypatch.setattr(downloads, "_fsync_part", held_fsync)
-    monkeypatch.setattr(downloads, "write_json", spy_write_json)
+    disk = SlowDisk(monkeypatch)
     hub.bytes_per_second = 4_000_000
     queue = setup.make()  # a checkpoint every 128 KiB
     item = add(queue, hub)
     part = Path(item.part_path)
     wait_for(lambda: part.exists() and part.stat().st_size >= 1_000_000, what="bytes past the held checkpoint")
     assert stored_items(setup.state_path)[0]["done"] == 0  # nothing was made durable yet
-    release.set()
+    disk.release.set()
     done = wait_state(queue, item.id, DownloadState.COMPLETE)
     assert Path(done.dest).read_bytes() == CONTENT
-    recorded = [claim for claim, _ in claims]
+    recorded = [claim for claim, _ in disk.claims]
     assert 0 < min(c for c in recorded if c) < SIZE  # checkpoints landed mid-transfer too
-    assert all(claim <= covered for claim, covered in claims), claims
+    assert all(claim <= covered for claim, covered in disk.claims), disk.claims
 
 
 def test_a_checkpoint_from_before_a_restart_from_zero_is_not_recorded(setup, hub: FakeHub, monkeypatch) -> None:
     """The connection drops, the server then ignores Range and the part file starts again
     from zero while an fsync of the old bytes is still under way: that fsync must not
     record the old length over the new, shorter file."""
-    release = threading.Event()
-    synced: list[int] = []
-    claims: list[tuple[int, int]] = []
-    real_fsync, real_write_json = downloads._fsync_part, downloads.write_json
-
-    def held_fsync(fd: int) -> None:
-        release.wait(20)
-        real_fsync(fd)
-        synced.append(os.fstat(fd).st_size)
-
-    def spy_write_json(path: Path, data) -> None:
-        claims.extend((stored["done"], max(synced, default=0)) for stored in data["items"])
-        real_write_json(path, data)
-
-    monkeypatch.setattr(downloads, "_fsync_part", held_fsync)
-    monkeypatch.setattr(downloads, "write_json", spy_write_json)
+    disk = SlowDisk(monkeypatch)
     hub.ignore_range = True
     hub.drop_after(1_000_000)
     hub.bytes_per_second = 1_000_000
     queue = setup.make()
     item = add(queue, hub)
     wait_for(lambda: len(hub.file_requests(NAME)) == 2, what="the request after the drop")
-    synced.clear()  # what counts from here is what the new file had when it was synced
-    release.set()
+    disk.synced.clear()  # what counts from here is what the new file had when it was synced
+    disk.release.set()
     done = wait_state(queue, item.id, DownloadState.COMPLETE, timeout=20)
     assert Path(done.dest).read_bytes() == CONTENT
-    after = claims[next(i for i, (claim, _) in enumerate(claims) if claim == 0 and i > 0):]
+    after = disk.claims[next(i for i, (claim, _) in enumerate(disk.claims) if claim == 0 and i > 0):]
     assert all(claim <= covered for claim, covered in after if claim), after
 
 
