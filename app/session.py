@@ -239,8 +239,11 @@ class ChatSession(QObject):
         self.conversationOpened.emit(self.conversation)
         self.documentsChanged.emit()
 
-    def open_conversation(self, conversation_id: str) -> bool:
+    def open_conversation(self, conversation_id: str, reveal: str | None = None) -> bool:
+        """Show a conversation; ``reveal``: a message (a search hit) whose branch is shown."""
         if self.conversation.id == conversation_id and self._saved:
+            if reveal:
+                self._reveal(reveal)
             return True
         if self._busy():
             return False
@@ -251,6 +254,8 @@ class ChatSession(QObject):
             return False
         self.conversation = conversation
         self._saved = True
+        if reveal and any(m.id == reveal for m in conversation.branches):
+            self._select_branch(reveal)
         if conversation.settings:
             self.settings = SamplingSettings.from_dict(conversation.settings)
         self.few_shot = [tuple(p) for p in (conversation.settings or {}).get("few_shot", []) if len(p) == 2]
@@ -359,6 +364,16 @@ class ChatSession(QObject):
         self.infoMessage.emit(f"Imported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} from the {source} {Path(path).name}.")
         return len(conversations)
 
+    def _append(self, message: Message) -> None:
+        """Put a new message at the end of the shown path (it follows the last one) and save it."""
+        conv = self.conversation
+        message.parent_id = conv.messages[-1].id if conv.messages else None
+        message.active = True
+        conv.messages.append(message)
+        self._save_new_message(message)
+        if any(m.parent_id == message.parent_id for m in conv.branches):  # a new variant
+            self.store.set_active(conv.id, message.id)
+
     def _save_new_message(self, message: Message) -> None:
         """Messages are written as they happen: a crash loses at most SAVE_INTERVAL."""
         conv = self.conversation
@@ -425,8 +440,7 @@ class ChatSession(QObject):
             self.errorMessage.emit(" ".join(pr.message for pr in problems))
             return False
         message = Message(Role.USER, text)
-        self.conversation.messages.append(message)
-        self._save_new_message(message)
+        self._append(message)
         self.messageAdded.emit(message)
         self.conversationsChanged.emit()
         if self.state is EngineState.READY:
@@ -437,43 +451,78 @@ class ChatSession(QObject):
         return True
 
     def regenerate(self) -> bool:
-        """Replace the last reply with a new one (the user's message stays)."""
+        """A new reply to the last question; the old one is kept as a variant (‹ 1/2 ›)."""
         messages = self.conversation.messages
         if self.state is not EngineState.READY or not messages or messages[-1].role is not Role.ASSISTANT:
             return False
-        old = messages.pop()
-        self.store.delete_message(old.id)
+        self._set_aside(len(messages) - 1)
         self.conversationOpened.emit(self.conversation)
         self._generate()
         return True
 
     def edit_and_resend(self, message_id: str, text: str) -> bool:
-        """Change an earlier user message; the turns after it are replaced by a new reply."""
+        """Send an edited version of an earlier user message, answered anew. The original
+        and everything after it stay as the other variant (‹ 1/2 ›)."""
         text = text.strip()
         index = next((i for i, m in enumerate(self.conversation.messages) if m.id == message_id), None)
         if not text or index is None or self.state is not EngineState.READY:
             return False
-        message = self.conversation.messages[index]
-        if message.role is not Role.USER:
+        if self.conversation.messages[index].role is not Role.USER:
             return False
-        message.text = text
-        del self.conversation.messages[index + 1 :]
-        self.store.update_message(message)
-        self.store.truncate_after(self.conversation.id, index)
+        self._set_aside(index)
+        edited = Message(Role.USER, text)
+        self._append(edited)
         self.conversationOpened.emit(self.conversation)
         self._generate()
         return True
 
+    def _set_aside(self, index: int) -> None:
+        """Move the path from ``index`` on to the branches; the message there stops being
+        the shown variant (what follows it keeps its own choices)."""
+        conv = self.conversation
+        head = conv.messages[index]
+        head.active = False
+        conv.branches.extend(conv.messages[index:])
+        del conv.messages[index:]
+
+    def switch_variant(self, message_id: str, step: int) -> bool:
+        """Show the previous (-1) or next (+1) variant of a message on the path, with the
+        branch that follows it."""
+        if self.state is EngineState.GENERATING:
+            self.statusText.emit("Wait for the reply to finish, or stop it, to switch versions.")
+            return False
+        conv = self.conversation
+        variants = conv.variants(message_id)
+        index = next((i for i, m in enumerate(variants) if m.id == message_id), None)
+        if index is None or not 0 <= index + step < len(variants):
+            return False
+        self._select_branch(variants[index + step].id)
+        self.conversationOpened.emit(conv)
+        return True
+
+    def _reveal(self, message_id: str) -> None:
+        if self.state is EngineState.GENERATING or not any(m.id == message_id for m in self.conversation.branches):
+            return
+        self._select_branch(message_id)
+        self.conversationOpened.emit(self.conversation)
+
+    def _select_branch(self, message_id: str) -> None:
+        """Show the branch through this message and save that choice: the next message is
+        written after what is shown, so the database must show the same path."""
+        conv = self.conversation
+        conv.select(message_id)
+        branch_parents = {m.parent_id for m in conv.branches}
+        for message in conv.messages:
+            if message.parent_id in branch_parents:  # it has variants: make it the chosen one
+                self.store.set_active(conv.id, message.id)
+
     def delete_message(self, message_id: str) -> bool:
         if self.state is EngineState.GENERATING:
             return False
-        before = len(self.conversation.messages)
-        self.conversation.messages = [m for m in self.conversation.messages if m.id != message_id]
-        if len(self.conversation.messages) == before:
+        if not any(m.id == message_id for m in self.conversation.messages):
             return False
-        # rewrite the conversation so stored positions stay equal to list order (no gaps
-        # that a later message could collide with)
-        self.store.restore_conversation(self.conversation)
+        self.conversation.remove(message_id)  # what followed it now follows its parent
+        self.store.delete_message(message_id)
         self.conversationOpened.emit(self.conversation)
         return True
 
@@ -507,8 +556,7 @@ class ChatSession(QObject):
             settings=self.settings.to_dict(),
         )
         self._stop_requested = False
-        self.conversation.messages.append(self._reply)
-        self._save_new_message(self._reply)
+        self._append(self._reply)
         self._reply_saved_at = time.monotonic()
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")

@@ -254,3 +254,90 @@ def test_export_through_the_file_menu(qtbot, open_window, tmp_path: Path, monkey
     window.findChild(object, "exportAllAction").trigger()
     assert "capital of France" in (tmp_path / "all.md").read_text()
     assert "Exported 1 conversation" in window.info_bar.label.text()
+
+
+def _click_link(qtbot, view, href_part: str) -> None:
+    """Click the link whose target contains ``href_part``, where it is drawn (scrolled into view)."""
+    from PySide6.QtGui import QTextCursor
+
+    doc = view.document()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if href_part in fragment.charFormat().anchorHref():
+                cursor = QTextCursor(doc)
+                cursor.setPosition(fragment.position() + fragment.length() // 2)
+                view.setTextCursor(cursor)
+                view.ensureCursorVisible()
+                qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.cursorRect(cursor).center())
+                return
+            it += 1
+        block = block.next()
+    raise AssertionError(f"no link to {href_part!r} in the chat view")
+
+
+def test_regenerated_and_edited_versions_are_kept_and_flipped_with_arrows(qtbot, open_window) -> None:
+    """‹ 1/2 ›: a regenerated reply and an edited question keep what they replaced; the
+    arrows under a message flip between versions (with what followed each), and the choice
+    is saved."""
+    window = open_window()
+    session, view = window.session, window.chat_view
+    session.settings.temperature = 0.9
+    session.settings.seed = 5
+    chat(qtbot, window, "Say something about cats.")
+    first = session.conversation.messages[-1]
+    session.settings.seed = 6
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
+        assert session.regenerate()
+    second = session.conversation.messages[-1]
+    assert second.id != first.id and session.conversation.variant_position(second.id) == (2, 2)
+    assert "2/2" in view.toPlainText()
+
+    _click_link(qtbot, view, f"variant/{second.id}/prev")
+    qtbot.waitUntil(lambda: session.conversation.messages[-1].id == first.id)
+    assert "1/2" in view.toPlainText() and first.text.strip().split("\n")[0] in view.toPlainText()
+
+    # an edited question: the original and its reply stay as version 1
+    chat(qtbot, window, "And dogs?")
+    dogs_question = session.conversation.messages[2]
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
+        assert session.edit_and_resend(dogs_question.id, "And birds?")
+    edited = session.conversation.messages[2]
+    assert edited.text == "And birds?" and len(session.conversation.messages) == 4
+    assert "And dogs?" not in view.toPlainText()
+    _click_link(qtbot, view, f"variant/{edited.id}/prev")
+    qtbot.waitUntil(lambda: session.conversation.messages[2].id == dogs_question.id)
+    assert "And dogs?" in view.toPlainText() and len(session.conversation.messages) == 4
+
+    # the choices are in the database: what opens next time is what was shown
+    stored = session.store.load(session.conversation.id)
+    assert [m.id for m in stored.messages] == [m.id for m in session.conversation.messages]
+    assert stored.messages[1].id == first.id and len(stored.branches) == 3
+
+
+def test_a_search_hit_on_another_branch_opens_that_branch(qtbot, open_window) -> None:
+    """Text that is only in an older version (a regenerated reply) is found by search, and
+    opening the result shows that version, not the newer one."""
+    window = open_window()
+    session = window.session
+    chat(qtbot, window, "Name a colour.")
+    old_reply = session.conversation.messages[-1]
+    old_reply.text = "Vermilion is my answer."  # a word the new reply will not have
+    session.store.update_message(old_reply)
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
+        assert session.regenerate()
+    conv_id = session.conversation.id
+    session.new_conversation()
+
+    window.sidebar.search.setText("vermilion")
+    qtbot.waitUntil(lambda: window.conversation_model.best_hit_message(conv_id) == old_reply.id)
+    row = window.conversation_model.row_of(conv_id)
+    index = window.conversation_model.index(row, 0)
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton,
+                     pos=window.sidebar.list.visualRect(index).center())
+    qtbot.waitUntil(lambda: session.conversation.id == conv_id)
+    assert session.conversation.messages[-1].id == old_reply.id
+    assert "Vermilion is my answer." in window.chat_view.toPlainText()
+    assert session.store.load(conv_id).messages[-1].id == old_reply.id  # and it stays chosen

@@ -88,6 +88,14 @@ def sample_conversations() -> list[Conversation]:
             Message(Role.ASSISTANT, "live", state=MessageState.STREAMING, id="m9", created=t0 + 14),
         ],
     )
+    # an earlier version of the first answer, regenerated later, and what followed it
+    first.branches = [
+        Message(Role.ASSISTANT, "An older plan.", model="SmolLM2 135M Instruct", id="m3-old",
+                created=t0 + 2.5, parent_id="m2", active=False),
+        Message(Role.USER, "Cheaper?", id="m4-old", created=t0 + 2.7, parent_id="m3-old", active=True),
+    ]
+    for conv in (first, second):
+        conv.link()
     return [first, second]
 
 
@@ -169,6 +177,8 @@ def conversations(draw: Any) -> Conversation:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(conversations(), max_size=3))
 def test_json_round_trip_arbitrary(convs: list[Conversation]) -> None:
+    for conv in convs:
+        conv.link()  # as every conversation Hearth holds: each message follows the one before
     assert from_json(to_json(convs)) == convs
 
 
@@ -204,6 +214,7 @@ C1 = lambda d: d["conversations"][0]  # noqa: E731
 C2 = lambda d: d["conversations"][1]  # noqa: E731
 M2_3 = lambda d: _msg(d, 1, 2)  # noqa: E731  conversation 2, message 3
 M1_2 = lambda d: _msg(d, 0, 1)  # noqa: E731  conversation 1, message 2
+B1_1 = lambda d: d["conversations"][0]["branches"][0]  # noqa: E731  conversation 1, branch message 1
 
 MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("wrong format tag", _set(TOP, "format", "other.app"), ["not a Hearth export", '"format"']),
@@ -249,6 +260,12 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("message created missing", _del(M1_2, "created"), ['conversation 1, message 2: the required field "created"']),
     ("message id missing", _del(M1_2, "id"), ['conversation 1, message 2: the required field "id" is missing']),
     ("duplicate message id", _set(M2_3, "id", "m2"), ["conversation 2, message 3: id", "also used by conversation 1, message 2"]),
+    ("branches not a list", _set(C1, "branches", {}), ["conversation 1: branches must be a list"]),
+    ("branch parent missing", _del(B1_1, "parent"), ['conversation 1, branch message 1: the required field "parent"']),
+    ("branch parent unknown", _set(B1_1, "parent", "nowhere"),
+     ['conversation 1, branch message 1: parent "nowhere" is not a message of this conversation']),
+    ("branch active text", _set(B1_1, "active", "yes"), ["conversation 1, branch message 1: active must be true or false"]),
+    ("branch id clashes", _set(B1_1, "id", "m1"), ["conversation 1, branch message 1: id", "also used by conversation 1, message 1"]),
 ]
 
 
@@ -324,8 +341,14 @@ def test_fresh_ids_allow_importing_twice() -> None:
     text = to_json(sample_conversations())
     first = [fresh_ids(c) for c in from_json(text)]
     second = [fresh_ids(c) for c in from_json(text)]
-    ids = [c.id for c in first + second] + [m.id for c in first + second for m in c.messages]
+    ids = [c.id for c in first + second] + [m.id for c in first + second for m in c.all_messages()]
     assert len(ids) == len(set(ids))
+    # the tree comes along: every parent is the new id of the same message
+    for c in first[:1]:  # the one with branches
+        by_id = {m.id: m for m in c.all_messages()}
+        assert all(m.parent_id is None or m.parent_id in by_id for m in c.all_messages())
+        c.select(c.branches[0].id)
+        assert [m.text for m in c.messages][-2:] == ["An older plan.", "Cheaper?"]
     originals = sample_conversations()
     assert not set(ids) & ({c.id for c in originals} | {m.id for c in originals for m in c.messages})
     # Same content otherwise, and no shared mutable state with the source.

@@ -46,11 +46,13 @@ def make_conversation(title: str, texts: list[str], **kw) -> Conversation:
     conv = Conversation(title=title, **kw)
     for i, text in enumerate(texts):
         conv.messages.append(Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, text))
+    conv.link()
     return conv
 
 
 def save_whole(store: ConversationStore, conv: Conversation) -> None:
     store.save_conversation(conv)
+    conv.link()
     for i, m in enumerate(conv.messages):
         store.add_message(conv.id, m, i)
 
@@ -185,7 +187,7 @@ def test_writes_return_while_the_writer_is_busy(store: ConversationStore) -> Non
 def test_update_while_streaming_keeps_the_last_text_and_indexes_it_when_done(store: ConversationStore) -> None:
     conv = make_conversation("Stream", ["tell me about otters"])
     save_whole(store, conv)
-    reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="m")
+    reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="m", parent_id=conv.messages[0].id)
     store.add_message(conv.id, reply, 1)
     for i in range(200):
         reply.text += f"word{i} "
@@ -213,7 +215,7 @@ def test_update_while_streaming_keeps_the_last_text_and_indexes_it_when_done(sto
 def test_queued_updates_of_one_message_collapse_into_one_transaction(store: ConversationStore) -> None:
     conv = make_conversation("Coalesce", ["hi"])
     save_whole(store, conv)
-    reply = Message(Role.ASSISTANT, "", MessageState.STREAMING)
+    reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, parent_id=conv.messages[0].id)
     store.add_message(conv.id, reply, 1)
     store.flush()
     gate = Gate(store)
@@ -232,17 +234,46 @@ def test_queued_updates_of_one_message_collapse_into_one_transaction(store: Conv
     assert store.load(conv.id).messages[1].text == reply.text
 
 
-def test_truncate_after_deletes_later_messages(store: ConversationStore) -> None:
-    conv = make_conversation("Edit", [f"turn{i} kiwi{i}" for i in range(6)])
+def test_variants_are_kept_and_the_chosen_branch_is_what_loads(store: ConversationStore) -> None:
+    """A regenerated reply and an edited message keep what they replaced as variants; the
+    store saves which variant is shown, and search still finds text on other branches."""
+    conv = make_conversation("Branches", ["first question", "first answer kiwi", "follow-up", "second answer"])
     save_whole(store, conv)
-    store.truncate_after(conv.id, 2)
-    assert store.load(conv.id).messages == conv.messages[:3]
-    assert store.search("kiwi4") == [] and len(store.search("kiwi2")) == 1
-    assert store.list_conversations()[0].message_count == 3
-    # resend: new reply at the next position
-    new = Message(Role.ASSISTANT, "fresh answer")
-    store.add_message(conv.id, new, 3)
-    assert store.load(conv.id).messages == conv.messages[:3] + [new]
+    q1, a1, q2, a2 = conv.messages
+    # regenerate the first answer: a variant of a1 (same parent), the later turns stay on a1's branch
+    a1b = Message(Role.ASSISTANT, "another answer mango", parent_id=q1.id)
+    store.set_active(conv.id, a1b.id)  # before the row exists: nothing to do, nothing breaks
+    store.add_message(conv.id, a1b, 1)
+    store.set_active(conv.id, a1b.id)
+    loaded = store.load(conv.id)
+    assert [m.id for m in loaded.messages] == [q1.id, a1b.id]
+    assert {m.id for m in loaded.branches} == {a1.id, q2.id, a2.id}
+    assert loaded.variant_position(a1b.id) == (2, 2) and loaded.variant_position(a1.id) == (1, 2)
+    assert {h.message_id for h in store.search("kiwi")} == {a1.id}  # other branches stay searchable
+
+    # flip back: the old answer and what followed it are the path again
+    store.set_active(conv.id, a1.id)
+    loaded = store.load(conv.id)
+    assert [m.id for m in loaded.messages] == [q1.id, a1.id, q2.id, a2.id]
+    assert loaded.messages == conv.messages
+
+    # deleting a message on the path keeps what followed it, now after its parent
+    store.delete_message(q2.id)
+    loaded = store.load(conv.id)
+    assert [m.id for m in loaded.messages] == [q1.id, a1.id, a2.id]
+    assert loaded.messages[2].parent_id == a1.id
+    assert store.list_conversations()[0].message_count == 4
+
+
+def test_a_whole_tree_round_trips_through_restore(store: ConversationStore) -> None:
+    conv = make_conversation("Tree", ["q", "a1", "q2", "a2"])
+    q1, a1, _, _ = conv.messages
+    conv.branches = [Message(Role.ASSISTANT, "a1 again", parent_id=q1.id, active=False, created=a1.created + 1)]
+    store.restore_conversation(conv)
+    loaded = store.load(conv.id)
+    assert loaded.messages == conv.messages and loaded.branches == conv.branches
+    loaded.select(conv.branches[0].id)
+    assert [m.text for m in loaded.messages] == ["q", "a1 again"]
 
 
 def test_delete_and_restore_conversation_and_delete_message(store: ConversationStore) -> None:
@@ -266,8 +297,9 @@ def test_delete_and_restore_conversation_and_delete_message(store: ConversationS
     assert {h.message_id for h in hits} == {None, conv.messages[0].id, conv.messages[1].id}
 
     store.delete_message(conv.messages[0].id)
-    assert store.load(conv.id).messages == conv.messages[1:]
-    assert {h.message_id for h in store.search("marmots")} == {conv.messages[1].id}
+    conv.remove(conv.messages[0].id)  # what followed it now follows its parent (none: it is first)
+    assert store.load(conv.id).messages == conv.messages and conv.messages[0].parent_id is None
+    assert {h.message_id for h in store.search("marmots")} == {conv.messages[0].id}
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -374,9 +406,9 @@ def test_recover_interrupted_marks_streaming_replies(store: ConversationStore) -
     b = make_conversation("B", ["q"])
     save_whole(store, a)
     save_whole(store, b)
-    ra = Message(Role.ASSISTANT, "half an answer about zebras", MessageState.STREAMING)
-    rb = Message(Role.ASSISTANT, "", MessageState.STREAMING)
-    done = Message(Role.ASSISTANT, "complete zebras", MessageState.COMPLETE)
+    ra = Message(Role.ASSISTANT, "half an answer about zebras", MessageState.STREAMING, parent_id=a.messages[0].id)
+    rb = Message(Role.ASSISTANT, "", MessageState.STREAMING, parent_id=b.messages[0].id)
+    done = Message(Role.ASSISTANT, "complete zebras", MessageState.COMPLETE, parent_id=rb.id)
     store.add_message(a.id, ra, 1)
     store.add_message(b.id, rb, 1)
     store.add_message(b.id, done, 2)
@@ -399,7 +431,7 @@ conv = Conversation(title="Crash test")
 store.save_conversation(conv)
 user = Message(Role.USER, "Tell me a long story")
 store.add_message(conv.id, user, 0)
-reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="demo")
+reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="demo", parent_id=user.id)
 store.add_message(conv.id, reply, 1)
 i = 0
 for i in range(300):
@@ -465,7 +497,7 @@ def test_a_failing_write_is_reported_and_later_writes_still_work(db_path: Path) 
         save_whole(store, conv)
         # a message for a conversation that is not there: refused by the foreign key
         store.add_message("f" * 32, Message(Role.USER, "orphan"), 0)
-        later = Message(Role.ASSISTANT, "still saved")
+        later = Message(Role.ASSISTANT, "still saved", parent_id=conv.messages[0].id)
         store.add_message(conv.id, later, 1)
         store.flush()
         assert errors == ["Could not save the message: its conversation is not in the database (it may have been deleted)."]
@@ -482,7 +514,7 @@ def test_disk_full_is_reported_once_then_writing_recovers(db_path: Path) -> None
     try:
         conv = make_conversation("Full disk", ["hello"])
         save_whole(store, conv)
-        reply = Message(Role.ASSISTANT, "", MessageState.STREAMING)
+        reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, parent_id=conv.messages[0].id)
         store.add_message(conv.id, reply, 1)
         # the database may not grow any more: SQLite then fails exactly as on a full disk
         store._call(lambda c: c.execute("PRAGMA max_page_count = 1"), "test")
@@ -519,6 +551,43 @@ def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None:
     raw.close()
     with pytest.raises(StoreError, match="newer version"):
         ConversationStore(db_path)
+
+
+def test_a_version_1_database_is_migrated_and_its_conversations_read_as_before(db_path: Path) -> None:
+    """Version 1 had no branches: each message follows the one before it (by position,
+    gaps left by deleted messages included), and all are shown."""
+    from app.core.sqlite_util import run_migrations
+    from app.core.store import _MIGRATIONS
+
+    raw = sqlite3.connect(db_path)
+    run_migrations(raw, _MIGRATIONS[:1], StoreError("newer"))
+    raw.execute("INSERT INTO conversations (id, title, created, updated) VALUES ('c1', 'Old chat', 1, 2)")
+    raw.execute("INSERT INTO conversations (id, title, created, updated) VALUES ('c2', 'Other', 1, 3)")
+    rows = [("m1", "c1", 0, "user", "old question about quokkas"), ("m2", "c1", 1, "assistant", "old answer"),
+            ("m4", "c1", 3, "user", "after a deleted one"), ("m5", "c1", 4, "assistant", "last"),
+            ("n1", "c2", 0, "user", "other chat")]
+    raw.executemany("INSERT INTO messages (id, conversation_id, position, role, text, state, created) "
+                    "VALUES (?, ?, ?, ?, ?, 'complete', 10)", rows)
+    raw.commit()
+    raw.close()
+
+    store = ConversationStore(db_path)
+    try:
+        old = store.load("c1")
+        assert [m.id for m in old.messages] == ["m1", "m2", "m4", "m5"] and old.branches == []
+        assert [m.parent_id for m in old.messages] == [None, "m1", "m2", "m4"]
+        assert [m.id for m in store.load("c2").messages] == ["n1"]
+        assert [h.message_id for h in store.search("quokkas")] == ["m1"]
+        # and it takes branches from now on
+        again = Message(Role.ASSISTANT, "a new answer", parent_id="m1", created=20)
+        store.add_message("c1", again, 1)
+        store.set_active("c1", again.id)
+        assert [m.id for m in store.load("c1").messages] == ["m1", again.id]
+    finally:
+        store.close()
+    raw = sqlite3.connect(db_path)
+    assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    raw.close()
 
 
 def test_schema_and_connection_settings(store: ConversationStore, db_path: Path) -> None:

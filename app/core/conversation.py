@@ -44,10 +44,20 @@ class Message:
     stats: dict[str, Any] | None = None  # tokens, tokens_per_s, ttft, seed, finish_reason
     created: float = field(default_factory=time.time)
     id: str = field(default_factory=new_id)
+    # The tree of branches: the message this one follows (None: a first message) and
+    # whether it is the variant shown among the messages that follow the same one.  For
+    # messages on the shown path both follow from list order (see Conversation.link).
+    parent_id: str | None = None
+    active: bool = True
 
 
 @dataclass
 class Conversation:
+    """``messages`` is the path the user sees; ``branches`` holds every message on other
+    branches: replies that were regenerated, messages that were edited and what followed
+    them.  Together they form a tree (each message points at the one it follows) in which
+    each set of variants has one active member; the path follows the active ones."""
+
     title: str = "New chat"
     messages: list[Message] = field(default_factory=list)
     id: str = field(default_factory=new_id)
@@ -55,6 +65,91 @@ class Conversation:
     updated: float = field(default_factory=time.time)
     pinned: bool = False
     settings: dict[str, Any] | None = None  # the conversation's own sampling settings snapshot
+    branches: list[Message] = field(default_factory=list)
+
+    def link(self) -> None:
+        """Make the shown path's tree links follow its list order (each message follows
+        the one before it and is the active variant)."""
+        parent: str | None = None
+        for message in self.messages:
+            message.parent_id = parent
+            message.active = True
+            parent = message.id
+
+    def all_messages(self) -> list[Message]:
+        return [*self.messages, *self.branches]
+
+    def variants(self, message_id: str) -> list[Message]:
+        """The message and the others that follow the same message, oldest first."""
+        everything = self.all_messages()
+        message = next((m for m in everything if m.id == message_id), None)
+        if message is None:
+            return []
+        return _oldest_first(m for m in everything if m.parent_id == message.parent_id)
+
+    def variant_position(self, message_id: str) -> tuple[int, int]:
+        """(1-based number, how many) of a message among its variants; (1, 1) when it has none.
+
+        Called for every message the chat view draws: without branches it costs nothing."""
+        if not self.branches:
+            return 1, 1
+        variants = self.variants(message_id)
+        index = next((i for i, m in enumerate(variants) if m.id == message_id), 0)
+        return index + 1, max(len(variants), 1)
+
+    def select(self, message_id: str) -> bool:
+        """Show the branch through this message (it and, below it, the variants last
+        shown there). False when no such message."""
+        everything = self.all_messages()
+        by_id = {m.id: m for m in everything}
+        if message_id not in by_id:
+            return False
+        seen: set[str] = set()
+        current: Message | None = by_id[message_id]
+        while current is not None and current.id not in seen:  # every ancestor is chosen too
+            seen.add(current.id)
+            for m in everything:
+                if m.parent_id == current.parent_id:
+                    m.active = m is current
+            current = by_id.get(current.parent_id) if current.parent_id else None
+        self.rebuild(everything)
+        return True
+
+    def rebuild(self, everything: list[Message] | None = None) -> None:
+        """Recompute the shown path from the tree: from the first message, follow the
+        active variant (the newest if none is marked)."""
+        everything = self.all_messages() if everything is None else everything
+        children: dict[str | None, list[Message]] = {}
+        for m in everything:
+            children.setdefault(m.parent_id, []).append(m)
+        path: list[Message] = []
+        on_path: set[str] = set()
+        parent: str | None = None
+        while kids := children.get(parent):
+            kids = _oldest_first(kids)
+            chosen = next((m for m in reversed(kids) if m.active), kids[-1])
+            if chosen.id in on_path:  # a damaged tree with a cycle: stop rather than loop
+                break
+            path.append(chosen)
+            on_path.add(chosen.id)
+            parent = chosen.id
+        self.messages = path
+        self.branches = [m for m in everything if m.id not in on_path]
+        self.link()
+
+    def remove(self, message_id: str) -> bool:
+        """Delete one message; what followed it now follows its parent (nothing else is lost)."""
+        everything = self.all_messages()
+        gone = next((m for m in everything if m.id == message_id), None)
+        if gone is None:
+            return False
+        everything.remove(gone)
+        for m in everything:
+            if m.parent_id == gone.id:
+                m.parent_id = gone.parent_id
+                m.active = m.active and gone.active
+        self.rebuild(everything)
+        return True
 
     def chat_messages(self, system_prompt: str = "") -> list[dict[str, str]]:
         """The turns to send to the model; empty failed or unfinished replies are left out."""
@@ -64,3 +159,7 @@ class Conversation:
                 continue
             turns.append({"role": m.role.value, "content": m.text})
         return turns
+
+
+def _oldest_first(messages: Any) -> list[Message]:
+    return sorted(messages, key=lambda m: m.created)  # stable: ties keep their order

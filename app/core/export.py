@@ -42,7 +42,11 @@ updated    number          Unix time of the last change (optional; default ``cre
 pinned     boolean         shown at the top of the list (optional; default ``false``)
 settings   object or null  the conversation's own sampling settings, the keys of
                            ``SamplingSettings.to_dict()`` (optional; default ``null``)
-messages   list            message objects, below, oldest first (required; may be empty)
+messages   list            message objects, below, oldest first: the version of the
+                           conversation that is shown (required; may be empty)
+branches   list            the other versions: replies that were regenerated, questions
+                           that were edited, and what followed them; message objects with
+                           ``parent`` and ``active``, below (optional; default empty)
 =========  ==============  ==============================================================
 
 A message:
@@ -59,6 +63,12 @@ stats      object or null  generation figures: ``tokens``, ``tokens_per_s``, ``t
                            ``seconds``, ``seed``, ``finish_reason`` (optional)
 created    number          Unix time in seconds (required)
 =========  ==============  ==============================================================
+
+A message in ``branches`` has two more keys: ``parent`` (string or null), the id of the
+message it follows (in ``messages`` or ``branches``; null for another version of the first
+message), and ``active`` (boolean, default ``false``), whether it is the version that
+shows when the branch it is on is shown.  Each message in ``messages`` follows the one
+before it.  A reader that ignores ``branches`` gets the conversation as it was shown.
 
 Times are written as numbers; an ISO-8601 string is also accepted on import (without an
 offset it means local time). NaN and Infinity are not JSON and are refused.
@@ -332,26 +342,32 @@ def to_json(convs: Iterable[Conversation]) -> str:
 
 
 def _conv_to_dict(conv: Conversation) -> dict[str, Any]:
-    return {
+    data = {
         "id": conv.id,
         "title": conv.title,
         "created": conv.created,
         "updated": conv.updated,
         "pinned": conv.pinned,
         "settings": _jsonable(conv.settings),
-        "messages": [
-            {
-                "id": m.id,
-                "role": m.role.value,
-                "text": m.text,
-                "state": m.state.value,
-                "model": m.model,
-                "settings": _jsonable(m.settings),
-                "stats": _jsonable(m.stats),
-                "created": m.created,
-            }
-            for m in conv.messages
-        ],
+        "messages": [_message_to_dict(m) for m in conv.messages],
+    }
+    if conv.branches:
+        data["branches"] = [
+            {**_message_to_dict(m), "parent": m.parent_id, "active": m.active} for m in conv.branches
+        ]
+    return data
+
+
+def _message_to_dict(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "role": m.role.value,
+        "text": m.text,
+        "state": m.state.value,
+        "model": m.model,
+        "settings": _jsonable(m.settings),
+        "stats": _jsonable(m.stats),
+        "created": m.created,
     }
 
 
@@ -526,36 +542,51 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
         updated = c.timestamp("updated", default=created)
         pinned = c.boolean("pinned", False)
         settings = c.mapping("settings")
-        messages: list[Message] = []
-        for mi, raw in enumerate(c.listing("messages"), 1):
-            m = _Checker(raw, f"{where}, message {mi}", "message")
+        def message(raw: Any, label: str) -> tuple[Message, _Checker]:
+            m = _Checker(raw, f"{where}, {label}", "message")
             mid = m.string("id", nonempty=True)
             if mid in msg_ids:
                 raise m.fail(f"id {_kind(mid)} is also used by {msg_ids[mid]}")
-            msg_ids[mid] = f"{where}, message {mi}"
-            messages.append(
-                Message(
-                    role=m.choice("role", Role),
-                    text=m.string("text"),
-                    state=m.choice("state", MessageState, MessageState.COMPLETE),
-                    model=m.string("model", required=False, nullable=True),
-                    settings=m.mapping("settings"),
-                    stats=m.mapping("stats"),
-                    created=m.timestamp("created"),
-                    id=mid,
-                )
-            )
-        result.append(
-            Conversation(
-                title=title,
-                messages=messages,
-                id=cid,
-                created=created,
-                updated=updated,
-                pinned=pinned,
-                settings=settings,
-            )
+            msg_ids[mid] = f"{where}, {label}"
+            return Message(
+                role=m.choice("role", Role),
+                text=m.string("text"),
+                state=m.choice("state", MessageState, MessageState.COMPLETE),
+                model=m.string("model", required=False, nullable=True),
+                settings=m.mapping("settings"),
+                stats=m.mapping("stats"),
+                created=m.timestamp("created"),
+                id=mid,
+            ), m
+
+        messages = [message(raw, f"message {mi}")[0] for mi, raw in enumerate(c.listing("messages"), 1)]
+        branches: list[Message] = []
+        checkers: list[_Checker] = []
+        for bi, raw in enumerate(c.listing("branches") if "branches" in item else [], 1):
+            branch, m = message(raw, f"branch message {bi}")
+            branch.parent_id = m.string("parent", nullable=True)
+            branch.active = m.boolean("active", False)
+            branches.append(branch)
+            checkers.append(m)
+        conv = Conversation(
+            title=title,
+            messages=messages,
+            id=cid,
+            created=created,
+            updated=updated,
+            pinned=pinned,
+            settings=settings,
+            branches=branches,
         )
+        conv.link()
+        known = {m.id for m in conv.all_messages()}
+        shown_parents = {m.parent_id for m in messages}
+        for branch, m in zip(branches, checkers):
+            if branch.parent_id is not None and branch.parent_id not in known:
+                raise m.fail(f"parent {_kind(branch.parent_id)} is not a message of this conversation")
+            if branch.parent_id in shown_parents:  # the shown version is the active one there
+                branch.active = False
+        result.append(conv)
     return result
 
 
@@ -565,14 +596,18 @@ def fresh_ids(conv: Conversation) -> Conversation:
     Ids only mean something inside one store; the store should call this for every imported
     conversation (importing the same file twice then simply gives two copies).
     """
+    ids = {m.id: new_id() for m in conv.all_messages()}
+
+    def fresh(m: Message) -> Message:
+        return replace(m, id=ids[m.id], parent_id=ids.get(m.parent_id) if m.parent_id else None,
+                       settings=copy.deepcopy(m.settings), stats=copy.deepcopy(m.stats))
+
     return replace(
         conv,
         id=new_id(),
         settings=copy.deepcopy(conv.settings),
-        messages=[
-            replace(m, id=new_id(), settings=copy.deepcopy(m.settings), stats=copy.deepcopy(m.stats))
-            for m in conv.messages
-        ],
+        messages=[fresh(m) for m in conv.messages],
+        branches=[fresh(m) for m in conv.branches],
     )
 
 
@@ -631,12 +666,14 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
         created = messages[0].created if messages else time.time()
     updated = _chatgpt_time(item.get("update_time")) or (messages[-1].created if messages else created)
     title = item.get("title")
-    return Conversation(
+    conv = Conversation(
         title=_one_line(title) if isinstance(title, str) and title.strip() else "Imported chat",
         messages=messages,
         created=created,
         updated=max(updated, created),
     )
+    conv.link()
+    return conv
 
 
 def _chatgpt_branch(mapping: dict[str, Any], current: Any) -> list[dict[str, Any]]:

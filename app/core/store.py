@@ -8,7 +8,7 @@ Writes enqueue and return at once; one writer thread runs them in order, in smal
 transactions, so the GUI thread never waits on the disk:
 ``save_conversation(conv)``, ``add_message(conversation_id, message, position)``,
 ``update_message(message)``, ``delete_message(message_id)``,
-``truncate_after(conversation_id, position)``, ``rename(conversation_id, title)``,
+``set_active(conversation_id, message_id)``, ``rename(conversation_id, title)``,
 ``set_pinned(conversation_id, pinned)``, ``touch(conversation_id)``,
 ``delete_conversation(conversation_id)``, ``restore_conversation(conv)``,
 ``import_conversations(convs)``.
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Markers SQLite puts around matched words in a snippet; parsed out into
 #: :attr:`SearchHit.highlights`, so :attr:`SearchHit.snippet` is plain text.
@@ -183,8 +183,23 @@ WHEN (old.state != 'streaming' OR new.state != 'streaming')
 END;
 """
 
+# Version 2: branches.  Regenerated replies and edited messages are kept as variants: each
+# message points at the one it follows, and ``active`` marks the variant shown.  Existing
+# conversations become single branches (each message follows the one before it).
+_SCHEMA_V2 = """
+ALTER TABLE messages ADD COLUMN parent_id TEXT;
+ALTER TABLE messages ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+UPDATE messages SET parent_id = (
+    SELECT p.id FROM messages AS p
+    WHERE p.conversation_id = messages.conversation_id
+      AND (p.position < messages.position OR (p.position = messages.position AND p.rid < messages.rid))
+    ORDER BY p.position DESC, p.rid DESC LIMIT 1
+);
+CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``. Append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -245,7 +260,7 @@ def _value(x: Any) -> Any:
     return x.value if isinstance(x, enum.Enum) else x
 
 
-_MessageRow = tuple[str, str, int, str, str, str, str | None, str | None, str | None, float]
+_MessageRow = tuple[str, str, int, str, str, str, str | None, str | None, str | None, float, str | None, int]
 
 
 def _message_row(conversation_id: str, message: Message, position: int) -> _MessageRow:
@@ -260,6 +275,8 @@ def _message_row(conversation_id: str, message: Message, position: int) -> _Mess
         _to_json(message.settings),
         _to_json(message.stats),
         float(message.created),
+        message.parent_id,
+        1 if message.active else 0,
     )
 
 
@@ -281,12 +298,14 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, created = excluded.create
 """
 
 _UPSERT_MESSAGE = """
-INSERT INTO messages (id, conversation_id, position, role, text, state, model, settings, stats, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO messages (id, conversation_id, position, role, text, state, model, settings, stats, created,
+                      parent_id, active)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
     position = excluded.position, role = excluded.role, text = excluded.text,
     state = excluded.state, model = excluded.model, settings = excluded.settings,
-    stats = excluded.stats, created = excluded.created
+    stats = excluded.stats, created = excluded.created, parent_id = excluded.parent_id,
+    active = excluded.active
 """
 
 
@@ -614,6 +633,10 @@ class ConversationStore:
         self._submit(_Op(lambda c: c.execute(_UPSERT_CONVERSATION, row), "the conversation"))
 
     def add_message(self, conversation_id: str, message: Message, position: int) -> None:
+        """Write a new message at ``position`` (its depth on the shown path); it must say
+        which message it follows (``parent_id``), except the first."""
+        if position > 0 and message.parent_id is None:
+            raise ValueError("a message after the first must name the message it follows (parent_id)")
         row = _message_row(conversation_id, message, position)
         self._submit(_Op(lambda c: c.execute(_UPSERT_MESSAGE, row), "the message"))
 
@@ -629,15 +652,33 @@ class ConversationStore:
         )
 
     def delete_message(self, message_id: str) -> None:
-        self._submit(_Op(lambda c: c.execute("DELETE FROM messages WHERE id = ?", (message_id,)), "the deletion"))
+        """Delete one message; what followed it now follows its parent (as
+        :meth:`Conversation.remove` does in memory)."""
 
-    def truncate_after(self, conversation_id: str, position: int) -> None:
-        """Delete the messages after ``position`` (edit-and-resend)."""
-        params = (conversation_id, int(position))
+        def run(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT parent_id, active FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return
+            c.execute(
+                "UPDATE messages SET parent_id = ?, active = active AND ? WHERE parent_id = ?",
+                (row[0], row[1], message_id),
+            )
+            c.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+        self._submit(_Op(run, "the deletion"))
+
+    def set_active(self, conversation_id: str, message_id: str) -> None:
+        """Make this message the shown one among its variants (the caller has chosen its
+        ancestors too, one call each)."""
+        params = (message_id, conversation_id, message_id)
         self._submit(
             _Op(
-                lambda c: c.execute("DELETE FROM messages WHERE conversation_id = ? AND position > ?", params),
-                "the edited conversation",
+                lambda c: c.execute(
+                    "UPDATE messages SET active = (id = ?) WHERE conversation_id = ? "
+                    "AND parent_id IS (SELECT parent_id FROM messages WHERE id = ?)",
+                    params,
+                ),
+                "the choice of branch",
             )
         )
 
@@ -682,7 +723,7 @@ class ConversationStore:
         )
 
     def restore_conversation(self, conv: Conversation) -> None:
-        """Write ``conv`` and exactly its messages (positions = list order): undo of delete."""
+        """Write ``conv`` and exactly its messages and branches: undo of delete."""
         self._submit(_Op(self._replace_conversations_op([conv]), "the restored conversation"))
 
     def import_conversations(self, convs: Iterable[Conversation]) -> int:
@@ -701,7 +742,11 @@ class ConversationStore:
     def _replace_conversations_op(convs: list[Conversation]) -> Callable[[sqlite3.Connection], None]:
         conv_rows = [_conversation_row(c) for c in convs]
         ids = [(c.id,) for c in convs]
-        msg_rows = [_message_row(c.id, m, i) for c in convs for i, m in enumerate(c.messages)]
+        msg_rows = []
+        for conv in convs:
+            conv.link()
+            msg_rows += [_message_row(conv.id, m, i) for i, m in enumerate(conv.messages)]
+            msg_rows += [_message_row(conv.id, m, -1) for m in conv.branches]
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(_UPSERT_CONVERSATION, conv_rows)
@@ -757,7 +802,7 @@ class ConversationStore:
         return self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
 
     def load(self, conversation_id: str) -> Conversation:
-        """The conversation with its messages in position order."""
+        """The conversation: its shown path in ``messages``, other branches in ``branches``."""
 
         def run(c: sqlite3.Connection) -> Conversation:
             row = c.execute(
@@ -776,22 +821,25 @@ class ConversationStore:
                     stats=_from_json(m[5]),
                     created=m[6],
                     id=m[7],
+                    parent_id=m[8],
+                    active=bool(m[9]),
                 )
                 for m in c.execute(
-                    "SELECT role, text, state, model, settings, stats, created, id FROM messages "
-                    "WHERE conversation_id = ? ORDER BY position, rid",
+                    "SELECT role, text, state, model, settings, stats, created, id, parent_id, active "
+                    "FROM messages WHERE conversation_id = ? ORDER BY rid",
                     (conversation_id,),
                 )
             ]
-            return Conversation(
+            conv = Conversation(
                 title=row[1],
-                messages=messages,
                 id=row[0],
                 created=row[2],
                 updated=row[3],
                 pinned=bool(row[4]),
                 settings=_from_json(row[5]),
             )
+            conv.rebuild(messages)  # the shown path through the tree of branches
+            return conv
 
         return self._read(run)
 

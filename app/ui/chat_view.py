@@ -170,6 +170,7 @@ class ChatView(QTextBrowser):
     deleteRequested = Signal(str)
     regenerateRequested = Signal()
     sourceRequested = Signal(str, int)  # message id, source number: show the passage
+    variantRequested = Signal(str, int)  # message id, -1 / +1: show the previous / next variant
 
     def __init__(self, parent: QWidget | None = None, *, open_url: Callable[[QUrl], object] | None = None) -> None:
         super().__init__(parent)
@@ -185,6 +186,9 @@ class ChatView(QTextBrowser):
         self._code_style = "monokai" if dark else "default"
         self.markdown: Callable[[str], str] = lambda text: render_markdown(text, code_style=self._code_style)
         self.refused_resources: list[str] = []  # what the document asked for (and did not get)
+        # (number, how many) of a message among its variants (regenerated replies, edits);
+        # the window points this at the open conversation.
+        self.variant_position: Callable[[str], tuple[int, int]] = lambda message_id: (1, 1)
         self._scheme = "hearth-" + secrets.token_hex(6)
         self._blank_image = QImage(1, 1, QImage.Format.Format_ARGB32)
         self._blank_image.fill(Qt.GlobalColor.transparent)
@@ -497,7 +501,7 @@ class ChatView(QTextBrowser):
         start = self._insert_after(cursor, self._header_html(message))
         entry.start = self._tracked(start)
         if message.role is not Role.ASSISTANT:
-            self._insert_after(cursor, _user_html(message.text))
+            self._insert_after(cursor, _user_html(message.text) + self._footer_html(message))
             return
         stream = ReplyStream()
         stream.feed(message.text)
@@ -557,14 +561,36 @@ class ChatView(QTextBrowser):
             f'style="color: {_GREY}; text-decoration: none">{arrow} Reasoning</a></p>'
         )
 
-    def _footer_html(self, message: Message) -> str:
-        if message.role is not Role.ASSISTANT:
+    def _variants_html(self, message: Message) -> str:
+        """‹ 2/3 › under a message that has variants; an arrow is a link only where it leads somewhere."""
+        number, count = self.variant_position(message.id)
+        if count < 2 or message.state is MessageState.STREAMING:
             return ""
+        # bigger and bolder than the small grey line around them: they are click targets
+        look = "font-size: large; font-weight: bold"
+
+        def arrow(glyph: str, step: str, enabled: bool, what: str) -> str:
+            if not enabled:
+                return f'<span style="color: {_GREY}; {look}">&nbsp;{glyph}&nbsp;</span>'
+            return (f'<a href="{self._scheme}:variant/{message.id}/{step}" style="text-decoration: none; {look}" '
+                    f'title="{what} version">&nbsp;{glyph}&nbsp;</a>')
+
+        return (
+            arrow("‹", "prev", number > 1, "Previous") + f"&nbsp;{number}/{count}&nbsp;"
+            + arrow("›", "next", number < count, "Next")
+        )
+
+    def _footer_html(self, message: Message) -> str:
+        variants = self._variants_html(message)
+        if message.role is not Role.ASSISTANT:
+            if not variants:
+                return ""
+            return f'<p style="margin-top: 2px; color: {_GREY}; font-size: small">{variants}</p>'
         out = ""
         note = _STATE_NOTES.get(message.state)
         if note:
             out += f'<p style="margin-top: 4px; color: #b06000"><i>{html.escape(note)}</i></p>'
-        parts = [html.escape(p) for p in _stats_parts(message)]
+        parts = ([variants] if variants else []) + [html.escape(p) for p in _stats_parts(message)]
         if message.state is not MessageState.STREAMING:
             link = f'style="color: {_GREY}"'
             parts.append(f'<a href="{self._scheme}:copy-md/{message.id}" {link}>Copy</a>')
@@ -778,6 +804,8 @@ class ChatView(QTextBrowser):
             self._toggle_reasoning(entry)
         elif action == "source" and index.isdigit():
             self.sourceRequested.emit(message_id, int(index))
+        elif action == "variant" and index in ("prev", "next"):
+            self.variantRequested.emit(message_id, -1 if index == "prev" else 1)
 
     def _fence_code(self, entry: _Entry, index: int) -> str | None:
         """The raw code of the fence whose first block is at index: all of its parts."""

@@ -82,6 +82,11 @@ class ConversationListModel(QAbstractListModel):
         self._rows[0].text = f"{len(seen)} conversation" + ("" if len(seen) == 1 else "s") + " found"
         self.endResetModel()
 
+    def best_hit_message(self, conversation_id: str) -> str | None:
+        """While searching: the id of the best matching message in that conversation."""
+        return next((h.message_id for h in self._search or [] if h.conversation_id == conversation_id
+                     and h.message_id), None)
+
     def _append(self, summaries: list[Any]) -> None:
         self._rows += self._rows_for(summaries)
         self._loaded += len(summaries)

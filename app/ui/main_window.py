@@ -238,7 +238,9 @@ class MainWindow(QMainWindow):
         session.contextChanged.connect(self._show_context)
         self.input.textChanged.connect(self._count_timer.start)
         self.undo_bar.action.clicked.connect(self._undo_delete)
-        self.sidebar.activated.connect(session.open_conversation)
+        # from a search result, the branch holding the best match is the one shown
+        self.sidebar.activated.connect(
+            lambda cid: session.open_conversation(cid, reveal=self.conversation_model.best_hit_message(cid)))
         self.sidebar.newRequested.connect(self._new_chat)
         self.sidebar.renameRequested.connect(self._rename)
         self.sidebar.deleteRequested.connect(session.delete_conversation)
@@ -250,6 +252,8 @@ class MainWindow(QMainWindow):
         self.chat_view.deleteRequested.connect(session.delete_message)
         self.chat_view.regenerateRequested.connect(session.regenerate)
         self.chat_view.sourceRequested.connect(self._show_source)
+        self.chat_view.variant_position = lambda message_id: session.conversation.variant_position(message_id)
+        self.chat_view.variantRequested.connect(session.switch_variant)
         self.attach_button.clicked.connect(self._attach)
         self.collections_button.clicked.connect(self.show_collections)
         self.use_documents.toggled.connect(session.set_retrieval_enabled)
