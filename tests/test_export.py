@@ -618,9 +618,17 @@ def test_chatgpt_import_follows_the_current_branch() -> None:
     assert conv.messages[-1].created == conv.messages[-2].created  # a missing time borrows the last one
     assert len({m.id for m in conv.messages}) == 4
 
+    # the other versions come along, each after the message it answered or edited
+    assert sorted(m.text for m in conv.branches) == ["Old answer that was regenerated.", "an edit the user abandoned"]
+    assert conv.variant_position(conv.messages[1].id) == (2, 2)  # a_old came first
+    assert conv.variant_position(conv.messages[2].id) == (2, 2)  # u2_old came first
+    conv.select(next(m.id for m in conv.branches if m.text.startswith("Old answer")))
+    assert [m.text for m in conv.messages] == ["How do I reverse a list in Python?", "Old answer that was regenerated."]
+
     other = convs[1]
     assert other.title == "Imported chat"
     assert [m.text for m in other.messages] == ["Hi", "second try"]  # newest leaf without current_node
+    assert [m.text for m in other.branches] == ["first try"]
     assert other.created == 1700000100.5
 
 

@@ -620,11 +620,12 @@ _CHATGPT_TEXT_TYPES = {"text", "multimodal_text"}
 
 
 def from_chatgpt_json(text: str) -> list[Conversation]:
-    """The active branch of each conversation in ChatGPT's ``conversations.json``.
+    """Each conversation in ChatGPT's ``conversations.json``, with all its versions.
 
     ChatGPT keeps every edit and regeneration as a tree; what the user last saw is the path
-    from ``current_node`` back to the root, so that is what is imported. Tool calls, tool
-    output, hidden system messages and empty nodes are left out; images become "[image]".
+    from ``current_node`` back to the root, so that is what shows, and the other versions
+    become branches (‹ 1/2 ›). Tool calls, tool output, hidden system messages and empty
+    nodes are left out; images become "[image]".
     """
     return _chatgpt_from_data(_parse(text))
 
@@ -649,19 +650,39 @@ def _chatgpt_from_data(data: Any) -> list[Conversation]:
 
 
 def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
+    """The whole tree: the path the user last saw is shown, every other version (regenerated
+    answers, edited questions and what followed them) comes along as a branch."""
     mapping: dict[str, Any] = item["mapping"]
     created = _chatgpt_time(item.get("create_time"))
+    path = _chatgpt_branch(mapping, item.get("current_node"))
+    shown = {id(node) for node in path}
+    # nodes reach their children through "children"; hidden nodes (tool calls, system
+    # blobs, empty drafts) are skipped and their children follow the nearest shown ancestor
+    roots = [k for k, n in mapping.items() if isinstance(n, dict) and n.get("parent") not in mapping]
+    if not roots and path:  # a damaged tree that loops back on itself: start where the path does
+        roots = [k for k, n in mapping.items() if n is path[0]]
     messages: list[Message] = []
-    for node in _chatgpt_branch(mapping, item.get("current_node")):
+    branches: list[Message] = []
+    seen: set[str] = set()
+    stack: list[tuple[str, Message | None]] = [(k, None) for k in reversed(roots)]
+    while stack:
+        node_id, parent = stack.pop()
+        node = mapping.get(node_id)
+        if node_id in seen or not isinstance(node, dict):
+            continue
+        seen.add(node_id)
         raw = node.get("message")
         msg = _chatgpt_message(raw)
-        if msg is None:
-            continue
-        when = _chatgpt_time(raw.get("create_time"))
-        if when is None:  # older exports lack some times: keep the order readable
-            when = messages[-1].created if messages else (created or time.time())
-        msg.created = when
-        messages.append(msg)
+        if msg is not None:
+            when = _chatgpt_time(raw.get("create_time"))
+            if when is None:  # older exports lack some times: keep the order readable
+                when = parent.created if parent is not None else (created or time.time())
+            msg.created = when
+            msg.parent_id = parent.id if parent is not None else None
+            msg.active = id(node) in shown
+            (messages if msg.active else branches).append(msg)
+        children = [c for c in node.get("children") or [] if isinstance(c, str)]
+        stack.extend((c, msg if msg is not None else parent) for c in reversed(children))
     if created is None:
         created = messages[0].created if messages else time.time()
     updated = _chatgpt_time(item.get("update_time")) or (messages[-1].created if messages else created)
@@ -671,6 +692,7 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
         messages=messages,
         created=created,
         updated=max(updated, created),
+        branches=branches,
     )
     conv.link()
     return conv
