@@ -455,7 +455,11 @@ class ChatSession(QObject):
         messages = self.conversation.messages
         if self.state is not EngineState.READY or not messages or messages[-1].role is not Role.ASSISTANT:
             return False
-        self._set_aside(len(messages) - 1)
+        if messages[-1].text.strip():
+            self._set_aside(len(messages) - 1)
+        else:  # a reply that failed before writing anything is not a version worth keeping
+            self.store.delete_message(messages[-1].id)
+            self.conversation.remove(messages[-1].id)
         self.conversationOpened.emit(self.conversation)
         self._generate()
         return True

@@ -311,6 +311,15 @@ def test_regenerated_and_edited_versions_are_kept_and_flipped_with_arrows(qtbot,
     qtbot.waitUntil(lambda: session.conversation.messages[2].id == dogs_question.id)
     assert "And dogs?" in view.toPlainText() and len(session.conversation.messages) == 4
 
+    # a reply that failed before writing anything is replaced, not kept as a version
+    failed = session.conversation.messages[-1]
+    failed.text, failed.state = "", MessageState.FAILED
+    session.store.update_message(failed)
+    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
+        assert session.regenerate()
+    assert all(m.id != failed.id for m in session.conversation.all_messages())
+    assert session.conversation.variant_position(session.conversation.messages[-1].id) == (1, 1)
+
     # the choices are in the database: what opens next time is what was shown
     stored = session.store.load(session.conversation.id)
     assert [m.id for m in stored.messages] == [m.id for m in session.conversation.messages]
