@@ -207,37 +207,6 @@ def test_sigkill_mid_reply_loses_nothing(tmp_path: Path, demo_model: Path, qtbot
         window.close()
 
 
-def test_regenerate_edit_and_delete_are_saved(qtbot, open_window) -> None:
-    window = open_window()
-    session = window.session
-    session.settings.temperature = 0.9
-    session.settings.seed = 5
-    chat(qtbot, window, "Say something about cats.")
-    first = session.conversation.messages[-1]
-    session.settings.seed = 6
-    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
-        assert session.regenerate()
-    assert len(session.conversation.messages) == 2
-    assert session.conversation.messages[-1].id != first.id
-    assert first.text not in window.chat_view.toPlainText() or first.text == session.conversation.messages[-1].text
-
-    chat(qtbot, window, "And dogs?")
-    user_id = session.conversation.messages[0].id
-    with qtbot.waitSignal(session.replyFinished, timeout=60_000):
-        assert session.edit_and_resend(user_id, "What is the capital of France?")
-    assert [m.role for m in session.conversation.messages] == [Role.USER, Role.ASSISTANT]
-    assert "And dogs?" not in window.chat_view.toPlainText()
-
-    assert session.delete_message(session.conversation.messages[0].id)
-    conv_id = session.conversation.id
-    stored = session.store.load(conv_id)
-    assert [m.role for m in stored.messages] == [Role.ASSISTANT]
-    chat(qtbot, window, "One more question?")
-    stored = session.store.load(conv_id)
-    assert [m.role for m in stored.messages] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT]
-    assert stored.messages[1].text == "One more question?"
-
-
 def test_export_through_the_file_menu(qtbot, open_window, tmp_path: Path, monkeypatch) -> None:
     window = open_window()
     chat(qtbot, window, "What is the capital of France?")
@@ -324,6 +293,15 @@ def test_regenerated_and_edited_versions_are_kept_and_flipped_with_arrows(qtbot,
     stored = session.store.load(session.conversation.id)
     assert [m.id for m in stored.messages] == [m.id for m in session.conversation.messages]
     assert stored.messages[1].id == first.id and len(stored.branches) == 3
+
+    # deleting a message keeps what followed it; the next turn is saved after it
+    assert session.delete_message(session.conversation.messages[0].id)
+    conv_id = session.conversation.id
+    assert [m.role for m in session.store.load(conv_id).messages] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    chat(qtbot, window, "One more question?")
+    stored = session.store.load(conv_id)
+    assert [m.role for m in stored.messages] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    assert stored.messages[3].text == "One more question?"
 
 
 def test_a_search_hit_on_another_branch_opens_that_branch(qtbot, open_window) -> None:
