@@ -15,7 +15,9 @@ downloaded three ways into a temporary folder:
 Each is run ``--rounds`` times (interleaved, so a warming page cache favours none) and the
 best time is kept.  Printed: MB/s for each, the ratios c/a, c/b (and c/d) of throughput (1.0 = as
 fast as the plain client; target ≥ 0.9) and the manager's peak RSS growth during its
-downloads (target: flat, under 50 MB whatever the file size — the manager streams).
+downloads (target: flat, under 50 MB whatever the file size — the manager streams), and
+how late a thread standing in for the GUI thread gets the GIL back while the manager
+downloads (the window must not stutter while the user chats: under one frame, 16 ms).
 
 ``--link-mb-s N`` serves at most N MB/s, as a real connection does.  Over unlimited
 loopback on a small machine the comparison with (a) is a CPU budget, not a transfer: (a)
@@ -30,6 +32,7 @@ c/b and c/d compare like with like.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -125,7 +128,41 @@ def plain(url: str, dest: Path, hash_it: bool, sync: bool = False) -> str | None
     return hasher.hexdigest() if hasher is not None else None
 
 
-def managed(base: str, url: str, workdir: Path, size: int, sha: str) -> tuple[float, int]:
+class GilProbe:
+    """Stands in for the GUI thread: wakes every 1 ms and notes how late it got the GIL back.
+
+    Slots on the GUI thread need the GIL; a download that held it in long stretches would
+    make the window stutter while the user chats.  Lateness above one frame (16 ms) would."""
+
+    def __init__(self) -> None:
+        self.late: list[float] = []  # over every time it was entered
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.perf_counter()
+            time.sleep(0.001)
+            self.late.append(time.perf_counter() - began - 0.001)
+
+    def __enter__(self) -> "GilProbe":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+
+    def p99_max_ms(self) -> tuple[float, float]:
+        late = sorted(self.late) or [0.0]
+        return late[int(len(late) * 0.99)] * 1000, late[-1] * 1000
+
+
+def managed(base: str, url: str, workdir: Path, size: int, sha: str, probe: GilProbe | None = None
+            ) -> tuple[float, int]:
     """One download through a fresh queue; returns (seconds, peak RSS growth in bytes)."""
     done = threading.Event()
     failed: list[str] = []
@@ -140,7 +177,7 @@ def managed(base: str, url: str, workdir: Path, size: int, sha: str) -> tuple[fl
     queue = DownloadQueue(workdir / "downloads.json", workdir / "models", on_event=on_event,
                           endpoint=base)
     try:
-        with PeakRss() as rss:
+        with PeakRss() as rss, probe or contextlib.nullcontext():
             began = time.perf_counter()
             queue.add(REPO, NAME, url, total=size, sha256=sha)
             done.wait()
@@ -172,6 +209,7 @@ def run_case(size_mb: int, rounds: int, link_mb_s: float, workdir: str | None) -
 
         times: dict[str, list[float]] = {"a": [], "b": [], "d": [], "c": []}
         growth: list[int] = []
+        probe = GilProbe()  # one probe over all the manager's rounds
         for _ in range(rounds):
             target = work / "plain.bin"
             began = time.perf_counter()
@@ -191,7 +229,7 @@ def run_case(size_mb: int, rounds: int, link_mb_s: float, workdir: str | None) -
             target.unlink()
 
             run_dir = work / "managed"
-            elapsed, grew = managed(base, url, run_dir, size, sha)
+            elapsed, grew = managed(base, url, run_dir, size, sha, probe)
             times["c"].append(elapsed)
             growth.append(grew)
             shutil.rmtree(run_dir)
@@ -202,12 +240,15 @@ def run_case(size_mb: int, rounds: int, link_mb_s: float, workdir: str | None) -
                            ("d", "plain + sha256 + fsync"), ("c", "DownloadQueue")):
             runs = " ".join(f"{t:.2f}" for t in times[key])
             print(f"({key}) {label:<22}{speed[key]:8.1f} MB/s  (best {best[key]:.2f} s; runs: {runs})")
+        p99, worst = probe.p99_max_ms()
         ratios = {"c/a": speed["c"] / speed["a"], "c/b": speed["c"] / speed["b"], "c/d": speed["c"] / speed["d"],
-                  "rss_mb": max(growth) / 1e6}
+                  "rss_mb": max(growth) / 1e6, "late_p99": p99, "late_max": worst}
         print(f"ratio c/a (throughput)    {ratios['c/a']:8.2f}   (target >= 0.9)")
         print(f"ratio c/b (throughput)    {ratios['c/b']:8.2f}   (target >= 0.9)")
         print(f"ratio c/d (throughput)    {ratios['c/d']:8.2f}   (same durability)")
         print(f"manager peak RSS growth   {ratios['rss_mb']:8.1f} MB   (target < 50 MB, flat in file size)")
+        print(f"GUI-thread stand-in late  p99 {p99:.1f} ms, max {worst:.1f} ms while the manager downloads"
+              " (one frame: 16 ms)")
         shutil.rmtree(work, ignore_errors=True)
         return ratios
     finally:
@@ -230,7 +271,7 @@ def main() -> None:
     for rate, ratios in results.items():
         link = f"{rate:g} MB/s link" if rate else "unlimited loopback"
         print(f"  {link:<20} c/a {ratios['c/a']:.2f}   c/b {ratios['c/b']:.2f}   c/d {ratios['c/d']:.2f}"
-              f"   RSS +{ratios['rss_mb']:.1f} MB")
+              f"   RSS +{ratios['rss_mb']:.1f} MB   GIL wait p99 {ratios['late_p99']:.1f} ms")
     if any(not rate for rate in results):
         print("  (over unlimited loopback c/a is a CPU budget: (a) neither hashes nor writes its file to disk\n"
               "   before its clock stops; c/b and c/d compare the same work)")
