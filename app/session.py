@@ -520,6 +520,28 @@ class ChatSession(QObject):
             if message.parent_id in branch_parents:  # it has variants: make it the chosen one
                 self.store.set_active(conv.id, message.id)
 
+    def continue_in_new_chat(self, message_id: str) -> bool:
+        """A new conversation holding the shown turns up to this message (LM Studio's
+        "branch"): try another direction without touching this one."""
+        conv = self.conversation
+        index = next((i for i, m in enumerate(conv.messages) if m.id == message_id), None)
+        if index is None or self._busy():
+            return False
+        source = Conversation(
+            title=f"{conv.title} (continued)",
+            messages=conv.messages[: index + 1],
+            pinned=False,
+            settings={**self.settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]},
+        )
+        copy = fresh_ids(source)
+        copy.created = copy.updated = time.time()
+        for message in copy.messages:  # a reply still streaming in the original is finished here
+            if message.state is MessageState.STREAMING:
+                message.state = MessageState.INTERRUPTED
+        self.store.restore_conversation(copy)
+        self.conversationsChanged.emit()
+        return self.open_conversation(copy.id)
+
     def delete_message(self, message_id: str) -> bool:
         if self.state is EngineState.GENERATING:
             return False

@@ -328,3 +328,31 @@ def test_a_search_hit_on_another_branch_opens_that_branch(qtbot, open_window) ->
     assert session.conversation.messages[-1].id == old_reply.id
     assert "Vermilion is my answer." in window.chat_view.toPlainText()
     assert session.store.load(conv_id).messages[-1].id == old_reply.id  # and it stays chosen
+
+
+def test_continue_in_a_new_chat_from_a_message(qtbot, open_window) -> None:
+    """The context menu's "Continue in a new chat from here": a new conversation with the
+    turns up to that message opens, and the original is left as it was."""
+    window = open_window()
+    session, view = window.session, window.chat_view
+    chat(qtbot, window, "Name a planet.")
+    chat(qtbot, window, "Name a moon.")
+    original = session.conversation
+    before = [(m.role, m.text) for m in original.messages]
+    first_reply = original.messages[1]
+
+    cursor = view.document().find(first_reply.text.strip().split("\n")[0][:20])
+    assert not cursor.isNull()
+    menu = view.build_context_menu(view.cursorRect(cursor).center())
+    next(a for a in menu.actions() if a.objectName() == "continueInNewChatAction").trigger()
+
+    qtbot.waitUntil(lambda: session.conversation.id != original.id)
+    new = session.conversation
+    assert [(m.role, m.text) for m in new.messages] == before[:2]
+    assert new.title == f"{original.title} (continued)"
+    assert not {m.id for m in new.messages} & {m.id for m in original.messages}
+    assert "Name a moon." not in view.toPlainText()
+    assert [(m.role, m.text) for m in session.store.load(original.id).messages] == before
+    assert titles(window)[0] == new.title  # newest at the top of the sidebar
+    chat(qtbot, window, "Name a star.")  # and it carries on from the copied turns
+    assert [m.text for m in session.store.load(new.id).messages][:3] == [before[0][1], before[1][1], "Name a star."]

@@ -171,6 +171,7 @@ class ChatView(QTextBrowser):
     regenerateRequested = Signal()
     sourceRequested = Signal(str, int)  # message id, source number: show the passage
     variantRequested = Signal(str, int)  # message id, -1 / +1: show the previous / next variant
+    continueRequested = Signal(str)  # message id: a new chat with the turns up to it
 
     def __init__(self, parent: QWidget | None = None, *, open_url: Callable[[QUrl], object] | None = None) -> None:
         super().__init__(parent)
@@ -418,6 +419,11 @@ class ChatView(QTextBrowser):
                     action.setObjectName("regenerateAction")
                     action.triggered.connect(self.regenerateRequested)
                     menu.addAction(action)
+                action = QAction("Continue in a new chat from here", menu)
+                action.setObjectName("continueInNewChatAction")
+                action.setToolTip("A new conversation with the turns up to this message; this one stays as it is")
+                action.triggered.connect(lambda _=False, mid=message.id: self.continueRequested.emit(mid))
+                menu.addAction(action)
                 action = QAction("Delete message", menu)
                 action.setObjectName("deleteMessageAction")
                 action.triggered.connect(lambda _=False, mid=message.id: self.deleteRequested.emit(mid))

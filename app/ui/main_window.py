@@ -250,6 +250,7 @@ class MainWindow(QMainWindow):
         self.chat_view.copied.connect(lambda note: self.status.showMessage(note, 3000))
         self.chat_view.editRequested.connect(self._edit_message)
         self.chat_view.deleteRequested.connect(session.delete_message)
+        self.chat_view.continueRequested.connect(session.continue_in_new_chat)
         self.chat_view.regenerateRequested.connect(session.regenerate)
         self.chat_view.sourceRequested.connect(self._show_source)
         self.chat_view.variant_position = lambda message_id: session.conversation.variant_position(message_id)
