@@ -493,6 +493,10 @@ def _docx_guard(path: Path, data: bytes) -> None:
             infos = zf.infolist()
     except zipfile.BadZipFile:
         raise UnreadableDocument(path, "is not a valid Word document (.docx)") from None
+    if not any(i.filename == "[Content_Types].xml" for i in infos) or not any(
+        i.filename.startswith("word/") for i in infos
+    ):
+        raise UnreadableDocument(path, "is not a valid Word document (it is a zip archive with no Word document in it)")
     # zipfile stops inflating a member at its declared size, so the declared sizes bound memory.
     if any(i.file_size > _MAX_DOCX_XML_BYTES for i in infos if i.filename.endswith((".xml", ".rels"))) or sum(
         i.file_size for i in infos
@@ -535,8 +539,8 @@ def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
         document = docx.Document(io.BytesIO(data))
         body = document.element.body
         blocks = list(body.iterchildren())
-    except (OpcError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise UnreadableDocument(path, f"is not a valid Word document ({_short(exc)})") from None
+    except (OpcError, KeyError, ValueError, zipfile.BadZipFile):
+        raise UnreadableDocument(path, "is not a valid Word document (its document part is missing)") from None
     except etree.XMLSyntaxError as exc:
         raise UnreadableDocument(path, f"is damaged (a part is not valid XML: {_short(exc)})") from None
     except Exception as exc:
