@@ -87,12 +87,16 @@ class Conversation:
             return []
         return _oldest_first(m for m in everything if m.parent_id == message.parent_id)
 
-    def variant_position(self, message_id: str) -> tuple[int, int]:
+    def variant_position(self, message: Message | str) -> tuple[int, int]:
         """(1-based number, how many) of a message among its variants; (1, 1) when it has none.
 
-        Called for every message the chat view draws: without branches it costs nothing."""
+        Called for every message the chat view draws, with the Message: unless a branch
+        follows the same message, that costs one pass over the branches, not the whole chat."""
         if not self.branches:
             return 1, 1
+        if isinstance(message, Message) and all(m.parent_id != message.parent_id for m in self.branches):
+            return 1, 1
+        message_id = message.id if isinstance(message, Message) else message
         variants = self.variants(message_id)
         index = next((i for i, m in enumerate(variants) if m.id == message_id), 0)
         return index + 1, max(len(variants), 1)

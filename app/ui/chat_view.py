@@ -189,7 +189,7 @@ class ChatView(QTextBrowser):
         self.refused_resources: list[str] = []  # what the document asked for (and did not get)
         # (number, how many) of a message among its variants (regenerated replies, edits);
         # the window points this at the open conversation.
-        self.variant_position: Callable[[str], tuple[int, int]] = lambda message_id: (1, 1)
+        self.variant_position: Callable[[Message], tuple[int, int]] = lambda message: (1, 1)
         self._scheme = "hearth-" + secrets.token_hex(6)
         self._blank_image = QImage(1, 1, QImage.Format.Format_ARGB32)
         self._blank_image.fill(Qt.GlobalColor.transparent)
@@ -569,7 +569,7 @@ class ChatView(QTextBrowser):
 
     def _variants_html(self, message: Message) -> str:
         """‹ 2/3 › under a message that has variants; an arrow is a link only where it leads somewhere."""
-        number, count = self.variant_position(message.id)
+        number, count = self.variant_position(message)
         if count < 2 or message.state is MessageState.STREAMING:
             return ""
         # bigger and bolder than the small grey line around them: they are click targets

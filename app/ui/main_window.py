@@ -253,7 +253,7 @@ class MainWindow(QMainWindow):
         self.chat_view.continueRequested.connect(session.continue_in_new_chat)
         self.chat_view.regenerateRequested.connect(session.regenerate)
         self.chat_view.sourceRequested.connect(self._show_source)
-        self.chat_view.variant_position = lambda message_id: session.conversation.variant_position(message_id)
+        self.chat_view.variant_position = lambda message: session.conversation.variant_position(message)
         self.chat_view.variantRequested.connect(session.switch_variant)
         self.attach_button.clicked.connect(self._attach)
         self.collections_button.clicked.connect(self.show_collections)
