@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import keyring
-import keyring.errors
 import pytest
+from memory_keyring import MemoryKeyring
 from fake_hub import FakeFile, FakeHub, make_content, sha256_hex
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
@@ -58,25 +57,6 @@ TOKEN = "hf_granted"
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 MEMORY = MemoryInfo(total=8_000_000_000, available=4_000_000_000)  # every test file fits
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.passwords:
-            raise keyring.errors.PasswordDeleteError("not found")
-        del self.passwords[(service, username)]
 
 
 @pytest.fixture(autouse=True)

@@ -8,34 +8,13 @@ from pathlib import Path
 import keyring
 import keyring.errors
 import pytest
-from keyring.backend import KeyringBackend
+from memory_keyring import MemoryKeyring
 from keyring.backends import fail
 
 from app.core import secrets
 from app.core.secrets import NO_KEYRING_MESSAGE, SERVICE, USERNAME, TokenStorageUnavailable
 
 TOKEN = "hf_SecretTokenValue1234567890"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that keeps passwords in a dict, as the OS keyring would."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.passwords:
-            raise keyring.errors.PasswordDeleteError("not found")
-        del self.passwords[(service, username)]
 
 
 class LockedKeyring(MemoryKeyring):
