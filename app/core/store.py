@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core.sqlite_util import run_migrations
+from app.core.sqlite_util import connect, run_migrations
 from app.core.conversation import Conversation, Message, MessageState, Role
 
 log = logging.getLogger(__name__)
@@ -438,26 +438,11 @@ class ConversationStore:
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            # readers get a bigger page cache: search touches many pages
+            return connect(self.path, timeout=5.0, writer=writer, cache_kib=None if writer else 16000,
+                           what="conversation database")
         except sqlite3.Error as exc:
             raise StoreError(f"Could not open the conversation database {self.path}: {_reason(exc)}.") from exc
-        try:
-            if writer:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    log.warning("conversation database is in %s mode, not WAL", mode)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                # after a big import the WAL is cut back to this size once checkpointed
-                conn.execute("PRAGMA journal_size_limit = 67108864")
-            else:
-                conn.execute("PRAGMA query_only = ON")
-                conn.execute("PRAGMA cache_size = -16000")  # KiB: search touches many pages
-            conn.execute("PRAGMA temp_store = MEMORY")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"Could not open the conversation database {self.path}: {_reason(exc)}.") from exc
-        return conn
 
     def __enter__(self) -> ConversationStore:
         return self

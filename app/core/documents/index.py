@@ -92,7 +92,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from app import paths
-from app.core.sqlite_util import run_migrations
+from app.core.sqlite_util import connect, run_migrations
 from app.core.documents.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, chunk_sections
 from app.core.documents.extract import ExtractionCancelled, UnreadableDocument, extract, is_supported
 
@@ -418,19 +418,7 @@ class DocumentIndex:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("document index is in %s mode, not WAL", mode)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -16000")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-        except BaseException:
-            conn.close()
-            raise
+        conn = connect(self.path, timeout=10.0, cache_kib=16000, what="document index")
         self._local.conn = conn
         with self._conns_lock:
             self._conns.append(conn)
