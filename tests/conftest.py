@@ -41,3 +41,42 @@ def tiny_model(tmp_path_factory) -> Path:
     from tiny_model import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf")
+
+
+@pytest.fixture
+def open_main_window(qtbot, demo_model):
+    """Opens the real main window on the demo model, ready to chat (deterministic: temperature
+    0, seed 1, one thread); closes each one after the test and checks its engine thread ended.
+
+    ``open_main_window(n_ctx=1024, documents=False, **sampling)``: ``documents`` gives the
+    session a document index; ``sampling`` overrides SamplingSettings fields."""
+    from app.core.config import AppConfig
+    from app.core.documents.index import DocumentIndex
+    from app.core.library import ModelLibrary
+    from app.core.presets import PresetStore
+    from app.core.settings import LoadSettings, SamplingSettings
+    from app.core.store import ConversationStore
+    from app.session import ChatSession, EngineState
+    from app.ui.main_window import MainWindow
+
+    windows: list[MainWindow] = []
+
+    def open_(n_ctx: int = 1024, documents: bool = False, **sampling) -> MainWindow:
+        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
+        session = ChatSession(ModelLibrary(), AppConfig(), store,
+                              settings=SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **sampling}),
+                              load_settings=LoadSettings(n_ctx=n_ctx, n_threads=1))
+        if documents:
+            session.documents = DocumentIndex(paths.data_dir() / "documents.sqlite3")
+        window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
+        qtbot.addWidget(window)
+        window.show()
+        session.start()
+        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
+        windows.append(window)
+        return window
+
+    yield open_
+    for window in windows:
+        window.close()
+        assert not window.session._thread.isRunning()

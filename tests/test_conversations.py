@@ -18,9 +18,8 @@ from app.core.config import AppConfig
 from app.core.conversation import MessageState, Role
 from app.core.library import ModelLibrary
 from app.core.presets import PresetStore
-from app.core.settings import LoadSettings, SamplingSettings
 from app.core.store import ConversationStore
-from app.session import ChatSession, EngineState
+from app.session import ChatSession
 from app.ui.conversation_list import ConversationListModel
 from app.ui.main_window import MainWindow
 
@@ -28,25 +27,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def open_window(qtbot, demo_model):
-    windows: list[MainWindow] = []
-
-    def open_() -> MainWindow:
-        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-        session = ChatSession(ModelLibrary(), AppConfig(), store,
-                              settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=40),
-                              load_settings=LoadSettings(n_ctx=1024, n_threads=1))
-        window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
-        qtbot.addWidget(window)
-        window.show()
-        session.start()
-        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
-        windows.append(window)
-        return window
-
-    yield open_
-    for window in windows:
-        window.close()
+def open_window(open_main_window):
+    return lambda: open_main_window(max_tokens=40)
 
 
 def chat(qtbot, window: MainWindow, text: str) -> None:

@@ -7,14 +7,6 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app import paths
-from app.core.config import AppConfig
-from app.core.documents.index import DocumentIndex
-from app.core.library import ModelLibrary
-from app.core.presets import PresetStore
-from app.core.settings import LoadSettings, SamplingSettings
-from app.core.store import ConversationStore
-from app.session import ChatSession, EngineState
 from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.model
@@ -24,19 +16,8 @@ FACT = ("The Hearth lighthouse on Korrin Island was built in 1887 by the enginee
 
 
 @pytest.fixture
-def window(qtbot, demo_model):
-    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-    session = ChatSession(ModelLibrary(), AppConfig(), store,
-                          settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=24),
-                          load_settings=LoadSettings(n_ctx=2048, n_threads=1))
-    session.documents = DocumentIndex(paths.data_dir() / "documents.sqlite3")
-    win = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
-    qtbot.addWidget(win)
-    win.show()
-    session.start()
-    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
-    yield win
-    win.close()
+def window(open_main_window):
+    return open_main_window(n_ctx=2048, documents=True)
 
 
 def test_attached_documents_are_retrieved_cited_and_shown(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:

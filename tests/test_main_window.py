@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -13,42 +12,18 @@ from PySide6.QtCore import Qt
 
 import re
 
-from app.core.config import AppConfig
 from app.core.markdown_html import render_plain
 from app.core.conversation import MessageState, Role
-from app.core.library import ModelLibrary
-from app.core.store import ConversationStore
-from app.core.settings import LoadSettings, SamplingSettings
-from app.session import ChatSession, EngineState
+from app.session import EngineState
 from app.ui.main_window import MainWindow
-from app import paths
-from app.core.presets import PresetStore
 
 pytestmark = pytest.mark.model
 LOAD_TIMEOUT = 120_000
 
 
 @pytest.fixture
-def make_window(qtbot, demo_model):
-    windows: list[MainWindow] = []
-
-    def make(**overrides) -> MainWindow:
-        settings = SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **overrides})
-        store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-        session = ChatSession(ModelLibrary(), AppConfig(), store, settings=settings,
-                              load_settings=LoadSettings(n_ctx=1024, n_threads=1))
-        window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
-        qtbot.addWidget(window)
-        window.show()
-        session.start()
-        qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=LOAD_TIMEOUT)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-        assert not window.session._thread.isRunning()
+def make_window(open_main_window):
+    return open_main_window
 
 
 def _type_and_send(qtbot, window: MainWindow, text: str) -> None:

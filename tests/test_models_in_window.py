@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,13 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def window(qtbot, demo_model, monkeypatch, tmp_path):
+def window(open_main_window, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     import keyring
     from keyring.backends.fail import Keyring as FailKeyring
 
     keyring.set_keyring(FailKeyring())
-    store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-    session = ChatSession(ModelLibrary(), AppConfig(), store,
-                          settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=8),
-                          load_settings=LoadSettings(n_ctx=512, n_threads=1))
-    win = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
-    qtbot.addWidget(win)
-    win.show()
-    session.start()
-    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=120_000)
-    yield win
-    win.close()
+    return open_main_window(n_ctx=512, max_tokens=8)
 
 
 def test_switching_models_keeps_the_window_responsive(qtbot, window: MainWindow, tmp_path: Path, demo_model: Path) -> None:
