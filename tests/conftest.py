@@ -44,6 +44,17 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def tiny(tmp_path: Path, tiny_model: Path) -> Path:
+    """A private copy of the tiny model, in the user's own folder (outside the library)."""
+    import shutil
+
+    dest = tmp_path / "downloads" / "tiny-llama.gguf"
+    dest.parent.mkdir()
+    shutil.copyfile(tiny_model, dest)
+    return dest
+
+
+@pytest.fixture
 def open_main_window(qtbot, demo_model):
     """Opens the real main window on the demo model, ready to chat (deterministic: temperature
     0, seed 1, one thread); closes each one after the test and checks its engine thread ended.

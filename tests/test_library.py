@@ -32,15 +32,6 @@ from app.core.sysinfo import MemoryInfo, parse_meminfo
 from tiny_model import write_random_bytes, write_tiny_llama
 
 
-@pytest.fixture
-def tiny(tmp_path: Path, tiny_model: Path) -> Path:
-    """A private copy of the tiny model, in the user's own folder (outside the library)."""
-    dest = tmp_path / "downloads" / "tiny-llama.gguf"
-    dest.parent.mkdir()
-    shutil.copyfile(tiny_model, dest)
-    return dest
-
-
 def _split(folder: Path, count: int = 3, prefix: str = "big") -> list[Path]:
     """A split model: each part a small valid GGUF (as gguf-split makes), named as llama.cpp does."""
     folder.mkdir(parents=True, exist_ok=True)

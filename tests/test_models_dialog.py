@@ -3,7 +3,6 @@ drop, copy with cancel, remove, rename, details, defaults, refresh, choosing a m
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -23,14 +22,6 @@ from tiny_model import write_random_bytes, write_tiny_llama
 GB = 10**9
 BIG_MACHINE = MemoryInfo(16 * GB, 8 * GB)
 JOB_TIMEOUT = 10_000
-
-
-@pytest.fixture
-def tiny(tmp_path: Path, tiny_model: Path) -> Path:
-    dest = tmp_path / "downloads" / "tiny-llama.gguf"
-    dest.parent.mkdir()
-    shutil.copyfile(tiny_model, dest)
-    return dest
 
 
 @pytest.fixture
