@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core.config import AppConfig
 from app.core.gguf import GGUFError
@@ -535,9 +535,6 @@ class ChatSession(QObject):
         )
         copy = fresh_ids(source)
         copy.created = copy.updated = time.time()
-        for message in copy.messages:  # a reply still streaming in the original is finished here
-            if message.state is MessageState.STREAMING:
-                message.state = MessageState.INTERRUPTED
         self.store.restore_conversation(copy)
         self.conversationsChanged.emit()
         return self.open_conversation(copy.id)

@@ -617,7 +617,7 @@ class ChatView(QTextBrowser):
                     f'<a href="{self._scheme}:source/{message.id}/{int(src["number"])}" style="color: {colour}">'
                     f'[{int(src["number"])}] {html.escape(str(src.get("label", "")))}</a>{html.escape(note)}'
                 )
-            out += f'<p style="margin-top: 2px; font-size: small">Sources: ' + " · ".join(links) + "</p>"
+            out += '<p style="margin-top: 2px; font-size: small">Sources: ' + " · ".join(links) + "</p>"
         return out
 
     def _mark_reasoning(self, start: int, end: int, *, visible: bool) -> None:
