@@ -57,9 +57,10 @@ __all__ = [
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 
-#: Longest text value we accept (chat templates are a few KiB; 64 MiB is
-#: far beyond any real one but still a bounded allocation).
-MAX_STRING_BYTES = 64 * 1024 * 1024
+#: Longest text value we accept (chat templates are a few KiB, the longest
+#: real ones under 100 KiB; 16 MiB is far beyond any real one and still fits
+#: the header's memory budget below).
+MAX_STRING_BYTES = 16 * 1024 * 1024
 #: Longest metadata key or tensor name (real ones are < 100 bytes; llama.cpp
 #: itself rejects tensor names of 64 bytes or more).
 MAX_NAME_BYTES = 64 * 1024
@@ -77,6 +78,31 @@ MAX_KV_COUNT = 1 << 20
 MAX_TENSOR_COUNT = 1 << 22
 #: GGML_MAX_DIMS in ggml.h; llama.cpp refuses tensors with more dimensions.
 MAX_DIMS = 4
+
+# Budget for one whole header read.  Every count above is capped on its own, but a
+# hostile file can stay under each cap and still add up (a 24 MB header with a million
+# tiny tensors cost +166 MB and 7 s), so a read also has a total budget, charged before
+# anything is walked or allocated, so an oversized header fails at once.  Both budgets
+# count work and bytes, not seconds: the same file gives the same answer on every
+# machine, and the time follows from the work (about 0.1 µs per skipped vocabulary
+# string, a few µs per decoded item).
+
+#: Work units for one header.  A vocabulary string skipped in the hot loop costs 1, and
+#: anything handled one Python step at a time (a metadata entry, a decoded value, a
+#: walked nested array, a tensor) costs ``_WORK_ITEM``.  A Llama-3-8B header needs about
+#: 0.41 M units (128k tokens + 280k merges + 291 tensors); the biggest real vocabularies
+#: (256k tokens + 253k merges) about 0.52 M.  4 M leaves 8x headroom and bounds a hostile
+#: header to about a second.
+MAX_HEADER_WORK = 4_000_000
+_WORK_ITEM = 20
+#: Bytes of Python objects one header may keep (an estimate charged before allocating:
+#: ``_MEM_TENSOR`` per tensor, ``_MEM_VALUE`` per decoded value plus the text of strings,
+#: names and keys).  A Llama-3-8B header keeps about 0.1 MiB; 32 MiB holds any real one,
+#: with its chat templates, and a file can never make the reader hold more.
+MAX_HEADER_MEMORY = 32 * 1024 * 1024
+_MEM_TENSOR = 256
+_MEM_VALUE = 64
+_TOO_BIG = "the header is far larger than any real model's ({what}) — the file is corrupt"
 _INT64_MAX = (1 << 63) - 1
 
 #: How much of the file is pulled into memory at a time.
@@ -443,7 +469,7 @@ class _Cursor:
     checked before it is read or allocated.
     """
 
-    __slots__ = ("_f", "_path", "_size", "_buf", "_pos", "_base")
+    __slots__ = ("_f", "_path", "_size", "_buf", "_pos", "_base", "work_left", "memory_left")
 
     def __init__(self, f: BinaryIO, path: Path, size: int) -> None:
         self._f = f
@@ -452,6 +478,16 @@ class _Cursor:
         self._buf = b""
         self._pos = 0  # read position inside _buf
         self._base = 0  # file offset of _buf[0]; the file is at _base + len(_buf)
+        self.work_left = MAX_HEADER_WORK
+        self.memory_left = MAX_HEADER_MEMORY
+
+    def charge(self, work: int, memory: int, what: str) -> None:
+        """Take ``work`` units and ``memory`` bytes from this read's budget *before* doing
+        the work, so a header too big to read fails without walking or allocating it."""
+        self.work_left -= work
+        self.memory_left -= memory
+        if self.work_left < 0 or self.memory_left < 0:
+            raise self.error(_TOO_BIG.format(what=what))
 
     @property
     def offset(self) -> int:
@@ -521,6 +557,7 @@ class _Cursor:
 
     def string(self, limit: int, what: str) -> str:
         n = self.string_length(limit, what)
+        self.charge(0, _MEM_VALUE + n, f"{n:,} bytes of text")
         raw = self.read(n)
         try:
             return raw.decode("utf-8")
@@ -603,7 +640,9 @@ def _read_array(cur: _Cursor, key: str, depth: int) -> list[object] | ArraySumma
     if length * min_item > cur.remaining:
         raise cur.error(_TRUNCATED)
 
+    what = f"{length:,} items in {key!r}"
     if length <= SMALL_ARRAY_MAX:
+        cur.charge(length * _WORK_ITEM, _MEM_VALUE + length * _MEM_VALUE, what)
         if s is not None:  # one unpack for the whole run of scalars
             values = list(struct.unpack_from(f"<{length}{_SCALAR_FORMATS[item_type]}", cur.read(length * s.size)))
             return [bool(v) for v in values] if item_type == _T_BOOL else values
@@ -612,8 +651,10 @@ def _read_array(cur: _Cursor, key: str, depth: int) -> list[object] | ArraySumma
     if s is not None:
         cur.skip(length * s.size)
     elif item_type == _T_STRING:
+        cur.charge(length, 0, what)
         cur.skip_strings(length, f"an item of {key!r}")
     else:
+        cur.charge(length * _WORK_ITEM, 0, what)
         for _ in range(length):
             _read_array(cur, key, depth + 1)  # nested arrays: rare, walk and drop
     return ArraySummary(VALUE_TYPE_NAMES[item_type], length)
@@ -649,6 +690,8 @@ def _check_counts(cur: _Cursor, tensor_count: int, kv_count: int) -> None:
             raise cur.error(f"the header claims {count:,} {what}, which no real model has — the file is corrupt")
     if kv_count * _MIN_KV_BYTES + tensor_count * _MIN_TENSOR_INFO_BYTES > cur.remaining:
         raise cur.error(_TRUNCATED)
+    cur.charge((kv_count + tensor_count) * _WORK_ITEM, kv_count * _MEM_VALUE + tensor_count * _MEM_TENSOR,
+               f"{kv_count:,} metadata entries and {tensor_count:,} tensors")
 
 
 def _read_header(cur: _Cursor) -> tuple[int, dict[str, object], list[TensorInfo]]:
