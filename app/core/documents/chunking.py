@@ -20,20 +20,20 @@ Why these choices:
 API::
 
     Passage(doc_id, ordinal, text, page, heading, start_char)
-    chunk_sections(doc_id, sections, words=200, overlap=40, max_chars=None) -> list[Passage]
-    chunk_text(text, words=200, overlap=40, max_chars=None) -> list[tuple[int, str]]
+    chunk_sections(doc_id, sections, words=200, overlap=40, max_chars=None, cancel=None) -> list[Passage]
+    chunk_text(text, words=200, overlap=40, max_chars=None, cancel=None) -> list[tuple[int, str]]
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.core.documents.extract import Section
+from app.core.documents.extract import ExtractionCancelled, Section
 
 DEFAULT_WORDS = 200
 DEFAULT_OVERLAP = 40
@@ -99,10 +99,19 @@ def _word_spans(text: str, max_word: int) -> tuple[list[int], list[int]]:
     return starts.tolist(), ends.tolist()
 
 
+#: ``cancel`` is checked every this many passages: a 256 MB text file is one section.
+CANCEL_EVERY = 1024
+
+
 def chunk_text(
-    text: str, words: int = DEFAULT_WORDS, overlap: int = DEFAULT_OVERLAP, max_chars: int | None = None
+    text: str,
+    words: int = DEFAULT_WORDS,
+    overlap: int = DEFAULT_OVERLAP,
+    max_chars: int | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> list[tuple[int, str]]:
-    """``(start_char, passage_text)`` pieces of one section (see the module docstring)."""
+    """``(start_char, passage_text)`` pieces of one section (see the module docstring);
+    raises :class:`ExtractionCancelled` when ``cancel()`` turns true on the way."""
     if words < 1:
         raise ValueError("words must be at least 1")
     overlap = max(0, min(overlap, words - 1))
@@ -113,6 +122,8 @@ def chunk_text(
     out: list[tuple[int, str]] = []
     start = 0
     while start < n:
+        if cancel is not None and len(out) % CANCEL_EVERY == CANCEL_EVERY - 1 and cancel():
+            raise ExtractionCancelled()
         first = starts[start]
         # furthest end allowed by the word count and the character cap
         end = min(n, start + words)
@@ -144,11 +155,15 @@ def chunk_sections(
     words: int = DEFAULT_WORDS,
     overlap: int = DEFAULT_OVERLAP,
     max_chars: int | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> list[Passage]:
-    """Passages of every section in order, numbered from 0 across the document."""
+    """Passages of every section in order, numbered from 0 across the document; ``cancel``
+    is checked between sections and within a long one."""
     passages: list[Passage] = []
     for section in sections:
-        for start_char, piece in chunk_text(section.text, words, overlap, max_chars):
+        if cancel is not None and cancel():
+            raise ExtractionCancelled()
+        for start_char, piece in chunk_text(section.text, words, overlap, max_chars, cancel):
             passages.append(Passage(doc_id, len(passages), piece, section.page, section.heading, start_char))
     return passages
 

@@ -14,16 +14,22 @@ Why these readers:
   style inheritance and core properties that a hand-rolled reader gets wrong on real
   files).  Heading styles are found by their built-in English names ("heading 1"), which
   Word keeps even in localized documents, or by outline level, following ``basedOn``.
-  Its lxml parser does not resolve entities; the zip's declared sizes are checked before
-  python-docx inflates the parts into memory (zip bombs).  Paragraph text is read from the
+  Its lxml parser does not resolve entities.  It is never handed the user's zip: the XML
+  parts are inflated first in small steps under a running cap, counting the bytes that
+  actually come out (a zip's declared sizes can lie), and re-zipped uncompressed.  Paragraph text is read from the
   XML so tracked insertions, fields and content controls are not lost.
 * HTML: :mod:`html.parser` from the standard library; scripts, styles and other
-  non-text elements are dropped, headings start sections.
+  non-text elements are dropped, headings start sections.  A declared charset is used only
+  if it is on an allow-list of document encodings: Python's codecs include ones that are
+  no document's encoding and are slow on hostile input (``punycode`` is super-quadratic).
 * Text, Markdown and source code are kept verbatim (Markdown is split at its headings).
 
 Every failure is an :class:`UnreadableDocument` whose ``reason`` is plain words ("is
 encrypted", "is empty", "is a binary file", "is not a supported file type (.png)"), so the
-index can list the file with the reason and go on with the rest.
+index can list the file with the reason and go on with the rest.  Any other exception a
+reader raises on a hostile file is turned into one too (a last resort; the readers name
+the cases they know).  ``cancel`` is checked inside a file: between PDF pages, .docx parts
+and blocks, and HTML slices.
 
 API::
 
@@ -43,6 +49,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -52,8 +59,14 @@ from typing import Any
 #: Larger files are refused: extracting them would hold the indexing thread for minutes
 #: and their text would swamp a collection anyway.
 MAX_FILE_BYTES = 256 * 1024 * 1024
-#: Most bytes an XML part of a .docx may inflate to (a real document is a few MB).
+#: Most bytes an XML part of a .docx may inflate to (a real document is a few MB), and all
+#: of its XML parts together: counted as they inflate, not taken from the zip's headers.
 _MAX_DOCX_XML_BYTES = 128 * 1024 * 1024
+_MAX_DOCX_TOTAL_BYTES = 192 * 1024 * 1024
+#: More parts than this is not a Word document (a long one has a few hundred).
+_MAX_DOCX_MEMBERS = 20_000
+_DOCX_STEP = 64 * 1024
+_DOCX_TOO_LARGE = "is too large to read (it inflates to more than Hearth reads)"
 
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", ".csv", ".tsv", ".log", ".tex", ".org", ".adoc"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
@@ -154,8 +167,8 @@ def extract(
     """Read ``path`` (or the given bytes of it) into sections.
 
     Raises :class:`UnreadableDocument` for a missing, unsupported, empty, binary,
-    encrypted or damaged file, and :class:`ExtractionCancelled` when ``cancel`` turns true
-    between PDF pages.
+    encrypted or damaged file (and for anything else that goes wrong reading it), and
+    :class:`ExtractionCancelled` when ``cancel`` turns true while it is read.
     """
     path = Path(path)
     kind = _kind(path)
@@ -188,25 +201,35 @@ def extract(
         raise UnreadableDocument(path, "is empty")
     sha = hashlib.sha256(data).hexdigest()
 
-    title = path.name
-    if kind == "pdf":
-        title, sections = _read_pdf(path, data, cancel)
-    elif kind == "docx":
-        title, sections = _read_docx(path, data)
-    elif kind == "html":
-        title, sections = _read_html(path, data)
-    else:
-        text = _decode_text(path, data)
-        if kind == "markdown":
-            sections = _markdown_sections(text)
-        else:
-            sections = [Section(text)] if text.strip() else []
+    try:
+        title, sections = _read(path, kind, data, cancel)
+    except (UnreadableDocument, ExtractionCancelled):
+        raise
+    except RecursionError:
+        raise UnreadableDocument(path, "could not be read (it is nested too deeply)") from None
+    except MemoryError:
+        raise UnreadableDocument(path, "could not be read (it needs more memory than is free)") from None
+    except Exception as exc:  # a reader's own bug on a hostile file must not stop the indexing
+        raise UnreadableDocument(path, f"could not be read ({type(exc).__name__}: {_short(exc)})") from None
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise UnreadableDocument(path, "contains no text" if kind != "pdf" else _NO_PDF_TEXT)
     return ExtractedDocument(
         path=path, title=title or path.name, sections=sections, sha256=sha, mtime=st.st_mtime, kind=kind, size=len(data)
     )
+
+
+def _read(path: Path, kind: str, data: bytes, cancel: Callable[[], bool] | None) -> tuple[str, list[Section]]:
+    if kind == "pdf":
+        return _read_pdf(path, data, cancel)
+    if kind == "docx":
+        return _read_docx(path, data, cancel)
+    if kind == "html":
+        return _read_html(path, data, cancel)
+    text = _decode_text(path, data)
+    if kind == "markdown":
+        return path.name, _markdown_sections(text)
+    return path.name, [Section(text)] if text.strip() else []
 
 
 # -- plain text ------------------------------------------------------------------------------
@@ -235,10 +258,11 @@ def _decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
     if b"\x00" in data[:8192]:
         raise UnreadableDocument(path, "is a binary file, not text")
     text: str | None = None
-    if declared:
+    codec = _document_encoding(declared) if declared else None
+    if codec:
         try:
-            text = data.decode(declared)
-        except (LookupError, UnicodeDecodeError):
+            text = data.decode(codec)
+        except (LookupError, UnicodeError):
             text = None
     if text is None:
         try:
@@ -250,6 +274,31 @@ def _decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
     if sample and controls / len(sample) > 0.05:
         raise UnreadableDocument(path, "is a binary file, not text")
     return _clean(text)
+
+
+#: Encodings a document may declare (codec names as :func:`codecs.lookup` gives them).  Not
+#: on it: codecs that are no document's encoding (punycode, idna, utf-7, the escapes) and
+#: UTF-16/32 without a BOM, which browsers also ignore in a ``<meta>`` (the BOM is read first).
+_DOCUMENT_ENCODINGS = frozenset(
+    {
+        "utf-8", "ascii", "iso8859-1", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5",
+        "iso8859-6", "iso8859-7", "iso8859-8", "iso8859-9", "iso8859-10", "iso8859-11",
+        "iso8859-13", "iso8859-14", "iso8859-15", "iso8859-16", "cp1250", "cp1251", "cp1252",
+        "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "cp874", "tis-620",
+        "cp437", "cp850", "cp866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic",
+        "shift_jis", "cp932", "euc_jp", "iso2022_jp", "gbk", "gb2312", "gb18030", "big5",
+        "big5hkscs", "cp950", "euc_kr", "cp949",
+    }
+)  # fmt: skip
+
+
+def _document_encoding(declared: str) -> str | None:
+    """The codec for a declared charset, or None (then UTF-8, then Windows-1252, is used)."""
+    try:
+        name = codecs.lookup(declared[:40]).name
+    except (LookupError, ValueError):
+        return None
+    return name if name in _DOCUMENT_ENCODINGS else None
 
 
 def _clean(text: str) -> str:
@@ -399,14 +448,23 @@ class _HTMLText(HTMLParser):
         self.title = " ".join(self.title.split())
 
 
-def _read_html(path: Path, data: bytes) -> tuple[str, list[Section]]:
+#: HTML is parsed this many characters at a time, so a cancel is seen inside a long page.
+_HTML_STEP = 1024 * 1024
+
+
+def _read_html(path: Path, data: bytes, cancel: Callable[[], bool] | None = None) -> tuple[str, list[Section]]:
     m = _CHARSET.search(data[:4096])
     declared = m.group(1).decode("ascii", "replace") if m else None
     text = _decode_text(path, data, declared)
     parser = _HTMLText()
     try:
-        parser.feed(text)
+        for start in range(0, len(text), _HTML_STEP):
+            if cancel is not None and cancel():
+                raise ExtractionCancelled()
+            parser.feed(text[start : start + _HTML_STEP])
         parser.close()
+    except ExtractionCancelled:
+        raise
     except Exception as exc:  # html.parser is lenient; this is a last resort
         raise UnreadableDocument(path, f"could not be read as HTML ({exc})") from None
     return parser.title or path.name, parser.sections
@@ -427,9 +485,9 @@ def _read_pdf(path: Path, data: bytes, cancel: Callable[[], bool] | None) -> tup
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             try:
-                opened = reader.decrypt("")  # owner-password-only PDFs open with an empty one
+                opened = bool(reader.decrypt(""))  # owner-password-only PDFs open with an empty one
             except (DependencyError, NotImplementedError, PyPdfError):
-                opened = 0
+                opened = False
             if not opened:
                 raise UnreadableDocument(path, "is encrypted (it needs a password to open)")
         pages = reader.pages
@@ -484,24 +542,85 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _DOCX_TEXT_TAGS = {f"{_W}t": None, f"{_W}tab": "\t", f"{_W}br": "\n", f"{_W}cr": "\n", f"{_W}noBreakHyphen": "-"}
 
 
-def _docx_guard(path: Path, data: bytes) -> None:
-    """Refuse what python-docx should never be handed: it inflates every part into memory."""
+def _docx_unpack(path: Path, data: bytes, cancel: Callable[[], bool] | None = None) -> bytes:
+    """The package re-zipped uncompressed from what its members *actually* inflate to.
+
+    Why not hand python-docx the file: zipfile inflates a member whole before it cuts it at
+    the declared size, and for bzip2 and LZMA it cannot bound a single step at all, so a
+    600-byte .docx whose header says 1 KB could take hundreds of MB.  Here every XML part
+    is read in small steps with a running cap (per part and in total), only the methods
+    Word writes (stored, deflate) are read, and the rest of the package (pictures, fonts)
+    is replaced by empty parts, since no text comes from them.
+    """
     if data.startswith(_OLE_MAGIC):
         raise UnreadableDocument(path, "is encrypted (it needs a password to open) or is an old-format .doc file")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-    except zipfile.BadZipFile:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError):
         raise UnreadableDocument(path, "is not a valid Word document (.docx)") from None
-    if not any(i.filename == "[Content_Types].xml" for i in infos) or not any(
-        i.filename.startswith("word/") for i in infos
-    ):
-        raise UnreadableDocument(path, "is not a valid Word document (it is a zip archive with no Word document in it)")
-    # zipfile stops inflating a member at its declared size, so the declared sizes bound memory.
-    if any(i.file_size > _MAX_DOCX_XML_BYTES for i in infos if i.filename.endswith((".xml", ".rels"))) or sum(
-        i.file_size for i in infos
-    ) > 2 * MAX_FILE_BYTES:
-        raise UnreadableDocument(path, "is too large to read (it inflates to more than Hearth reads)")
+    with zf:
+        infos = zf.infolist()
+        names = {i.filename for i in infos}
+        if "[Content_Types].xml" not in names or not any(n.startswith("word/") for n in names):
+            raise UnreadableDocument(
+                path, "is not a valid Word document (it is a zip archive with no Word document in it)"
+            )
+        if len(infos) > _MAX_DOCX_MEMBERS:
+            raise UnreadableDocument(path, "is too large to read (it has more parts than a Word document has)")
+        # the declared sizes refuse an honest large file early; the reads below bound a lying one
+        if any(i.file_size > _MAX_DOCX_XML_BYTES for i in infos if _docx_is_xml(i.filename)):
+            raise UnreadableDocument(path, _DOCX_TOO_LARGE)
+        parts: dict[str, bytes] = {}
+        budget = _MAX_DOCX_TOTAL_BYTES
+        for info in infos:
+            if info.is_dir():
+                continue
+            if not _docx_is_xml(info.filename):
+                parts[info.filename] = b""  # a picture or a font: no text in it
+                continue
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise UnreadableDocument(
+                    path, "uses a compression method Word does not write (Hearth reads stored and deflated parts)"
+                )
+            if info.flag_bits & 0x1:
+                raise UnreadableDocument(path, "is encrypted (it needs a password to open)")
+            part = _docx_read_member(path, zf, info, min(_MAX_DOCX_XML_BYTES, budget), cancel)
+            budget -= len(part)
+            parts[info.filename] = part
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as rezipped:
+        for name, part in parts.items():
+            rezipped.writestr(name, part)
+    return out.getvalue()
+
+
+def _docx_is_xml(name: str) -> bool:
+    return name.lower().endswith((".xml", ".rels"))
+
+
+def _docx_read_member(
+    path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, cancel: Callable[[], bool] | None
+) -> bytes:
+    """One member, inflated 64 KB at a time; refused as soon as it passes ``cap`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with zf.open(info) as member:
+            while True:
+                if cancel is not None and cancel():
+                    raise ExtractionCancelled()
+                chunk = member.read(_DOCX_STEP)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise UnreadableDocument(path, _DOCX_TOO_LARGE)
+                chunks.append(chunk)
+    except (UnreadableDocument, ExtractionCancelled):
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError) as exc:
+        raise UnreadableDocument(path, f"is damaged (a part cannot be unpacked: {_short(exc)})") from None
+    return b"".join(chunks)
 
 
 def _docx_text(el: Any) -> str:
@@ -528,15 +647,15 @@ def _docx_is_heading(paragraph: Any) -> bool:
     return level is not None and level.get(f"{_W}val", "9") < "9"
 
 
-def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
-    _docx_guard(path, data)
+def _read_docx(path: Path, data: bytes, cancel: Callable[[], bool] | None = None) -> tuple[str, list[Section]]:
+    package = _docx_unpack(path, data, cancel)
     import docx  # python-docx: imported here so the app starts without loading lxml
     from docx.opc.exceptions import OpcError
     from docx.text.paragraph import Paragraph
     from lxml import etree
 
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(package))
         body = document.element.body
         blocks = list(body.iterchildren())
     except (OpcError, KeyError, ValueError, zipfile.BadZipFile):
@@ -556,7 +675,9 @@ def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
         paragraphs.clear()
 
     try:
-        for block in blocks:
+        for number, block in enumerate(blocks):
+            if cancel is not None and number % 256 == 0 and cancel():
+                raise ExtractionCancelled()
             if block.tag == f"{_W}p":
                 text = _docx_text(block)
                 if text.strip() and _docx_is_heading(Paragraph(block, document)):
@@ -572,6 +693,8 @@ def _read_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
                 paragraphs.extend(_docx_text(p) for p in block.iter(f"{_W}p"))
         flush()
         title = " ".join((document.core_properties.title or "").split()) or path.name
+    except ExtractionCancelled:
+        raise
     except Exception as exc:  # a broken styles or core part; python-docx raises many kinds
         raise UnreadableDocument(path, f"is damaged ({_short(exc)})") from None
     return title, sections

@@ -92,9 +92,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from app import paths
-from app.core.sqlite_util import connect, run_migrations
 from app.core.documents.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, chunk_sections
 from app.core.documents.extract import ExtractionCancelled, UnreadableDocument, extract, is_supported
+from app.core.sqlite_util import connect, run_migrations
 
 if TYPE_CHECKING:
     import numpy as np
@@ -358,17 +358,35 @@ def _reason(exc: BaseException) -> str:
 _SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages", "target", "build", "dist"})
 
 
-def _walk_supported(folder: Path) -> Iterator[Path]:
+#: Why a file in a folder is not indexed when it is a link to a file elsewhere.
+LINKS_OUTSIDE = "links outside the folder (only files inside it are indexed)"
+
+
+def _walk_supported(folder: Path) -> Iterator[Path | Skipped]:
     """Supported files under ``folder``: hidden files and folders and tool caches skipped,
-    symlinked folders not followed (no loops)."""
+    symlinked folders not followed (no loops).
+
+    A file symlink whose target is outside ``folder`` comes out as :class:`Skipped`: a
+    folder someone else filled (a download, a shared drive) must not pull ``~/.ssh`` or
+    another user's files into the index and from there into a prompt.
+    """
+    top = _resolve(folder)
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = Path(root) / name
-            if is_supported(path):
-                yield path
+            if not is_supported(path):
+                continue
+            if path.is_symlink() and not _inside(_resolve(path), top):
+                yield Skipped(path, str(UnreadableDocument(path, LINKS_OUTSIDE)))
+                continue
+            yield path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
@@ -400,7 +418,7 @@ class DocumentIndex:
         self._write_lock = threading.RLock()
         self._closed = False
         self._generation = 0  # bumped on every write: invalidates the vector cache
-        self._vec_cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._vec_cache: dict[tuple[Any, ...], tuple[Any, tuple[Any, Any]]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -415,9 +433,9 @@ class DocumentIndex:
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise DocumentIndexError("The document index is closed.")
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+        local: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if local is not None:
+            return local
         conn = connect(self.path, timeout=10.0, cache_kib=16000, what="document index")
         self._local.conn = conn
         with self._conns_lock:
@@ -696,7 +714,8 @@ class DocumentIndex:
 
         Blocking: run it on a worker thread.  ``progress(done, total, file_name)`` is called
         on that thread before each file and once at the end; ``cancel()`` is checked
-        between files (and between pages of a PDF).  Files already indexed and unchanged
+        between files and inside one (PDF pages, .docx parts, HTML slices, passages).
+        Any error reading one file lists it in ``skipped`` with the reason; the rest go on.  Files already indexed and unchanged
         are counted in ``unchanged``; unreadable ones are tried again.
         """
         self.collection(collection_id)  # raises CollectionNotFound
@@ -705,8 +724,12 @@ class DocumentIndex:
         seen: set[Path] = set()
         for raw in paths:
             p = _resolve(raw)
-            candidates = list(_walk_supported(p)) if p.is_dir() else [p]
+            candidates: list[Path | Skipped] = list(_walk_supported(p)) if p.is_dir() else [p]
             for f in candidates:
+                if isinstance(f, Skipped):
+                    report.skipped.append(f)
+                    continue
+                f = _resolve(f)  # a link inside the folder and its target are one document
                 if f not in seen:
                     seen.add(f)
                     files.append(f)
@@ -731,9 +754,11 @@ class DocumentIndex:
         """Bring the collection up to date with the disk (call it when a collection is opened).
 
         Changed files (size or mtime, then SHA-256) are re-indexed, files that no longer
-        exist are dropped, and a folder collection picks up new supported files.  An
-        unreadable file is tried again only when it changed.  A folder collection whose
-        folder is missing raises :class:`DocumentIndexError` and keeps its documents.
+        exist are dropped, and a folder collection picks up new supported files; a link to
+        a file outside its folder is listed in ``skipped`` (and dropped if an older Hearth
+        had indexed its target).  An unreadable file is tried again only when it changed.
+        A folder collection whose folder is missing raises :class:`DocumentIndexError` and
+        keeps its documents.
         """
         coll = self.collection(collection_id)
         if coll.folder is not None and not coll.folder.is_dir():
@@ -744,7 +769,8 @@ class DocumentIndex:
             )
         known = {d.path: d for d in self.documents(collection_id)}
         report = IndexReport()
-        gone = [d for p, d in known.items() if not p.is_file()]
+        top = _resolve(coll.folder) if coll.folder is not None else None
+        gone = [d for p, d in known.items() if not p.is_file() or (top is not None and not _inside(p, top))]
         if gone:
             ids = [d.id for d in gone]
             self._write(lambda c: self._delete_documents(c, ids))
@@ -755,6 +781,9 @@ class DocumentIndex:
         if coll.folder is not None:
             seen = set(files)
             for f in _walk_supported(coll.folder):
+                if isinstance(f, Skipped):
+                    report.skipped.append(f)
+                    continue
                 rf = _resolve(f)
                 if rf not in seen:
                     seen.add(rf)
@@ -877,9 +906,17 @@ class DocumentIndex:
                 return "unchanged", touch, 0
         try:
             doc = extract(path, data=data, cancel=cancel)
+            passages = chunk_sections(0, doc.sections, self.words, self.overlap, cancel=cancel)
+        except ExtractionCancelled:
+            raise
         except UnreadableDocument as exc:
             return Skipped(path, str(exc)), self._unreadable_write(collection_id, path, st, exc.reason), 0
-        passages = chunk_sections(0, doc.sections, self.words, self.overlap)
+        except Exception as exc:  # whatever one file does, the job lists it and goes on
+            log.warning("could not index %s", path, exc_info=True)
+            reason = f"could not be read ({type(exc).__name__}: {str(exc)[:120]})"
+            return Skipped(path, str(UnreadableDocument(path, reason))), self._unreadable_write(
+                collection_id, path, st, reason
+            ), 0
         rows = [(p.ordinal, p.text, p.page, p.heading, p.start_char) for p in passages]
         values = (
             collection_id,
