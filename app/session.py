@@ -715,12 +715,19 @@ class ChatSession(QObject):
         self._indexing_cancel.clear()
 
         def work() -> None:
+            # indexingFinished is what ends the progress bar: it is sent whatever happens
+            report = None
             try:
                 report = job(self.indexingProgress.emit, self._indexing_cancel.is_set)
             except (DocumentIndexError, OSError) as exc:
                 self.errorMessage.emit(f"Could not index the files: {exc}")
-                report = None
-            self.indexingFinished.emit(report)
+            except Exception as exc:  # a bug must not leave the progress bar up forever
+                import logging
+
+                logging.getLogger(__name__).exception("indexing failed")
+                self.errorMessage.emit(f"Could not index the files: {type(exc).__name__}: {exc}")
+            finally:
+                self.indexingFinished.emit(report)
 
         self._indexing = threading.Thread(target=work, name="hearth-indexing", daemon=True)
         self._indexing.start()
