@@ -353,3 +353,35 @@ def test_a_reply_citing_thousands_of_digits_finishes(qtbot) -> None:
         session._on_finished("stop", {"tokens": 12})
     assert session.state is EngineState.READY
     assert [s["cited"] for s in done.args[0].stats["sources"]] == [True]
+
+
+def test_the_collections_dialog_lists_a_link_out_of_the_folder(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtCore import Qt
+
+    from app import paths
+    from app.core.config import AppConfig
+    from app.core.library import ModelLibrary
+    from app.core.store import ConversationStore
+    from app.session import ChatSession
+    from app.ui.collections_dialog import CollectionsDialog
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("meeting notes about gardens")
+    (tmp_path / "secret.txt").write_text("the vault code is zebra-4471")
+    (folder / "<b>leak.txt").symlink_to(tmp_path / "secret.txt")
+    session = ChatSession(ModelLibrary(), AppConfig(), ConversationStore(paths.data_dir() / "c.sqlite3"))
+    session.documents = DocumentIndex()
+    try:
+        dialog = CollectionsDialog(session)
+        qtbot.addWidget(dialog)
+        monkeypatch.setattr("app.ui.collections_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
+        monkeypatch.setattr("app.ui.collections_dialog.QInputDialog.getText", lambda *a, **k: ("Shared", True))
+        with qtbot.waitSignal(session.indexingFinished, timeout=30_000):
+            qtbot.mouseClick(dialog.new_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not dialog.skipped.isHidden())
+        assert dialog.skipped.text() == f"Not indexed: <b>leak.txt {LINKS_OUTSIDE}"
+        assert dialog.skipped.textFormat() == Qt.TextFormat.PlainText
+        assert dialog.list.item(0).text().startswith("Shared — 1 documents")
+    finally:
+        session.documents.close()

@@ -58,6 +58,13 @@ class CollectionsDialog(QDialog):
         self.embedding_status = QLabel("")
         self.embedding_status.setObjectName("embeddingStatus")
         layout.addWidget(self.embedding_status)
+        # files the last indexing left out, and why (a link out of the folder, an encrypted PDF…)
+        self.skipped = QLabel("")
+        self.skipped.setObjectName("skippedFiles")
+        self.skipped.setTextFormat(Qt.TextFormat.PlainText)  # file names are not ours: never rich text
+        self.skipped.setWordWrap(True)
+        self.skipped.hide()
+        layout.addWidget(self.skipped)
         session.embeddingStatus.connect(self.embedding_status.setText)
         self.embedder.activated.connect(self._embedder_chosen)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -67,8 +74,15 @@ class CollectionsDialog(QDialog):
         self.delete_button.clicked.connect(self._delete)
         self.list.itemChanged.connect(self._toggled)
         session.documentsChanged.connect(self.reload)
-        session.indexingFinished.connect(lambda _report: self.reload())
+        session.indexingFinished.connect(self._indexed)
         self.reload()
+
+    def _indexed(self, report) -> None:
+        self.reload()
+        skipped = report.skipped if report is not None else []
+        self.skipped.setText("Not indexed: " + "; ".join(s.reason for s in skipped[:20])
+                             + (f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""))
+        self.skipped.setVisible(bool(skipped))
 
     def reload(self) -> None:
         index = self.session.documents
