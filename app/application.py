@@ -86,7 +86,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         from PySide6.QtWidgets import QMessageBox
 
-        QMessageBox.critical(None, APP_NAME, f"Hearth cannot open its conversation history.\n\n{exc}")
+        from app.ui.plain import as_plain
+
+        QMessageBox.critical(None, APP_NAME, as_plain(f"Hearth cannot open its conversation history.\n\n{exc}"))
         return 1
     session = ChatSession(ModelLibrary(), AppConfig(), store)
     session.default_model = prefs.default_model

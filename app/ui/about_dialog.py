@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, __version__, paths
+from app.ui.plain import open_web_link
 
 __all__ = ["AboutDialog", "AboutInfo", "Component", "collect_about_info", "spdx"]
 
@@ -204,7 +205,8 @@ class AboutDialog(QDialog):
         self.licenses = _named(QTextBrowser(), "aboutLicenses")
         self.licenses.setOpenExternalLinks(False)
         self.licenses.setOpenLinks(False)
-        self.licenses.anchorClicked.connect(self._open_url)
+        # Package metadata names these links: only http(s) ones are opened, and only on a click.
+        self.licenses.anchorClicked.connect(lambda url: open_web_link(url, self._open_url))
         self.licenses.setHtml(self._licenses_html())
         self.licenses.setMinimumHeight(220)
         layout.addWidget(self.licenses, 1)

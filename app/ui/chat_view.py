@@ -47,9 +47,10 @@ Safety: model output is untrusted. The shared renderer (markdown-it "js-default"
 HTML; ``qt_html`` drops any ``<img>``; and ``loadResource`` refuses everything with a blank
 1×1 image, because returning nothing is not enough: QTextDocument then reads local files
 itself and Qt's image handler loads the ``src`` path directly. Links are never followed by the
-view (``setOpenLinks(False)``); a click on an http(s)/mailto link calls ``open_url``, and
-hovering shows the real target. The view's own actions (copy code, toggle reasoning) are
-links with a per-view random scheme, so a model cannot write a link that triggers them.
+view (``setOpenLinks(False)``); only a click on an http(s) link calls ``open_url`` (through
+``plain.open_web_link``), and hovering shows the real target as plain text. The view's own
+actions (copy code, toggle reasoning) are links with a per-view random scheme, so a model
+cannot write a link that triggers them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ from PySide6.QtWidgets import QMenu, QTextBrowser, QTextEdit, QToolButton, QTool
 
 from app.core.conversation import Message, MessageState, Role
 from app.core.markdown_html import render_markdown, render_plain
+from app.ui.plain import WEB_SCHEMES, open_web_link, plain_tip
 from app.ui.stream_markdown import (
     REASONING,
     Block,
@@ -101,7 +103,7 @@ _GREY = "#8a8a8a"
 _ZWSP = "\u200b"
 # Block property marking a reply's reasoning blocks, so they can be hidden and shown again.
 _REASONING_PROP = QTextFormat.Property.UserProperty + 1
-_WEB_SCHEMES = frozenset({"http", "https", "mailto"})
+_WEB_SCHEMES = WEB_SCHEMES  # the only links handed to the desktop: http and https
 # Opening a conversation renders only its newest messages, up to these limits: enough to fill
 # a tall window, few enough to open fast. Older ones are rendered in smaller chunks as the user
 # scrolls up (a chunk of 20 costs ~15-30 ms: no visible hitch).
@@ -375,7 +377,7 @@ class ChatView(QTextBrowser):
         if event.type() == QEvent.Type.ToolTip:
             target = self.link_target_at(event.pos())
             if target:
-                QToolTip.showText(event.globalPos(), target, self.viewport())
+                QToolTip.showText(event.globalPos(), plain_tip(target), self.viewport())
                 return True
         return super().viewportEvent(event)
 
@@ -786,7 +788,7 @@ class ChatView(QTextBrowser):
         if scheme == self._scheme:
             self._internal_action(url.path())
         elif scheme in _WEB_SCHEMES:
-            self.open_url(url)
+            open_web_link(url, self.open_url)
         # anything else (a relative link, an unknown scheme) is not followed at all
 
     def _internal_action(self, path: str) -> None:

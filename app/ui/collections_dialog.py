@@ -13,12 +13,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
 )
 
 from app.session import ChatSession
+from app.ui.plain import ask
 
 
 class CollectionsDialog(QDialog):
@@ -129,8 +129,7 @@ class CollectionsDialog(QDialog):
         item = self.list.currentItem()
         if item is None or self.session.documents is None:
             return
-        answer = QMessageBox.question(self, "Delete collection",
-                                      f"Forget “{item.text()}”? Its index is removed; your files are not touched.")
-        if answer == QMessageBox.StandardButton.Yes:
+        text = f"Forget “{item.text()}”? Its index is removed; your files are not touched."
+        if ask(self, "Delete collection", text):
             self.session.documents.delete_collection(item.data(Qt.ItemDataRole.UserRole))
             self.session.documentsChanged.emit()

@@ -17,6 +17,8 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QListView, QMenu, QPushButton, QVBoxLayout, QWidget
 
+from app.ui.plain import plain_tip
+
 ModelIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -131,7 +133,7 @@ class ConversationListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return ("📌 " if row.pinned else "") + row.text
         if role == Qt.ItemDataRole.ToolTipRole and row.kind == "conversation":
-            return row.snippet or row.text
+            return plain_tip(row.snippet or row.text)  # titles and text may come from an import
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return row.text if row.kind == "conversation" else f"Group: {row.text}"
         if role == Qt.ItemDataRole.FontRole and row.kind == "header":

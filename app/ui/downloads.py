@@ -27,7 +27,6 @@ Also :class:`ProgressDelegate` (a progress bar in the Progress column),
 from __future__ import annotations
 
 import enum
-import html
 import itertools
 import logging
 import posixpath
@@ -40,7 +39,6 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtGui import Qt as QtGuiNamespace
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QStyleOptionViewItem
 
 from app import paths
@@ -50,6 +48,7 @@ from app.core.gguf import split_parts
 from app.core.hub import HubClient, QuantFile, RepoSummary
 from app.core.library import Fit, fit_bytes
 from app.core.sysinfo import MemoryInfo
+from app.ui.plain import plain_tip
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +98,6 @@ STATE_WORDS = {
     DownloadState.COMPLETE: "Done",
     DownloadState.CANCELLED: "Cancelled",
 }
-
-
-def plain_tip(text: str | None) -> str | None:
-    """A tooltip that shows ``text`` literally: Qt renders tooltips that look like HTML as HTML,
-    and file names and server messages come from the network."""
-    if not text or not QtGuiNamespace.mightBeRichText(text):
-        return text
-    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
 def format_speed(bytes_per_second: float | None) -> str:

@@ -39,6 +39,7 @@ from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
 from app.ui.first_run import FirstRunWidget
 from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
+from app.ui.plain import make_plain, plain_tip
 from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
 from app.ui.theme import apply_chat_font, apply_theme
@@ -435,7 +436,7 @@ class MainWindow(QMainWindow):
         self.use_documents.blockSignals(False)
         readable = [d for d in docs if not d.error]
         self.documents_label.setText(f"{len(readable)} document{'s' if len(readable) != 1 else ''}" if docs else "")
-        self.documents_label.setToolTip("\n".join(f"{d.name} — {d.error or 'indexed'}" for d in docs))
+        self.documents_label.setToolTip(plain_tip("\n".join(f"{d.name} — {d.error or 'indexed'}" for d in docs)))
 
     def _indexing_progress(self, done: int, total: int, name: str) -> None:
         # The progress takes the budget's place (it cannot be changed while indexing anyway):
@@ -477,7 +478,7 @@ class MainWindow(QMainWindow):
         box.setText(f"[{number}] {source.get('label', '')}")
         box.setInformativeText(source.get("text", ""))
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        box.setTextFormat(Qt.TextFormat.PlainText)
+        make_plain(box)  # a passage is untrusted: its informative text too, and no links
         box.open()
 
     def _new_chat(self) -> None:

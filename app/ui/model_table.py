@@ -26,6 +26,7 @@ from app.core.library import (
     ram_estimate,
 )
 from app.core.sysinfo import MemoryInfo
+from app.ui.plain import plain_tip
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2  # the model's path (library key), any column
@@ -205,7 +206,7 @@ class ModelTableModel(QAbstractTableModel):
         if role == PATH_ROLE:
             return row.info.path
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(row, column)
+            return plain_tip(self._tooltip(row, column))  # names and paths come from files
         if column == Column.RAM:
             if role == FIT_ROLE:
                 return row.fit.value

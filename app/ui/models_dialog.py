@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
+    QMessageBox,  # tests answer the Remove question through this name  # noqa: F401
     QPlainTextEdit,
     QProgressDialog,
     QPushButton,
@@ -72,6 +72,7 @@ from app.core.library import (
 )
 from app.core.sysinfo import MemoryInfo
 from app.ui.model_table import PATH_ROLE, SORT_ROLE, Column, ModelTableModel
+from app.ui.plain import ask, plain_tip
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ class ModelsDialog(QDialog):
         self.details_button = _named(QPushButton("Details"), "modelDetailsButton")
         self.refresh_button = _named(QPushButton("Refresh"), "refreshModelsButton")
         self.use_button = _named(QPushButton("Use this model"), "useModelButton")
-        self.refresh_button.setToolTip(f"Look for new model files in {library.models_dir}")
+        self.refresh_button.setToolTip(plain_tip(f"Look for new model files in {library.models_dir}"))
         for button in (self.add_button, self.remove_button, self.rename_button, self.details_button,
                        self.refresh_button):
             row.addWidget(button)
@@ -560,11 +561,7 @@ class ModelsDialog(QDialog):
                     f"Your file is kept where it is:\n{info.path}")
         if info.path == self._current_path():
             text += "\n\nThe chat is using this model; it will be unloaded first."
-        answer = QMessageBox.question(
-            self, "Remove model", text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
+        if not ask(self, "Remove model", text):  # the name is the file's general.name: plain text
             return
         self.aboutToRemove.emit(info.path)
         try:

@@ -38,7 +38,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -48,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.plain import ask, plain_tip
 from app.ui.validation import show_problems
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
@@ -447,7 +447,7 @@ class SettingsPanel(QWidget):
         self._examples.clear()
         for user, assistant in self._few_shot:
             item = QListWidgetItem(f"You: {user[:40]} → {assistant[:40]}")
-            item.setToolTip(f"You: {user}\n\nModel: {assistant}")
+            item.setToolTip(plain_tip(f"You: {user}\n\nModel: {assistant}"))  # presets can be imported
             self._examples.addItem(item)
         if emit:
             self.fewShotChanged.emit(self.few_shot())
@@ -555,7 +555,7 @@ class SettingsPanel(QWidget):
     def _add_preset_item(self, preset: Preset) -> None:
         self._picker.addItem(preset.name)
         tip = preset.description or ("Built-in preset" if preset.builtin else "Your preset")
-        self._picker.setItemData(self._picker.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self._picker.setItemData(self._picker.count() - 1, plain_tip(tip), Qt.ItemDataRole.ToolTipRole)
 
     # -- filling and reading -----------------------------------------------------------------
 
@@ -737,7 +737,4 @@ class SettingsPanel(QWidget):
         self._preset_message.show()
 
     def _confirm(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(self, title, text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        return ask(self, title, text)  # preset names may come from an imported file
