@@ -10,7 +10,9 @@ traceback, then to a callback that shows a friendly dialog.
 
 Secrets never reach the file: every record's final text (message and traceback) goes
 through :func:`redact`, which masks Hugging Face tokens (``hf_…``), ``Bearer`` credentials,
-``token=``/``password=``-style values and any value registered with :func:`add_secret`.
+``token=``/``api_key=``/``X-Api-Key:``/``password=``-style values and any value registered with
+:func:`add_secret` (``app.core.secrets`` registers the access token whenever it is set or
+read, so a token of any shape is masked, also URL-encoded or escaped in a repr).
 
 No Qt here: the callback decides how to show the error (the GUI passes a thread-safe one,
 see ``app.ui.error_dialog.ErrorReporter``).
@@ -28,6 +30,7 @@ API::
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import platform
@@ -35,6 +38,7 @@ import re
 import sys
 import threading
 import traceback
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -65,20 +69,39 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), "hf_***"),
     # HTTP Authorization headers, as a log line or a dict repr spells them.
     (re.compile(r"""(?i)\b(authorization["']?\s*[:=]\s*["']?(?:bearer\s+|basic\s+|token\s+)?)[^\s"',;}]+"""), r"\1***"),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"), r"\1***"),
-    # key=value and "key": "value" for names that hold credentials (not n_tokens=…).
-    (re.compile(r"""(?i)\b((?:access_|api_|auth_|hf_|refresh_)?(?:token|password|passwd|secret|api_?key))(["']?\s*[=:]\s*["']?)[^\s"'&,;}]+"""),
+    # A bearer credential in any spelling (a header tuple, an exception message): whatever
+    # follows "Bearer " up to a delimiter, so a token of any shape is covered.
+    (re.compile(r"""(?i)\b(bearer\s+)[^\s"'<>,;()\[\]{}]{8,}"""), r"\1***"),
+    # key=value, key: value and "key": "value" for names that hold credentials: token,
+    # access_token, api_key, X-Api-Key, client_secret, OPENAI_API_KEY, password… A quoted value
+    # is masked whole. Not n_tokens=… or max_tokens=…, nor a model's eos_token/bos_token.
+    (re.compile(r"""(?ix)
+        (?<![A-Za-z0-9])(?<!eos_)(?<!bos_)(?<!pad_)(?<!unk_)(?<!eot_)(?<!eom_)(?<!sep_)(?<!cls_)(?<!mask_)
+        ((?:x-)?(?:access|api|auth|hf|refresh|client|private|session|id)?[_-]?
+         (?:token|password|passwd|secret|api[_-]?key|apikey|credentials?))
+        (["']?\s*[=:]\s*)
+        (?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^\s"'&,;}\]]+)"""),
      r"\1\2***"),
 ]
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_MIN_SECRET = 4  # shorter values would mask ordinary words all over the log
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` as logs may carry it: as is, URL-encoded, and escaped in a repr or JSON."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+             repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {form for form in forms if len(form) >= _MIN_SECRET}
 
 
 def add_secret(value: str) -> None:
-    """Mask this exact value in every later log line (e.g. a token the user just entered)."""
-    if value and len(value) >= 4:
+    """Mask this value in every later log line, in every spelling a log may carry it (a token
+    the user entered, whatever its shape: the patterns only know the usual ones)."""
+    if value and len(value) >= _MIN_SECRET:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets.update(_spellings(value))
 
 
 def redact(text: str) -> str:

@@ -30,6 +30,8 @@ import keyring
 import keyring.errors
 from keyring.backends import fail
 
+from app.logs import add_secret
+
 log = logging.getLogger(__name__)
 
 __all__ = ["SERVICE", "USERNAME", "TokenStorageUnavailable", "get_token", "set_token", "storage_available"]
@@ -85,6 +87,8 @@ def get_token() -> str | None:
     except Exception as exc:  # NoKeyringError, a locked or broken backend, D-Bus errors
         log.warning("could not read the access token from the system keyring: %s", type(exc).__name__)
         return None
+    if token:
+        add_secret(token)  # whatever its shape, it never reaches the log
     return token or None
 
 
@@ -96,6 +100,8 @@ def set_token(token: str | None) -> None:
     """
     global _session_token
     value = (token or "").strip() or None
+    if value is not None:
+        add_secret(value)  # before anything can log it: the patterns only know the usual shapes
     if value is None:
         with _lock:
             _session_token = None

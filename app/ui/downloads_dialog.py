@@ -54,6 +54,7 @@ from app.core.downloads import (
 )
 from app.core.hub import GATED_MESSAGE, HubClient, HubError, QuantFile, RepoFiles, RepoSummary, parse_repo_ref
 from app.core.sysinfo import MemoryInfo
+from app.logs import add_secret
 from app.ui.downloads import (
     REPO_ID_ROLE,
     SORT_ROLE,
@@ -582,6 +583,8 @@ class DownloadsDialog(QDialog):
 
     def _token_entered(self, token: str | None) -> None:
         # Used at once by the next request; stored (which may block on the keyring) off-thread.
+        if token:
+            add_secret(token)  # masked in the log from the first request on, whatever its shape
         self.hub.set_token(token)
         self.queue.set_token(token)
         self._has_token = token is not None
