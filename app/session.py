@@ -18,7 +18,8 @@ from app.core.config import AppConfig
 from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
-from app.core.export import ExportError, ImportFormatError, fresh_ids, read_import_file, save_export
+from app.core.export import ExportError, fresh_ids, save_export
+from app.import_worker import ImportResult, ImportWorker
 from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.documents.index import DocumentIndex, DocumentIndexError
 from app.core.documents.retrieval import build_context, cited_numbers, retrieve, with_context
@@ -52,6 +53,7 @@ class ChatSession(QObject):
     conversationsChanged = Signal()  # titles, order or membership of the list changed
     conversationDeleted = Signal(str, str)  # id, title: the window offers Undo
     infoMessage = Signal(str)  # something worth telling that is not a problem
+    importFinished = Signal(int)  # conversations imported (0: none, and a message said why)
     storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
     contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
     documentsChanged = Signal()  # attachments or the retrieval switch of this conversation
@@ -97,6 +99,7 @@ class ChatSession(QObject):
         self._reply_saved_at = 0.0
         self._saved = False  # whether the open conversation has a row in the store yet
         self._deleted: Conversation | None = None  # the last deleted conversation, for Undo
+        self._importer: ImportWorker | None = None  # reads import files off the GUI thread
         self._count_serial = 0
         self._prompt_tokens = 0  # of the reply being written
         self.context_used = 0
@@ -157,9 +160,8 @@ class ChatSession(QObject):
                 f"repl{'y was' if recovered == 1 else 'ies were'} kept and marked interrupted."
             )
         recent = self.store.list_conversations(limit=1)
-        if recent:
-            self.open_conversation(recent[0].id)
-        else:
+        # a conversation that cannot be opened is skipped with a notice: never fatal at start
+        if not (recent and self.open_conversation(recent[0].id)):
             self.new_conversation()
         demo = self.library.ensure_demo_model()
         refreshed = self.library.refresh()  # files dropped into the models folder, vanished ones
@@ -247,8 +249,9 @@ class ChatSession(QObject):
             return True
         if self._busy():
             return False
+        problems: list[str] = []  # fields of a damaged row the store left out
         try:
-            conversation = self.store.load(conversation_id)
+            conversation = self.store.load(conversation_id, problems)
         except (ConversationNotFound, StoreError) as exc:
             self.errorMessage.emit(f"Could not open that conversation: {exc}")
             return False
@@ -256,9 +259,12 @@ class ChatSession(QObject):
         self._saved = True
         if reveal and any(m.id == reveal for m in conversation.branches):
             self._select_branch(reveal)
-        if conversation.settings:
+        if conversation.settings:  # checked by the store: every known field has its type
             self.settings = SamplingSettings.from_dict(conversation.settings)
-        self.few_shot = [tuple(p) for p in (conversation.settings or {}).get("few_shot", []) if len(p) == 2]
+        self.few_shot = [(u, a) for u, a in (conversation.settings or {}).get("few_shot", [])]
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            self.errorMessage.emit(f"Parts of “{conversation.title}” could not be read and are left out ({shown}).")
         self.config.set("last_conversation", conversation.id)
         self.conversationOpened.emit(conversation)
         self.documentsChanged.emit()
@@ -343,26 +349,33 @@ class ChatSession(QObject):
             return self.conversation
         return self.store.load(conversation_id)
 
-    def import_conversations(self, path: str) -> int:
-        """Import a Hearth JSON or ChatGPT export: all of it, or nothing and a message."""
-        try:
-            kind, conversations = read_import_file(path)
-        except ImportFormatError as exc:
-            self.errorMessage.emit(f"Nothing was imported from {Path(path).name}: {exc}")
-            return 0
-        if not conversations:
-            self.errorMessage.emit(f"{Path(path).name} holds no conversations.")
-            return 0
-        conversations = [fresh_ids(c) for c in conversations]
-        for c in conversations:
-            for m in c.messages:
-                if m.state is MessageState.STREAMING:
-                    m.state = MessageState.INTERRUPTED
-        self.store.import_conversations(conversations)
-        self.conversationsChanged.emit()
-        source = "ChatGPT export" if kind == "chatgpt" else "file"
-        self.infoMessage.emit(f"Imported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} from the {source} {Path(path).name}.")
-        return len(conversations)
+    def import_conversations(self, path: str) -> bool:
+        """Import a Hearth JSON or ChatGPT export: all of it, or nothing and a message.
+
+        The file is read and checked on a worker thread (a ChatGPT zip can take seconds),
+        and ``importFinished(count)`` follows; False when another import is still running."""
+        if self._importer is None:
+            self._importer = ImportWorker(self)
+            self._importer.finished.connect(self._on_imported)
+        if not self._importer.start(path):
+            self.errorMessage.emit("Another import is still running; try again when it has finished.")
+            return False
+        self.statusText.emit(f"Importing {Path(path).name}…")
+        return True
+
+    def _on_imported(self, result: ImportResult) -> None:
+        name = Path(result.path).name
+        count = len(result.conversations)
+        if result.error is not None:
+            self.errorMessage.emit(f"Nothing was imported from {name}: {result.error}")
+        elif not count:
+            self.errorMessage.emit(f"{name} holds no conversations.")
+        else:
+            self.store.import_conversations(result.conversations)
+            self.conversationsChanged.emit()
+            source = "ChatGPT export" if result.kind == "chatgpt" else "file"
+            self.infoMessage.emit(f"Imported {count} conversation{'s' if count != 1 else ''} from the {source} {name}.")
+        self.importFinished.emit(count)
 
     def _append(self, message: Message) -> None:
         """Put a new message at the end of the shown path (it follows the last one) and save it."""

@@ -110,11 +110,15 @@ def test_export_and_import_round_trip(qtbot, open_window, tmp_path: Path) -> Non
     for fmt in ("md", "html", "txt"):
         assert session.export_conversations(str(tmp_path / f"one.{fmt}"), fmt, [session.conversation.id])
         assert "capital of France" in (tmp_path / f"one.{fmt}").read_text()
-    assert session.import_conversations(str(out)) == 1
+    with qtbot.waitSignal(session.importFinished, timeout=10_000) as done:  # read off the GUI thread
+        assert session.import_conversations(str(out))
+    assert done.args == [1]
     assert len(titles(window)) == 2 and window.info_bar.isVisible()
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "hearth.conversations", "version": 1, "conversations": [{"title": 5}]}')
-    assert session.import_conversations(str(bad)) == 0
+    with qtbot.waitSignal(session.importFinished, timeout=10_000) as done:
+        session.import_conversations(str(bad))
+    assert done.args == [0]
     assert "Nothing was imported" in window.notice_bar.label.text() and len(titles(window)) == 2
 
 

@@ -80,12 +80,15 @@ import copy
 import datetime as _dt
 import html
 import json
+import logging
 import math
 import os
 import re
 import tempfile
+import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -93,6 +96,9 @@ from typing import Any, Literal
 
 from app.core.conversation import Conversation, Message, MessageState, Role, new_id
 from app.core.markdown_html import render_markdown
+from app.core.records import RecordError, check_settings, check_stats, describe, is_number
+
+log = logging.getLogger(__name__)
 
 FORMAT = "hearth.conversations"
 VERSION = 1
@@ -300,7 +306,7 @@ def _esc(text: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value)  # bounded: math.isfinite overflows on a huge int
 
 
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -406,6 +412,10 @@ def _parse(text: str | bytes) -> Any:
         ) from None
     except RecursionError:
         raise ImportFormatError("The file is not valid JSON: it is nested too deeply.") from None
+    except MemoryError:
+        raise ImportFormatError("The file is too large to import: there is not enough memory to read it.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ImportFormatError(f"The file is not valid JSON: {exc}.") from None
 
 
 class _Checker:
@@ -446,13 +456,15 @@ class _Checker:
             raise self.fail(f"{key} must be true or false (found {_kind(value)})")
         return value
 
-    def mapping(self, key: str) -> dict[str, Any] | None:
-        value = self.obj.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(f"{key} must be an object {{…}} or null (found {_kind(value)})")
-        return value
+    def nested(self, key: str, *, conversation: bool = False) -> dict[str, Any] | None:
+        """``settings`` or ``stats``: every field inside is checked too (``records``), since
+        the window trusts their types when it shows the conversation."""
+        try:
+            if key == "stats":
+                return check_stats(self.obj.get(key))[0]
+            return check_settings(self.obj.get(key), conversation=conversation)[0]
+        except RecordError as exc:
+            raise self.fail(str(exc)) from None
 
     def listing(self, key: str) -> list[Any]:
         value = self.get(key, True)
@@ -490,20 +502,7 @@ class _Checker:
 
 def _kind(value: Any) -> str:
     """How a wrong value is described in an error: its JSON type, and short values in full."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "…"
-        return json.dumps(shown, ensure_ascii=False) if value else "empty text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return describe(value)
 
 
 def _hearth_from_data(data: Any) -> list[Conversation]:
@@ -541,7 +540,8 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
         created = c.timestamp("created")
         updated = c.timestamp("updated", default=created)
         pinned = c.boolean("pinned", False)
-        settings = c.mapping("settings")
+        settings = c.nested("settings", conversation=True)
+
         def message(raw: Any, label: str) -> tuple[Message, _Checker]:
             m = _Checker(raw, f"{where}, {label}", "message")
             mid = m.string("id", nonempty=True)
@@ -553,8 +553,8 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
                 text=m.string("text"),
                 state=m.choice("state", MessageState, MessageState.COMPLETE),
                 model=m.string("model", required=False, nullable=True),
-                settings=m.mapping("settings"),
-                stats=m.mapping("stats"),
+                settings=m.nested("settings"),
+                stats=m.nested("stats"),
                 created=m.timestamp("created"),
                 id=mid,
             ), m
@@ -658,7 +658,7 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
     shown = {id(node) for node in path}
     # nodes reach their children through "children"; hidden nodes (tool calls, system
     # blobs, empty drafts) are skipped and their children follow the nearest shown ancestor
-    roots = [k for k, n in mapping.items() if isinstance(n, dict) and n.get("parent") not in mapping]
+    roots = _chatgpt_roots(mapping)
     if not roots and path:  # a damaged tree that loops back on itself: start where the path does
         roots = [k for k, n in mapping.items() if n is path[0]]
     messages: list[Message] = []
@@ -681,7 +681,7 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
             msg.parent_id = parent.id if parent is not None else None
             msg.active = id(node) in shown
             (messages if msg.active else branches).append(msg)
-        children = [c for c in node.get("children") or [] if isinstance(c, str)]
+        children = _chatgpt_children(node)
         stack.extend((c, msg if msg is not None else parent) for c in reversed(children))
     if created is None:
         created = messages[0].created if messages else time.time()
@@ -696,6 +696,18 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
     )
     conv.link()
     return conv
+
+
+def _chatgpt_roots(mapping: dict[str, Any]) -> list[str]:
+    """Nodes whose parent is not in the tree (a parent of any other JSON type included)."""
+    return [k for k, n in mapping.items()
+            if isinstance(n, dict) and not (isinstance(n.get("parent"), str) and n["parent"] in mapping)]
+
+
+def _chatgpt_children(node: dict[str, Any]) -> list[str]:
+    """A node's child ids; anything but a list of strings is no children (never an error)."""
+    children = node.get("children")
+    return [c for c in children if isinstance(c, str)] if isinstance(children, list) else []
 
 
 def _chatgpt_branch(mapping: dict[str, Any], current: Any) -> list[dict[str, Any]]:
@@ -717,12 +729,12 @@ def _chatgpt_branch(mapping: dict[str, Any], current: Any) -> list[dict[str, Any
 
 
 def _chatgpt_last_leaf(mapping: dict[str, Any]) -> str | None:
-    roots = [k for k, n in mapping.items() if isinstance(n, dict) and n.get("parent") not in mapping]
+    roots = _chatgpt_roots(mapping)
     node_id = roots[0] if roots else None
     seen: set[str] = set()
     while node_id is not None and node_id not in seen:
         seen.add(node_id)
-        children = [c for c in (mapping[node_id].get("children") or []) if isinstance(mapping.get(c), dict)]
+        children = [c for c in _chatgpt_children(mapping[node_id]) if isinstance(mapping.get(c), dict)]
         if not children:
             return node_id
         node_id = children[-1]  # the newest regeneration or edit
@@ -733,17 +745,21 @@ def _chatgpt_message(raw: Any) -> Message | None:
     if not isinstance(raw, dict):
         return None
     author = raw.get("author") if isinstance(raw.get("author"), dict) else {}
-    role = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}.get(author.get("role"))
+    role_name = author.get("role")
+    role = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}.get(
+        role_name if isinstance(role_name, str) else "")
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     if role is None or metadata.get("is_visually_hidden_from_conversation"):
         return None
     if raw.get("recipient", "all") != "all":
         return None  # the assistant calling a tool (browser, python…)
     content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
-    if content.get("content_type") not in _CHATGPT_TEXT_TYPES:
+    content_type = content.get("content_type")
+    if not isinstance(content_type, str) or content_type not in _CHATGPT_TEXT_TYPES:
         return None
+    parts = content.get("parts")
     pieces: list[str] = []
-    for part in content.get("parts") or []:
+    for part in parts if isinstance(parts, list) else []:
         if isinstance(part, str):
             if part.strip():
                 pieces.append(part)
@@ -795,28 +811,74 @@ def import_any(text: str | bytes) -> tuple[ImportKind, list[Conversation]]:
     return kind, (_hearth_from_data(data) if kind == "hearth" else _chatgpt_from_data(data))
 
 
-def read_import_file(path: str | os.PathLike[str]) -> tuple[ImportKind, list[Conversation]]:
+#: The most bytes an import reads (after decompression). The JSON parser needs several times
+#: this in memory; a ChatGPT export of many years of daily use is a few hundred megabytes.
+MAX_IMPORT_BYTES = 1 << 30
+_CHUNK = 1 << 20
+#: What ChatGPT's export uses. bzip2 and LZMA members are refused: zipfile decompresses
+#: each of their blocks whole, so a 600-byte member can take hundreds of megabytes at once.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: Everything zipfile, zlib and the file system raise on a damaged or odd archive.
+_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+                NotImplementedError, RuntimeError, ValueError, struct.error, UnicodeError)
+
+
+def read_import_file(path: str | os.PathLike[str],
+                     max_bytes: int | None = None) -> tuple[ImportKind, list[Conversation]]:
     """Import a file as the user picked it: a JSON file, or ChatGPT's export .zip as downloaded.
 
     Meant to run off the GUI thread. Every failure, unreadable file included, is an
-    ``ImportFormatError`` with a plain-words message.
+    ``ImportFormatError`` with a plain-words message. At most ``max_bytes`` (default
+    :data:`MAX_IMPORT_BYTES`) are read, counted as they are decompressed: a zip's declared
+    sizes are not trusted.
     """
     path = Path(path)
+    limit = MAX_IMPORT_BYTES if max_bytes is None else max_bytes
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if Path(n).name == "conversations.json"]
-                if not names:
-                    raise ImportFormatError(f"{path.name} is a zip file without a conversations.json inside.")
-                raw = zf.read(min(names, key=len))
-        else:
-            raw = path.read_bytes()
+        raw = _read_bounded(path, limit)
     except ImportFormatError:
         raise
-    except (OSError, zipfile.BadZipFile) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except _READ_ERRORS as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+        if isinstance(exc, (EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, struct.error)):
+            reason = f"the zip file is damaged or uses a format Hearth cannot read ({reason})"
         raise ImportFormatError(f"Could not read {path.name}: {reason}.") from None
     return import_any(raw)
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    too_big = ImportFormatError(
+        f"{path.name} is too large to import: more than {limit // (1 << 20):,} MB of conversations."
+    )
+    with path.open("rb") as fh:
+        if not zipfile.is_zipfile(fh):
+            fh.seek(0)
+            data = fh.read(limit + 1)
+            if len(data) > limit:
+                raise too_big
+            return data
+        fh.seek(0)
+        with zipfile.ZipFile(fh) as zf:
+            names = [i for i in zf.infolist() if Path(i.filename).name == "conversations.json"]
+            if not names:
+                raise ImportFormatError(f"{path.name} is a zip file without a conversations.json inside.")
+            info = min(names, key=lambda i: len(i.filename))
+            if info.compress_type not in _ZIP_METHODS:
+                raise ImportFormatError(
+                    f"Could not read {path.name}: its conversations.json is compressed with a method "
+                    f"Hearth does not read (only {' and '.join(_ZIP_METHODS.values())})."
+                )
+            if info.file_size > limit:
+                raise too_big
+            chunks: list[bytes] = []
+            total = 0
+            with zf.open(info) as member:
+                while chunk := member.read(_CHUNK):  # deflate yields at most about _CHUNK per read
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_big
+                    chunks.append(chunk)
+            return b"".join(chunks)
 
 
 def export_text(fmt: str, convs: Sequence[Conversation]) -> str:

@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 
 from app.core.sqlite_util import connect, run_migrations
 from app.core.conversation import Conversation, Message, MessageState, Role
+from app.core.records import check_settings, check_stats, clean_text, is_number
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +236,43 @@ def _to_json(value: dict[str, Any] | None) -> str | None:
     change it, and odd values (enums, paths) never make the write fail later."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default))
 
 
-def _from_json(text: str | None) -> dict[str, Any] | None:
+def _text(value: str | None) -> str | None:
+    """Lone surrogates (broken UTF-16, possible in an imported file) cannot be encoded for
+    SQLite: the whole write would fail. They become U+FFFD instead."""
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _from_json(text: Any, label: str, notes: list[str]) -> Any:
+    """The stored JSON value, or a note and None when it is not JSON at all."""
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except ValueError:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not isinstance(text, str):
+        notes.append(f"{label} could not be read")
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        notes.append(f"{label} could not be read")
+        return None
+
+
+def _row_text(value: Any) -> str:
+    """A TEXT column as text: SQLite keeps whatever type was written (a damaged or
+    hand-edited database may hold a number or a blob where text belongs)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _row_time(value: Any, default: float) -> float:
+    return float(value) if is_number(value) and 0 <= value <= 253402300799 else default
 
 
 def _enum(cls: type[E], value: str, default: E) -> E:
@@ -269,9 +296,9 @@ def _message_row(conversation_id: str, message: Message, position: int) -> _Mess
         conversation_id,
         int(position),
         _value(message.role),
-        message.text or "",
+        _text(message.text) or "",
         _value(message.state),
-        message.model,
+        _text(message.model),
         _to_json(message.settings),
         _to_json(message.stats),
         float(message.created),
@@ -283,7 +310,7 @@ def _message_row(conversation_id: str, message: Message, position: int) -> _Mess
 def _conversation_row(conv: Conversation) -> tuple[str, str, float, float, int, str | None]:
     return (
         conv.id,
-        conv.title or "",
+        _text(conv.title) or "",
         float(conv.created),
         float(conv.updated),
         1 if conv.pinned else 0,
@@ -627,7 +654,7 @@ class ConversationStore:
 
     def update_message(self, message: Message) -> None:
         """Save a message's text, state and stats: the cheap call made while a reply streams."""
-        params = (message.text or "", _value(message.state), _to_json(message.stats), message.id)
+        params = (_text(message.text) or "", _value(message.state), _to_json(message.stats), message.id)
         self._submit(
             _Op(
                 lambda c: c.execute("UPDATE messages SET text = ?, state = ?, stats = ? WHERE id = ?", params),
@@ -668,7 +695,7 @@ class ConversationStore:
         )
 
     def rename(self, conversation_id: str, title: str) -> None:
-        params = (title, conversation_id)
+        params = (_text(title), conversation_id)
         self._submit(
             _Op(
                 lambda c: c.execute("UPDATE conversations SET title = ? WHERE id = ?", params),
@@ -781,13 +808,20 @@ class ConversationStore:
         """
         params = (-1 if limit is None else max(0, int(limit)), max(0, int(offset)))
         rows = self._read(lambda c: c.execute(sql, params).fetchall())
-        return [ConversationSummary(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+        return [ConversationSummary(_row_text(r[0]), _row_text(r[1]), _row_time(r[2], 0.0), _row_time(r[3], 0.0),
+                                    bool(r[4]) if isinstance(r[4], (int, float)) else False, r[5]) for r in rows]
 
     def count_conversations(self) -> int:
         return self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
 
-    def load(self, conversation_id: str) -> Conversation:
-        """The conversation: its shown path in ``messages``, other branches in ``branches``."""
+    def load(self, conversation_id: str, problems: list[str] | None = None) -> Conversation:
+        """The conversation: its shown path in ``messages``, other branches in ``branches``.
+
+        A damaged row never makes it unreadable: every field is checked (``records``) and
+        one of the wrong type is left out, or given a default; ``problems``, when passed,
+        gets a plain note for each. Only a database that cannot be read raises.
+        """
+        notes: list[str] = [] if problems is None else problems
 
         def run(c: sqlite3.Connection) -> Conversation:
             row = c.execute(
@@ -796,35 +830,12 @@ class ConversationStore:
             ).fetchone()
             if row is None:
                 raise ConversationNotFound("That conversation is no longer in the database.")
-            messages = [
-                Message(
-                    role=_enum(Role, m[0], Role.ASSISTANT),
-                    text=m[1],
-                    state=_enum(MessageState, m[2], MessageState.COMPLETE),
-                    model=m[3],
-                    settings=_from_json(m[4]),
-                    stats=_from_json(m[5]),
-                    created=m[6],
-                    id=m[7],
-                    parent_id=m[8],
-                    active=bool(m[9]),
-                )
-                for m in c.execute(
-                    "SELECT role, text, state, model, settings, stats, created, id, parent_id, active "
-                    "FROM messages WHERE conversation_id = ? ORDER BY rid",
-                    (conversation_id,),
-                )
-            ]
-            conv = Conversation(
-                title=row[1],
-                id=row[0],
-                created=row[2],
-                updated=row[3],
-                pinned=bool(row[4]),
-                settings=_from_json(row[5]),
-            )
-            conv.rebuild(messages)  # the shown path through the tree of branches
-            return conv
+            rows = c.execute(
+                "SELECT role, text, state, model, settings, stats, created, id, parent_id, active "
+                "FROM messages WHERE conversation_id = ? ORDER BY rid",
+                (conversation_id,),
+            ).fetchall()
+            return _conversation_from_rows(row, rows, notes)
 
         return self._read(run)
 
@@ -852,7 +863,7 @@ class ConversationStore:
                 (match, limit),
             ):
                 snippet, spans = _parse_snippet(marked)
-                hits.append(SearchHit(cid, title, None, snippet, rank, spans))
+                hits.append(SearchHit(cid, _row_text(title), None, snippet, rank, spans))
             room = limit - len(hits)
             if room <= 0:
                 return hits
@@ -887,7 +898,7 @@ class ConversationStore:
                 if rid in rows and snippets.get(rid) is not None:
                     cid, title, mid = rows[rid]
                     snippet, spans = _parse_snippet(snippets[rid])
-                    hits.append(SearchHit(cid, title, mid, snippet, rank, spans))
+                    hits.append(SearchHit(cid, _row_text(title), mid, snippet, rank, spans))
             return hits
 
         try:
@@ -898,6 +909,47 @@ class ConversationStore:
                 log.error("search query %r (%r) was refused: %s", query, match, exc.__cause__)
                 return []
             raise
+
+
+def _conversation_from_rows(row: tuple[Any, ...], rows: list[tuple[Any, ...]], notes: list[str]) -> Conversation:
+    """Build the records from raw rows, repairing what a damaged row holds (see ``load``)."""
+    conv_id = _row_text(row[0])
+    created = _row_time(row[2], 0.0)
+    settings, found = check_settings(_from_json(row[5], "the chat settings", notes), strict=False,
+                                      conversation=True, label="the chat settings")
+    notes += found
+    messages: list[Message] = []
+    for n, m in enumerate(rows, 1):
+        label = f"message {n}"
+        msg_settings, found = check_settings(_from_json(m[4], f"{label}: settings", notes), strict=False,
+                                             label=f"{label}: settings")
+        notes += found
+        stats, found = check_stats(_from_json(m[5], f"{label}: figures", notes), strict=False,
+                                   label=f"{label}: figures")
+        notes += found
+        parent = m[8]
+        messages.append(Message(
+            role=_enum(Role, m[0], Role.ASSISTANT),
+            text=_row_text(m[1]),
+            state=_enum(MessageState, m[2], MessageState.COMPLETE),
+            model=_row_text(m[3]) if m[3] is not None else None,
+            settings=msg_settings,
+            stats=stats,
+            created=_row_time(m[6], created),
+            id=_row_text(m[7]),
+            parent_id=_row_text(parent) if parent is not None else None,
+            active=bool(m[9]) if isinstance(m[9], (int, float)) else True,
+        ))
+    conv = Conversation(
+        title=_row_text(row[1]),
+        id=conv_id,
+        created=created,
+        updated=_row_time(row[3], created),
+        pinned=bool(row[4]) if isinstance(row[4], (int, float)) else False,
+        settings=settings,
+    )
+    conv.rebuild(messages)  # the shown path through the tree of branches
+    return conv
 
 
 def open_or_move_aside(path: str | Path, on_error: Callable[[str], None] | None = None) -> tuple[ConversationStore, str | None]:

@@ -1,0 +1,298 @@
+"""What the nested fields of a conversation record may hold, checked in one place.
+
+A conversation's ``settings`` and a message's ``settings`` and ``stats`` are free-form dicts
+on disk (JSON in the store, objects in an export). Everything that shows them trusts their
+types: the settings panel puts numbers in spin boxes, the chat view formats ``tokens`` with
+``:,`` and turns each source's ``number`` into an int. One wrong type in an imported file or a
+damaged row therefore used to kill the window at every start. So both ways in go through
+these checks:
+
+* import (``strict``): a wrong value raises :class:`RecordError`, whose message names the
+  field ("stats: tokens must be a whole number (found "many")"); the importer adds where
+  it is and refuses the whole file;
+* the store (``repair``): a wrong value is dropped, and a plain note says what was left out,
+  so a damaged conversation still opens.
+
+Known keys must have their type (and, for sampling settings, pass
+``SamplingSettings.validate``). A key this version does not know is kept when its value is a
+plain JSON data (text, bounded numbers, true/false, null, lists and objects of them) at most
+:data:`MAX_DEPTH` levels deep — a later version may have added it, and nothing here reads
+it — and dropped otherwise, so no depth of nesting can come through a field nobody checks.
+
+API: ``RecordError``; ``check_settings(value, strict=True, conversation=False)``,
+``check_stats(value, strict=True)`` → ``(clean dict or None, notes)``; ``clean_text(s)``;
+``is_int``, ``is_number``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import fields, replace
+from typing import Any
+
+from app.core.settings import SamplingSettings
+
+#: Larger whole numbers are refused: a spin box (C int), SQLite (int64) or
+#: ``int(float)`` would overflow, and nothing Hearth writes comes near it.
+INT_LIMIT = 2**53
+#: A spin box in the settings panel is a C int; counts and sampling values stay below it.
+SPIN_LIMIT = 2**31 - 1
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class RecordError(ValueError):
+    """A field of a conversation record has the wrong type or value; the message is plain
+    words naming the field (the caller adds which conversation and message)."""
+
+
+def is_int(value: Any) -> bool:
+    """A whole number that fits everywhere Hearth puts one (bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -INT_LIMIT <= value <= INT_LIMIT
+
+
+def is_number(value: Any) -> bool:
+    """A finite, bounded number; huge ints are refused before ``math.isfinite`` overflows."""
+    if is_int(value):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without lone surrogates (broken UTF-16): SQLite and UTF-8 files cannot hold
+    them, so a saved import would fail later, after the user was told it worked."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+#: How deep a value under a key this version does not know may nest (lists and objects).
+MAX_DEPTH = 8
+
+
+def is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool)) or is_number(value)
+
+
+def is_plain(value: Any, depth: int = MAX_DEPTH) -> bool:
+    """Plain JSON data at most ``depth`` levels deep: scalars, lists, objects with text keys."""
+    if is_scalar(value):
+        return True
+    if depth <= 0:
+        return False
+    if isinstance(value, list):
+        return all(is_plain(v, depth - 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v, depth - 1) for k, v in value.items())
+    return False
+
+
+def describe(value: Any) -> str:
+    """A wrong value in an error message: its JSON type, short values in full."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if is_number(value):
+        return f"the number {value!r}"
+    if isinstance(value, (int, float)):
+        return "a number too large" if isinstance(value, int) or math.isinf(value) else "not a number"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "…"
+        return json.dumps(clean_text(shown), ensure_ascii=False) if value else "empty text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# -- sampling settings -------------------------------------------------------------------------
+
+_SETTING_KINDS: dict[str, str] = {
+    "temperature": "number",
+    "top_p": "number",
+    "top_k": "count",
+    "min_p": "number",
+    "repeat_penalty": "number",
+    "presence_penalty": "number",
+    "frequency_penalty": "number",
+    "max_tokens": "count",
+    "stop": "texts",
+    "seed": "seed",
+    "system_prompt": "text",
+    "last_n_tokens": "count",
+    "chain_of_thought": "bool",
+}
+assert set(_SETTING_KINDS) == {f.name for f in fields(SamplingSettings)}
+
+_KIND_WORDS = {
+    "number": "a number",
+    "count": f"a whole number below {SPIN_LIMIT + 1}",
+    "int": "a whole number",
+    "int?": "a whole number or null",
+    "number?": "a number or null",
+    "text": "text",
+    "text?": "text or null",
+    "texts": "a list of text",
+    "seed": "a whole number or null",
+    "bool": "true or false",
+}
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "number":
+        return is_number(value)
+    if kind == "number?":
+        return value is None or is_number(value)
+    if kind == "count":
+        return is_int(value) and -SPIN_LIMIT <= value <= SPIN_LIMIT
+    if kind == "int":
+        return is_int(value)
+    if kind in ("int?", "seed"):
+        return value is None or is_int(value)
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "text?":
+        return value is None or isinstance(value, str)
+    if kind == "texts":
+        return isinstance(value, list) and all(isinstance(s, str) for s in value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    raise AssertionError(kind)
+
+
+class _Fields:
+    """Checks a dict key by key; strict raises at the first problem, repair drops it."""
+
+    def __init__(self, label: str, value: dict[str, Any], strict: bool) -> None:
+        self.label = label
+        self.source = value
+        self.strict = strict
+        self.out: dict[str, Any] = {}
+        self.notes: list[str] = []
+
+    def problem(self, message: str) -> None:
+        if self.strict:
+            raise RecordError(f"{self.label}: {message}")
+        self.notes.append(f"{self.label}: {message}")
+
+    def known(self, key: str, kind: str) -> bool:
+        """Keep ``key`` if present and of its kind; False if it was present and wrong."""
+        if key not in self.source:
+            return True
+        value = self.source[key]
+        if not _fits(kind, value):
+            self.problem(f"{key} must be {_KIND_WORDS[kind]} (found {describe(value)})")
+            return False
+        self.out[key] = list(value) if isinstance(value, list) else value
+        return True
+
+    def rest(self, known: set[str] | dict[str, Any]) -> None:
+        """Unknown keys (a later version's) are kept when they hold plain, shallow data;
+        anything deeper or odder is dropped."""
+        for key, value in self.source.items():
+            if key in known or not isinstance(key, str):
+                continue
+            if is_plain(value):
+                self.out[key] = copy.deepcopy(value)
+
+
+def _as_dict(label: str, value: Any, strict: bool) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        message = f"{label} must be an object {{…}} or null (found {describe(value)})"
+        if strict:
+            raise RecordError(message)
+        return None
+    return value
+
+
+def check_settings(value: Any, *, strict: bool = True, conversation: bool = False,
+                   label: str = "settings") -> tuple[dict[str, Any] | None, list[str]]:
+    """A settings dict (a conversation's own, or the snapshot a reply was written with).
+
+    ``conversation``: it may also hold ``few_shot``, a list of ``[user, assistant]`` texts.
+    Returns the clean dict (None for None) and, when repairing, notes on what was dropped.
+    """
+    raw = _as_dict(label, value, strict)
+    if raw is None:
+        return None, ([] if value is None else [f"{label} could not be read"])
+    f = _Fields(label, raw, strict)
+    for key, kind in _SETTING_KINDS.items():
+        f.known(key, kind)
+    if f.out:
+        sampling = {k: v for k, v in f.out.items() if k in _SETTING_KINDS}
+        for problem in replace(SamplingSettings(), **sampling).validate():
+            f.problem(problem.message.rstrip(".") + f" (found {describe(sampling[problem.field])})")
+            f.out.pop(problem.field, None)
+    known: dict[str, Any] = dict(_SETTING_KINDS)
+    if conversation:
+        known["few_shot"] = "pairs"
+        if "few_shot" in raw:
+            pairs = raw["few_shot"]
+            if isinstance(pairs, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs
+            ):
+                f.out["few_shot"] = [[u, a] for u, a in pairs]
+            else:
+                f.problem("few_shot must be a list of [user, assistant] text pairs")
+    f.rest(known)
+    return f.out, f.notes
+
+
+# -- generation figures ------------------------------------------------------------------------
+
+_STAT_KINDS: dict[str, str] = {
+    "tokens": "int?",
+    "prompt_tokens": "int?",
+    "dropped_turns": "int?",
+    "tokens_per_s": "number?",
+    "ttft": "number?",
+    "seconds": "number?",
+    "seed": "int?",
+    "finish_reason": "text?",
+}
+
+_SOURCE_KINDS: dict[str, str] = {"number": "int", "label": "text", "text": "text", "cited": "bool"}
+
+
+def check_stats(value: Any, *, strict: bool = True, label: str = "stats") -> tuple[dict[str, Any] | None, list[str]]:
+    """A reply's figures and the sources it was given; see :func:`check_settings`."""
+    raw = _as_dict(label, value, strict)
+    if raw is None:
+        return None, ([] if value is None else [f"{label} could not be read"])
+    f = _Fields(label, raw, strict)
+    for key, kind in _STAT_KINDS.items():
+        f.known(key, kind)
+    if "sources" in raw:
+        sources = _check_sources(raw["sources"], f)
+        if sources is not None:
+            f.out["sources"] = sources
+    f.rest({**_STAT_KINDS, "sources": None})
+    return f.out, f.notes
+
+
+def _check_sources(value: Any, f: _Fields) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        f.problem(f"sources must be a list (found {describe(value)})")
+        return None
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            f.problem(f"source {i} must be an object {{…}} (found {describe(item)})")
+            return None
+        s = _Fields(f"{f.label}: source {i}", item, f.strict)
+        ok = all([s.known(key, kind) for key, kind in _SOURCE_KINDS.items()])
+        if not ok or "number" not in s.out:
+            if ok:
+                s.problem("the required field \"number\" is missing")
+            f.notes += s.notes
+            return None
+        s.rest(_SOURCE_KINDS)
+        out.append(s.out)
+    return out
