@@ -9,8 +9,11 @@ imports them.
 
 The socket name is derived from the user and the data folder (:meth:`SingleInstance.key_for`),
 so two portable installs with different ``--data-dir`` run side by side, while the same
-folder is protected. On Unix the socket lives in a folder only this user can enter
-(``$XDG_RUNTIME_DIR``, else ``$TMPDIR/hearth-<uid>`` created with mode 0700); Qt's own
+folder is protected. On Unix the socket lives in a folder only this user can enter, checked
+before use (owner and mode 0700): ``$XDG_RUNTIME_DIR``, else ``$TMPDIR/hearth-<uid>``, else
+``run`` in Hearth's cache folder. Never a bare name in the shared /tmp, where another user
+could create the socket first and receive (or block) our launches: with no private folder
+Hearth runs without the guard instead. Qt's own
 ``UserAccessOption`` is *not* used there because it binds in a temporary folder and
 renames the socket into place, silently replacing a live instance's socket. On Windows
 the named pipe gets ``UserAccessOption``.
@@ -44,11 +47,14 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import shiboken6
 from PySide6.QtCore import QLockFile, QObject, Signal
 from PySide6.QtNetwork import QAbstractSocket, QLocalServer, QLocalSocket
+
+from app import paths
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ class SingleInstance(QObject):
     def __init__(self, key: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.key = key
-        self.address = _address(key)
+        self.address: str | None = _address(key)  # None: no private folder, no guard
         self._server: QLocalServer | None = None
         self._buffers: dict[QLocalSocket, bytearray] = {}
 
@@ -75,8 +81,8 @@ class SingleInstance(QObject):
         """A short socket name for this user and data folder.
 
         Hashed because socket paths are limited to ~100 bytes and a data folder may be
-        long or contain any character; the user is part of it because the socket lives
-        in the shared temporary folder.
+        long or contain any character; the user is part of it so that a name never
+        collides with another user's, wherever the socket lives.
         """
         try:
             user = getpass.getuser()
@@ -94,6 +100,8 @@ class SingleInstance(QObject):
         Paths should be absolute: the running instance has its own working folder.
         ``False`` means nobody is listening (or only a stale socket from a crash is left).
         """
+        if self.address is None:
+            return False
         socket = QLocalSocket()
         socket.connectToServer(self.address)
         if not socket.waitForConnected(timeout_ms):
@@ -114,12 +122,16 @@ class SingleInstance(QObject):
     def listen(self) -> bool:
         """Become the instance for ``key``; ``False`` if a live one already is.
 
-        A leftover socket from a crashed instance is removed. Other failures (no writable
-        temporary folder…) are logged and reported as success: running without the
+        A leftover socket from a crashed instance is removed. Other failures (no private
+        folder for the socket…) are logged and reported as success: running without the
         single-instance guard is better than not running at all.
         """
         if self._server is not None:
             return True
+        if self.address is None:
+            log.warning("No folder private to this user for the single-instance socket; running without it.")
+            return True
+        # Beside the socket on Unix (a private folder); the per-user temporary folder on Windows.
         lock_path = self.address if os.path.isabs(self.address) else os.path.join(tempfile.gettempdir(), self.key)
         lock = QLockFile(lock_path + ".lock")
         lock.setStaleLockTime(0)  # never steal a live holder's lock; a dead holder's is stale (PID check)
@@ -165,6 +177,8 @@ class SingleInstance(QObject):
             server.close()
 
     def _someone_listening(self) -> bool:
+        if self.address is None:
+            return False
         probe = QLocalSocket()
         probe.connectToServer(self.address)
         alive = probe.waitForConnected(500)
@@ -221,28 +235,69 @@ class SingleInstance(QObject):
         self.messageReceived.emit(args)
 
 
-def _private_dir() -> Path | None:
-    """A folder only this user can enter, for the socket; ``None`` if none can be had."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
-        return Path(runtime)
-    folder = Path(tempfile.gettempdir()) / f"hearth-{os.getuid()}"
+# A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS).
+_MAX_SOCKET_PATH = 100
+
+
+def _is_private(folder: Path, *, follow: bool) -> bool:
+    """Whether ``folder`` is a directory owned by this user that nobody else may enter.
+
+    ``follow=False`` refuses a symbolic link: in a shared folder such as /tmp another user
+    could make the link, and later point it elsewhere.
+    """
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.lstat()
+        info = folder.stat() if follow else folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _make_private(folder: Path) -> Path | None:
+    """``folder``, created with mode 0700 if missing, if it is private to this user."""
+    try:
+        folder.mkdir(mode=0o700, parents=False, exist_ok=True)
     except OSError:
         return None
-    # Someone else may have made it first (to catch our messages): then do not use it.
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        log.warning("%s is not private to this user; using a plain socket name instead.", folder)
+    if not _is_private(folder, follow=False):
+        # Someone else may have made it first (to catch our messages, or to hold the name).
+        log.warning("%s is not private to this user; not putting the single-instance socket there.", folder)
         return None
     return folder
 
 
-def _address(key: str) -> str:
+def _private_dir(key: str) -> Path | None:
+    """A folder only this user can enter, short enough for the socket; ``None`` if none.
+
+    In order: ``$XDG_RUNTIME_DIR`` (the session's private runtime folder, checked: owned by
+    this user, mode 0700), ``$TMPDIR/hearth-<uid>`` (made 0700, checked, never a link), then
+    ``run`` in Hearth's cache folder. Never a bare name: Qt would put that in the shared
+    temporary folder, where another user could create the socket first.
+    """
+    def fits(folder: Path) -> bool:
+        return len(os.fsencode(folder / key)) <= _MAX_SOCKET_PATH
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        folder = Path(runtime)
+        if _is_private(folder, follow=True) and os.access(folder, os.W_OK | os.X_OK) and fits(folder):
+            return folder
+        log.info("XDG_RUNTIME_DIR (%s) is not a private folder of this user; not using it.", runtime)
+    candidates: list[Callable[[], Path]] = [lambda: Path(tempfile.gettempdir()) / f"hearth-{os.getuid()}",
+                                           lambda: paths.cache_dir() / "run"]
+    for candidate in candidates:
+        try:
+            folder = candidate()
+        except OSError:
+            continue
+        if fits(folder) and (made := _make_private(folder)) is not None:
+            return made
+    return None
+
+
+def _address(key: str) -> str | None:
     """The server name Qt gets: a pipe name on Windows, a socket path in a private folder
-    elsewhere (a bare name falls back to Qt's choice, the shared temporary folder)."""
+    elsewhere, or ``None`` when no private folder can be had (then Hearth runs unguarded)."""
     if sys.platform == "win32":
         return key
-    folder = _private_dir()
-    return str(folder / key) if folder is not None else key
+    folder = _private_dir(key)
+    return str(folder / key) if folder is not None else None

@@ -182,3 +182,93 @@ def test_two_launches_racing_after_a_crash_leave_exactly_one_listener(qtbot, key
             p.communicate()
         if os.path.exists(address):
             os.unlink(address)
+
+
+# -- where the socket may live -------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_tmp(tmp_path: Path, monkeypatch) -> Path:
+    """A shared temporary folder where ``hearth-<uid>`` was made first by someone else (world
+    writable), and an XDG_RUNTIME_DIR that is not private: neither may hold the socket."""
+    import tempfile
+
+    from app import paths
+
+    short_home = Path(tempfile.mkdtemp(prefix="hh"))  # socket paths are limited to ~100 bytes
+    paths.set_root(short_home)
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    squatted = shared / f"hearth-{os.getuid()}"
+    squatted.mkdir()
+    squatted.chmod(0o777)
+    open_runtime = tmp_path / "runtime"
+    open_runtime.mkdir()
+    open_runtime.chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(open_runtime))
+    monkeypatch.setenv("TMPDIR", str(shared))  # Qt's temporary folder, for a bare socket name
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    yield shared
+    paths.set_root(None)
+    import shutil
+
+    shutil.rmtree(short_home, ignore_errors=True)
+
+
+def _is_private_dir(folder: Path) -> bool:
+    info = folder.lstat()
+    return folder.is_dir() and not folder.is_symlink() and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def test_socket_never_sits_in_a_folder_others_can_enter(qtbot, hostile_tmp: Path, tmp_path: Path) -> None:
+    key = SingleInstance.key_for(tmp_path / "data")
+    first = SingleInstance(key)
+    try:
+        assert first.listen()
+        if first.address is not None:  # a private folder was found (Hearth's cache folder here)
+            full = Path(first.server_path())
+            assert first.listening and full == Path(first.address)
+            assert _is_private_dir(full.parent), oct(full.parent.lstat().st_mode)
+            assert hostile_tmp not in full.parents and tmp_path / "runtime" not in full.parents
+            assert not Path("/tmp", key).exists()
+            with qtbot.waitSignal(first.messageReceived, timeout=3000) as got:
+                assert SingleInstance(key).try_forward(["/a.gguf"])
+            assert got.args == [["/a.gguf"]]
+        assert list(hostile_tmp.rglob(key + "*")) == [] and list((tmp_path / "runtime").iterdir()) == []
+    finally:
+        first.close()
+
+
+def test_without_a_private_folder_hearth_runs_unguarded_rather_than_in_a_shared_one(
+        qtbot, hostile_tmp: Path, tmp_path: Path) -> None:
+    from app import paths
+
+    (paths.cache_dir() / "run").write_text("not a folder")  # the last private candidate is unusable
+    key = SingleInstance.key_for(tmp_path / "data")
+    first = SingleInstance(key)
+    try:
+        assert first.address is None
+        assert first.listen(), "no guard is better than not starting"
+        assert not first.listening and first.server_path() == ""
+        assert not SingleInstance(key).try_forward(["/a.gguf"], timeout_ms=300)
+        assert list(hostile_tmp.rglob(key + "*")) == []
+    finally:
+        first.close()
+
+
+def test_a_private_xdg_runtime_dir_is_used(qtbot, tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    runtime = Path(tempfile.mkdtemp(prefix="xdg"))  # mkdtemp makes it 0700
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    try:
+        key = SingleInstance.key_for(tmp_path / "data")
+        first = SingleInstance(key)
+        assert first.listen()
+        assert Path(first.server_path()) == runtime / key
+        first.close()
+    finally:
+        import shutil
+
+        shutil.rmtree(runtime, ignore_errors=True)
