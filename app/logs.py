@@ -179,7 +179,7 @@ def shutdown_logging() -> None:
 
 # -- uncaught exceptions -------------------------------------------------------------------
 
-_previous: tuple[Callable, Callable] | None = None
+_previous: tuple[Callable[..., object], Callable[..., object]] | None = None
 _in_hook = threading.local()
 
 
@@ -201,12 +201,13 @@ def install_excepthook(show_dialog: Callable[[str], None]) -> None:
     if _previous is None:
         _previous = (sys.excepthook, threading.excepthook)
 
-    def report(exc_type, exc, tb, where: str) -> None:
+    def report(exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None,
+               where: str) -> None:
         if getattr(_in_hook, "active", False):  # the dialog itself failed: do not loop
             return
         _in_hook.active = True
         try:
-            log.critical("Unhandled error in %s", where, exc_info=(exc_type, exc, tb))
+            log.critical("Unhandled error in %s", where, exc_info=(exc_type, exc, tb) if exc is not None else None)
             try:
                 show_dialog(format_exception(exc_type, exc, tb))
             except Exception:
@@ -214,7 +215,7 @@ def install_excepthook(show_dialog: Callable[[str], None]) -> None:
         finally:
             _in_hook.active = False
 
-    def excepthook(exc_type, exc, tb) -> None:
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
             sys.__excepthook__(exc_type, exc, tb)
             return
