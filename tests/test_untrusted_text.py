@@ -210,3 +210,11 @@ def test_any_conversation_title_tooltip_reads_as_written(qtbot, name: str) -> No
     model.show_search([SimpleNamespace(title=name, conversation_id="c", snippet=None, message_id=None)])
     tip = model.index(1, 0).data(Qt.ItemDataRole.ToolTipRole)
     assert shown_as(tip).split() == name.split()
+
+
+def test_no_widget_follows_links_by_itself() -> None:
+    """Links reach the desktop only through plain.open_web_link: no widget opens them on its own."""
+    app_dir = Path(__file__).resolve().parent.parent / "app"
+    offenders = [str(p.relative_to(app_dir)) for p in app_dir.rglob("*.py")
+                 if "setOpenExternalLinks(True)" in p.read_text(encoding="utf-8")]
+    assert offenders == []
