@@ -84,8 +84,8 @@ import logging
 import math
 import os
 import re
-import tempfile
 import struct
+import tempfile
 import time
 import zipfile
 import zlib
@@ -853,10 +853,9 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     with path.open("rb") as fh:
         if not zipfile.is_zipfile(fh):
             fh.seek(0)
-            data = fh.read(limit + 1)
-            if len(data) > limit:
+            if os.fstat(fh.fileno()).st_size > limit:
                 raise too_big
-            return data
+            return _read_chunks(fh, limit, too_big)  # read(limit + 1) would allocate it all up front
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
             names = [i for i in zf.infolist() if Path(i.filename).name == "conversations.json"]
@@ -870,15 +869,21 @@ def _read_bounded(path: Path, limit: int) -> bytes:
                 )
             if info.file_size > limit:
                 raise too_big
-            chunks: list[bytes] = []
-            total = 0
             with zf.open(info) as member:
-                while chunk := member.read(_CHUNK):  # deflate yields at most about _CHUNK per read
-                    total += len(chunk)
-                    if total > limit:
-                        raise too_big
-                    chunks.append(chunk)
-            return b"".join(chunks)
+                return _read_chunks(member, limit, too_big)
+
+
+def _read_chunks(fh: Any, limit: int, too_big: ImportFormatError) -> bytes:
+    """Everything ``fh`` yields, counted as it comes (a deflate member yields about a chunk
+    per read), refused as soon as it passes ``limit``."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := fh.read(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def export_text(fmt: str, convs: Sequence[Conversation]) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from app.core.jsonfile import read_json, write_json
+from app.core.records import SPIN_LIMIT, clean_text, is_int, is_number
 from app.core.settings import SamplingSettings
 
 FORMAT = "hearth-presets"
@@ -119,14 +120,27 @@ class Preset:
         return cls(name, description, system_prompt, settings, few_shot, builtin=False)
 
 
+def _cleaned(preset: Preset) -> Preset:
+    """Lone surrogates (broken UTF-16 escapes in a file) become U+FFFD: the presets file is
+    UTF-8 and could not be written with them, after the import had been reported done."""
+    settings = dict(preset.settings)
+    if "stop" in settings:
+        settings["stop"] = [clean_text(s) for s in settings["stop"]]
+    return replace(preset, name=clean_text(preset.name), description=clean_text(preset.description),
+                   system_prompt=clean_text(preset.system_prompt), settings=settings,
+                   few_shot=[(clean_text(u), clean_text(a)) for u, a in preset.few_shot])
+
+
 def _type_problem(kind: str, value: Any) -> str | None:
     """Why ``value`` is not of the expected ``kind``, or None when it is."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number" and not (is_int or isinstance(value, float)):
+    # bounded: a huge int overflows math.isfinite, a spin box and int(float)
+    if kind == "number" and not is_number(value):
         return "must be a number"
-    if kind == "int" and not is_int:
+    if kind == "int" and not (is_int(value) and abs(value) <= SPIN_LIMIT):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"must be a whole number between -{SPIN_LIMIT:,} and {SPIN_LIMIT:,}"
         return "must be a whole number"
-    if kind == "int-or-null" and value is not None and not is_int:
+    if kind == "int-or-null" and value is not None and not is_int(value):
         return "must be a whole number or null"
     if kind == "bool" and not isinstance(value, bool):
         return "must be true or false"
@@ -330,6 +344,8 @@ class PresetStore:
             data = json.loads(text)
         except ValueError as exc:
             raise PresetError(f"This is not a presets file: it is not valid JSON ({exc}).") from None
+        except RecursionError:
+            raise PresetError("This is not a presets file: it is nested too deeply.") from None
         if isinstance(data, dict) and "presets" in data:
             if data.get("format", FORMAT) != FORMAT:
                 raise PresetError("This is not a Hearth presets file.")
@@ -346,7 +362,7 @@ class PresetStore:
         parsed: list[Preset] = []
         for number, entry in enumerate(entries, 1):
             try:
-                parsed.append(Preset.from_dict(entry))
+                parsed.append(_cleaned(Preset.from_dict(entry)))
             except PresetError as exc:
                 raise PresetError(f"Nothing was imported. Preset {number} in the file: {exc}") from None
 
@@ -465,7 +481,15 @@ def export_presets_file(store: PresetStore, path: str | os.PathLike[str]) -> int
 def import_presets_file(store: PresetStore, path: str | os.PathLike[str]) -> list[Preset]:
     """Add the presets from a file; all or nothing (PresetError says what is wrong)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_PRESETS_FILE + 1)
+        if len(raw) > MAX_PRESETS_FILE:
+            raise PresetError(f"{Path(path).name} is too large to be a presets file.")
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise PresetError(f"Could not read {Path(path).name}: {exc}") from exc
     return store.import_json(text)
+
+
+#: A presets file is a few kilobytes; reading more than this would only waste memory.
+MAX_PRESETS_FILE = 16 << 20

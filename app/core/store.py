@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -57,9 +57,9 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core.sqlite_util import connect, run_migrations
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.records import check_settings, check_stats, clean_text, is_number
+from app.core.sqlite_util import connect, run_migrations
 
 log = logging.getLogger(__name__)
 
