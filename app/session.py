@@ -18,6 +18,7 @@ from app.core.config import AppConfig
 from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
+from app.core.library import ScanResult, read_demo_model, read_model, scan_models_dir
 from app.core.export import ExportError, fresh_ids, save_export
 from app.import_worker import ImportResult, ImportWorker
 from app.core.presets import effective_system_prompt, few_shot_turns
@@ -59,6 +60,7 @@ class ChatSession(QObject):
     documentsChanged = Signal()  # attachments or the retrieval switch of this conversation
     indexingProgress = Signal(int, int, str)  # done, total, file name (from the indexing thread)
     indexingFinished = Signal(object)  # IndexReport, or None when it failed (message sent)
+    _offThreadDone = Signal(object, object, object)  # on_done, result, error (from a header reader)
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -145,6 +147,9 @@ class ChatSession(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.crashed.connect(self._on_crashed)
         self.storeError.connect(self.errorMessage)
+        self._offThreadDone.connect(self._off_thread_done)
+        self._readers: list[threading.Thread] = []  # header reads in flight (models folder, files)
+        self._scanning = False  # the models folder is being read: "no model" is not known yet
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -163,15 +168,13 @@ class ChatSession(QObject):
         # a conversation that cannot be opened is skipped with a notice: never fatal at start
         if not (recent and self.open_conversation(recent[0].id)):
             self.new_conversation()
-        demo = self.library.ensure_demo_model()
-        refreshed = self.library.refresh()  # files dropped into the models folder, vanished ones
-        if demo is not None or refreshed.changed:
-            self.modelsChanged.emit()
+        # Headers are read on a worker thread, so a slow disk or a damaged file in the models
+        # folder never keeps the window from appearing: a model the library knows loads at
+        # once, and otherwise the choice waits for the scan (_models_scanned).
+        self.refresh_models(first_start=True)
         model = self._initial_model()
         if model is not None:
             self.select_model(model.path)
-        else:
-            self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
 
     def _initial_model(self) -> ModelInfo | None:
         for candidate in (self.default_model, self.config.get("last_model")):
@@ -196,6 +199,8 @@ class ChatSession(QObject):
                 self._thread.quit()
                 self._thread.wait(500)
         self.store.close()  # drains queued writes: every message is on disk
+        for reader in self._readers:
+            reader.join(2.0)  # header reads are budgeted (app.core.gguf): well under a second
         self._indexing_cancel.set()
         if self._indexing is not None:
             self._indexing.join(2.0)
@@ -413,16 +418,76 @@ class ChatSession(QObject):
         self._set_state(EngineState.NO_MODEL, "The model was removed — choose another one.")
 
     def model_downloaded(self, path: str) -> None:
-        """A finished download: into the library, and chosen if no model is in use."""
-        try:
-            model = self.library.add_file(path)  # already inside the models folder: no copy
-        except (GGUFError, OSError) as exc:
-            self.errorMessage.emit(f"The download finished but the file can't be used: {exc}")
+        """A finished download: into the library, and chosen if no model is in use. Its header
+        is read on a worker thread; the picker shows it when that is done."""
+        self._read_off_thread(lambda: read_model(path),
+                              lambda info, error: self._model_read(path, info, error, downloaded=True))
+
+    def add_model_in_background(self, path: str) -> None:
+        """``add_model`` for the GUI: the header is read on a worker thread, then the model
+        joins the library (or the reason it cannot is said)."""
+        self._read_off_thread(lambda: read_model(path),
+                              lambda info, error: self._model_read(path, info, error, downloaded=False))
+
+    def refresh_models(self, first_start: bool = False) -> None:
+        """Look for new and vanished files in the models folder (and, on a first start with
+        an empty library, the demo model) on a worker thread; the picker fills when done."""
+        demo_wanted = first_start and not self.library.models()
+        known, stale = self.library.refresh_plan()
+        self._scanning = True
+        self._read_off_thread(lambda: (read_demo_model() if demo_wanted else None, scan_models_dir(known, stale)),
+                              self._models_scanned)
+
+    def _read_off_thread(self, fn, on_done) -> None:
+        """Run ``fn`` (blocking file reads, no Qt) on a thread; ``on_done(result, error)`` runs
+        on the GUI thread afterwards, through a queued signal."""
+        def run() -> None:
+            try:
+                result, error = fn(), None
+            except Exception as exc:  # noqa: BLE001 - handed to on_done, said in plain words there
+                result, error = None, exc
+            try:
+                self._offThreadDone.emit(on_done, result, error)
+            except RuntimeError:  # the session was deleted meanwhile (the app is closing)
+                pass
+
+        self._readers = [t for t in self._readers if t.is_alive()]
+        thread = threading.Thread(target=run, name="model-headers", daemon=True)
+        self._readers.append(thread)
+        thread.start()
+
+    def _off_thread_done(self, on_done, result, error) -> None:
+        if self.state is not EngineState.CLOSED:
+            on_done(result, error)
+
+    def _models_scanned(self, result, error: BaseException | None) -> None:
+        self._scanning = False
+        demo_info, scan = result if error is None and result is not None else (None, ScanResult())
+        if error is not None:
+            self.errorMessage.emit(f"Could not look for models in {self.library.models_dir}: {_plain_error(error)}")
+        demo = self.library.add_demo(demo_info)
+        refreshed = self.library.apply_scan(scan)
+        if demo is not None or refreshed.changed:
+            self.modelsChanged.emit()
+        if self.current_model is None and self.state in (EngineState.STARTING, EngineState.NO_MODEL):
+            model = self._initial_model()
+            if model is not None:
+                self.select_model(model.path)
+            else:
+                self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
+
+    def _model_read(self, path: str, info: ModelInfo | None, error: BaseException | None, downloaded: bool) -> None:
+        if info is None:
+            reason = _plain_error(error, path)
+            self.errorMessage.emit(f"The download finished but the file can't be used: {reason}" if downloaded
+                                   else reason)
             return
+        model = self.library.find(path) or self.library.add_info(info)
         self.modelsChanged.emit()
-        self.infoMessage.emit(f"{model.name} is downloaded and ready in the model picker.")
+        if downloaded:
+            self.infoMessage.emit(f"{model.name} is downloaded and ready in the model picker.")
         if self.current_model is None and self.state is not EngineState.GENERATING:
-            self.select_model(model.path)
+            self.select_model(model.path)  # the first model a new user adds is ready to chat
 
     def add_model(self, path: str) -> ModelInfo | None:
         """Register a GGUF file; a bad file becomes a message, not an exception."""
@@ -858,7 +923,7 @@ class ChatSession(QObject):
     # -- worker events -----------------------------------------------------------------------
 
     def _on_engine_ready(self, version: str) -> None:
-        if self.state is EngineState.STARTING and self.current_model is None:
+        if self.state is EngineState.STARTING and self.current_model is None and not self._scanning:
             self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
 
     def _on_loading(self, path: str) -> None:
@@ -937,3 +1002,15 @@ def _title_from(text: str, limit: int = 60) -> str:
         return line or "New chat"
     cut = line[:limit].rsplit(" ", 1)[0]
     return (cut if len(cut) > limit // 2 else line[:limit]) + "…"
+
+
+def _plain_error(error: BaseException | None, path: str | None = None) -> str:
+    """A sentence for a failed header read: typed errors carry one, anything else is named."""
+    name = Path(path).name if path else ""
+    if isinstance(error, GGUFError):
+        return str(error)
+    if isinstance(error, OSError):
+        text = str(error.strerror or error)
+        return f"{name}: {text}" if name else text
+    what = type(error).__name__ if error is not None else "unknown error"
+    return f"{name}: the file could not be read ({what})" if name else f"something went wrong ({what})"

@@ -143,8 +143,10 @@ def test_download_from_the_menu_lands_in_the_model_picker(qtbot, demo_model: Pat
             path = Path(done.args[0])
             assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
             assert paths.models_dir() in path.parents
+            # its header is read on a worker thread; the picker has it when that is done
+            qtbot.waitUntil(lambda: win.model_picker.findData(str(path.resolve())) >= 0, timeout=20_000)
             index = win.model_picker.findData(str(path.resolve()))
-            assert index >= 0 and win.info_bar.isVisible()
+            assert win.info_bar.isVisible()
             win.model_picker.setCurrentIndex(index)
             win.model_picker.activated.emit(index)
             qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(path.resolve()),
@@ -170,8 +172,8 @@ def test_first_run_screen_when_there_is_no_model(qtbot, monkeypatch, tmp_path: P
         tiny = write_tiny_llama(tmp_path / "first.gguf")
         monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(tiny)], ""))
         win.first_run.addModel.emit()
+        qtbot.waitUntil(lambda: win.model_picker.count() == 1, timeout=20_000)  # read off the GUI thread
         assert win.chat_stack.currentWidget() is win.chat_view
-        assert win.model_picker.count() == 1
         qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=60_000)  # chosen and loaded
     finally:
         win.close()

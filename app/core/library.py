@@ -19,7 +19,7 @@ them on a worker thread and apply the result to the library on its own thread.
 
 API::
 
-    ModelInfo, ModelDefaults, RefreshResult, ScanResult, LibraryError, CopyCancelled, Fit
+    ModelInfo, ModelDefaults, RefreshResult, ScanResult, DamagedFile, LibraryError, CopyCancelled, Fit
     ModelLibrary(path=None)
         .models() -> list[ModelInfo]              .get(path) -> ModelInfo | None
         .find(path) -> ModelInfo | None           (also matches the source of a copy)
@@ -28,6 +28,8 @@ API::
         .reclaimable_bytes(path) -> int           .rename(path, name) -> ModelInfo
         .set_defaults(path, ModelDefaults) -> ModelInfo
         .refresh() -> RefreshResult               (= apply_scan(scan_models_dir(*refresh_plan())))
+        .damaged() -> list[DamagedFile]           (unreadable files the last scan found)
+        .add_demo(read_demo_model()) -> ModelInfo | None
         .metadata(path) -> GGUFMetadata           .ensure_demo_model() -> ModelInfo | None
         .models_dir -> Path
     read_model(path, name=None, linked=True) -> ModelInfo
@@ -337,6 +339,18 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
     return info
 
 
+def read_demo_model() -> ModelInfo | None:
+    """The bundled demo model's record, or None when it is not installed or unreadable.
+    Blocking (reads its header): for a worker thread, then :meth:`ModelLibrary.add_demo`."""
+    demo = find_demo_model()
+    if demo is None:
+        return None
+    try:
+        return read_model(demo, name=DEMO_NAME, linked=True)
+    except (GGUFError, OSError):
+        return None
+
+
 #: Copy granularity: small enough that progress and cancel respond within a fraction of a
 #: second on a slow disk, big enough that the per-chunk overhead does not matter.
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
@@ -455,6 +469,23 @@ def _copy_file(
     return done
 
 
+@dataclass(frozen=True)
+class DamagedFile:
+    """A file in the models folder whose header cannot be read, and why in plain words.
+
+    Kept apart from the models (never loaded, never saved): the table and the picker show
+    it as damaged, so a bad file is visible instead of silently missing, and the next scan
+    finds it again, fixed or not.
+    """
+
+    path: str
+    reason: str
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.path).name
+
+
 @dataclass
 class ScanResult:
     """What :func:`scan_models_dir` read; applied to the library by ``apply_scan``."""
@@ -462,6 +493,7 @@ class ScanResult:
     found: list[ModelInfo] = field(default_factory=list)  # new files in the models folder
     reread: list[ModelInfo] = field(default_factory=list)  # fresh headers of old records
     errors: list[str] = field(default_factory=list)  # plain-words problems, one per file
+    damaged: list[DamagedFile] = field(default_factory=list)  # the files behind ``errors``
 
 
 def _gguf_files(folder: Path) -> Iterable[Path]:
@@ -490,8 +522,10 @@ def scan_models_dir(known: Collection[str], stale: Collection[str] = ()) -> Scan
             result.found.append(read_model(key, linked=False))
         except GGUFError as exc:
             result.errors.append(str(exc))
+            result.damaged.append(DamagedFile(key, exc.reason))
         except OSError as exc:
             result.errors.append(f"{file.name}: {exc.strerror or exc}")
+            result.damaged.append(DamagedFile(key, str(exc.strerror or exc)))
     for key in stale:
         try:
             if Path(key).is_file():
@@ -508,10 +542,11 @@ class RefreshResult:
     missing: list[ModelInfo] = field(default_factory=list)  # every record whose file is gone now
     newly_missing: list[ModelInfo] = field(default_factory=list)  # gone since the last refresh
     errors: list[str] = field(default_factory=list)
+    damaged_changed: bool = False  # the set of damaged files in the models folder changed
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.newly_missing)
+        return bool(self.added or self.updated or self.newly_missing or self.damaged_changed)
 
 
 # --------------------------------------------------------------------------
@@ -528,6 +563,7 @@ class ModelLibrary:
         self._models: dict[str, ModelInfo] = {}
         self._stale: set[str] = set()  # records from an older version, to re-read
         self._missing: set[str] = set()  # missing at the last refresh
+        self._damaged: dict[str, DamagedFile] = {}  # unreadable files found by the last scan
         self._load()
 
     # -- storage -----------------------------------------------------------------------------
@@ -555,6 +591,10 @@ class ModelLibrary:
 
     def models(self) -> list[ModelInfo]:
         return sorted(self._models.values(), key=lambda m: m.added)
+
+    def damaged(self) -> list[DamagedFile]:
+        """Files in the models folder that the last scan could not read, by file name."""
+        return sorted(self._damaged.values(), key=lambda d: d.file_name.casefold())
 
     def get(self, path: str | Path) -> ModelInfo | None:
         """The record of the model ``path`` (any part of it) belongs to."""
@@ -605,6 +645,7 @@ class ModelLibrary:
         self._models[info.path] = info
         self._stale.discard(info.path)
         self._missing.discard(info.path)
+        self._damaged.pop(info.path, None)
         self.save()
         return info
 
@@ -689,6 +730,9 @@ class ModelLibrary:
     def apply_scan(self, scan: ScanResult) -> RefreshResult:
         """Register what a scan found and update old records; report what is missing."""
         result = RefreshResult(errors=list(scan.errors))
+        damaged = {d.path: d for d in scan.damaged if d.path not in self._models}
+        result.damaged_changed = damaged != self._damaged
+        self._damaged = damaged
         for info in scan.found:
             if info.path not in self._models:
                 result.added.append(self.add_info(info))
@@ -725,6 +769,13 @@ class ModelLibrary:
         if demo is None:
             return None
         return self.add_file(demo, name=DEMO_NAME, linked=True)
+
+    def add_demo(self, info: ModelInfo | None) -> ModelInfo | None:
+        """Register a demo record read by :func:`read_demo_model` on a worker thread, if the
+        library is still empty (what :meth:`ensure_demo_model` does, minus the reading)."""
+        if info is None or self._models:
+            return None
+        return self.add_info(info)
 
     def as_dict(self) -> dict[str, Any]:
         return {p: m.to_dict() for p, m in self._models.items()}

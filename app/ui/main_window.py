@@ -515,8 +515,7 @@ class MainWindow(QMainWindow):
             paths.set_models_dir(prefs.usable_models_dir())
             if self._downloads is not None:
                 self._downloads[0].models_dir = paths.models_dir()
-            self.session.library.refresh()
-            self.session.modelsChanged.emit()
+            self.session.refresh_models()  # read on a worker thread; the picker fills after
 
     def _focus_search(self) -> None:
         self.sidebar.search.setFocus()
@@ -643,7 +642,7 @@ class MainWindow(QMainWindow):
     def _add_model(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add model files", "", "GGUF models (*.gguf);;All files (*)")
         for path in files:
-            self.session.add_model(path)
+            self.session.add_model_in_background(path)  # the header is read off the GUI thread
 
     # -- state ------------------------------------------------------------------------------
 
@@ -654,6 +653,9 @@ class MainWindow(QMainWindow):
         for model in self.session.library.models():
             label = model.label() if model.exists else f"{model.name} (missing)"
             self.model_picker.addItem(label, model.path)
+        for damaged in self.session.library.damaged():  # listed with why, never choosable
+            self.model_picker.addItem(f"{damaged.file_name} (damaged: {damaged.reason})", None)
+            self.model_picker.model().item(self.model_picker.count() - 1).setEnabled(False)
         self.model_picker.blockSignals(False)
         self._show_current_model(current)
         # No models at all: the welcome screen instead of an empty chat.

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 
 from app.core.library import (
+    DamagedFile,
     Fit,
     LibraryError,
     ModelInfo,
@@ -64,7 +66,7 @@ HEADER_TIPS = {
     Column.TEMPLATE: "Whether the file carries its own chat template",
     Column.RAM: "Estimated memory to run the model on the CPU at its context length, against this computer",
     Column.STATUS: "linked: your file, used where it is · copied: stored in Hearth's models folder · "
-                   "missing: the file is gone",
+                   "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
 }
 
 FIT_COLOURS = {
@@ -86,6 +88,7 @@ _STATUS_TIPS = {
     "copied": "Stored in Hearth's models folder; removing the model deletes the file.",
     "missing": "The file is gone (moved, deleted or on a drive that is not connected).",
 }
+DAMAGED = "damaged"  # the status of a file in the models folder whose header cannot be read
 
 
 @dataclass
@@ -95,6 +98,7 @@ class _Row:
     n_ctx: int
     ram: int
     fit: Fit
+    problem: str | None = None  # why a damaged file cannot be used, in plain words
 
 
 class ModelTableModel(QAbstractTableModel):
@@ -126,7 +130,20 @@ class ModelTableModel(QAbstractTableModel):
         """Take a fresh snapshot of the library (after any change to it)."""
         self.beginResetModel()
         self._rows = [self._make_row(info) for info in self.library.models()]
+        self._rows += [self._damaged_row(d) for d in self.library.damaged()]
         self.endResetModel()
+
+    def _damaged_row(self, damaged: DamagedFile) -> _Row:
+        """A file in the models folder that cannot be read: shown, with why, never usable."""
+        try:
+            size = Path(damaged.path).stat().st_size
+        except OSError:
+            size = 0
+        info = ModelInfo(path=damaged.path, name=Path(damaged.path).stem, size=size, added=0.0)
+        return _Row(info, DAMAGED, 0, 0, Fit.UNKNOWN, damaged.reason)
+
+    def is_damaged(self, row: int) -> bool:
+        return self._rows[row].status == DAMAGED
 
     def _make_row(self, info: ModelInfo) -> _Row:
         return _Row(info, info.status, *self._estimate(info))
@@ -142,7 +159,8 @@ class ModelTableModel(QAbstractTableModel):
 
     def _recompute(self) -> None:
         for i, row in enumerate(self._rows):
-            self._rows[i] = _Row(row.info, row.status, *self._estimate(row.info))
+            if row.status != DAMAGED:
+                self._rows[i] = _Row(row.info, row.status, *self._estimate(row.info))
         if self._rows:
             self.dataChanged.emit(self.index(0, Column.RAM), self.index(len(self._rows) - 1, Column.RAM))
 
@@ -188,7 +206,7 @@ class ModelTableModel(QAbstractTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-        if index.column() == Column.NAME:
+        if index.column() == Column.NAME and not self.is_damaged(index.row()):
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 
@@ -197,6 +215,8 @@ class ModelTableModel(QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         column = Column(index.column())
+        if row.status == DAMAGED:
+            return self._damaged_data(row, column, role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(row, column)
         if role == Qt.ItemDataRole.EditRole:
@@ -265,6 +285,33 @@ class ModelTableModel(QAbstractTableModel):
         if column == Column.RAM:
             return f"{human_size(row.ram)} · {row.fit.value}"
         return row.status
+
+    def _damaged_data(self, row: _Row, column: Column, role: int) -> Any:
+        """A damaged file: its name, size and the reason in plain words; nothing else is known."""
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            if column == Column.NAME:
+                return row.info.name
+            if column == Column.FILE:
+                return row.info.file_name
+            if column == Column.SIZE:
+                return human_size(row.info.size)
+            if column == Column.STATUS:
+                return f"{DAMAGED}: {row.problem}"
+            return "—"
+        if role == SORT_ROLE:  # numbers where the other rows have numbers
+            if column == Column.SIZE:
+                return row.info.size
+            if column in (Column.PARAMETERS, Column.CONTEXT, Column.RAM):
+                return -1
+            return str(self._damaged_data(row, column, Qt.ItemDataRole.DisplayRole)).casefold()
+        if role == PATH_ROLE:
+            return row.info.path
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return plain_tip(f"{row.info.path}\nThis file cannot be used: {row.problem}\n"
+                             "Download it again, or remove it from the models folder.")
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return FIT_COLOURS[Fit.WONT_FIT]
+        return None
 
     def _sort_key(self, row: _Row, column: Column) -> int | str:
         info = row.info

@@ -621,7 +621,12 @@ class ModelsDialog(QDialog):
             self._use_index(rows[0])
 
     def _use_index(self, index: QModelIndex) -> None:
-        info = self.model.model_at(self.proxy.mapToSource(index).row())
+        row = self.proxy.mapToSource(index).row()
+        info = self.model.model_at(row)
+        if self.model.is_damaged(row):
+            self._show_error(f"{info.file_name} is damaged, so it cannot be used. Download it again, "
+                             "or remove it from the models folder.")
+            return
         if not info.exists:
             self._show_error(f"{info.file_name} is missing, so it cannot be used. Find the file or remove the model.")
             return
