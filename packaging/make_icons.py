@@ -51,6 +51,35 @@ def render(size: int, svg: Path = SVG):
     return image
 
 
+# How far a committed icon may stand from a fresh render and still count as the same:
+# antialiasing on another CPU moves edge pixels by a coverage level or two (up to ~1/16 of
+# the range), never the body of the icon. An edited SVG moves whole areas, which fails the
+# mean or the share of far-off pixels at once.
+EDGE_TOLERANCE = 48        # per channel, out of 255: an edge pixel may differ this much…
+FAR_OFF_SHARE = 0.01       # …and at most this share of pixels may differ by more
+MEAN_TOLERANCE = 1.0       # mean absolute difference per channel
+
+
+def images_match(old, new) -> bool:
+    """True when ``old`` and ``new`` (QImages) are the same icon up to antialiasing noise."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    if (old.width(), old.height()) != (new.width(), new.height()):
+        return False
+
+    def pixels(image) -> np.ndarray:
+        image = image.convertToFormat(QImage.Format.Format_ARGB32)
+        width, height = image.width(), image.height()
+        raw = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.sizeInBytes())
+        rows = raw.reshape(height, image.bytesPerLine())[:, : width * 4]
+        return rows.reshape(height, width, 4).astype(np.int16)
+
+    diff = np.abs(pixels(old) - pixels(new))
+    far_off = np.count_nonzero(diff.max(axis=2) > EDGE_TOLERANCE)
+    return bool(diff.mean() <= MEAN_TOLERANCE and far_off <= FAR_OFF_SHARE * old.width() * old.height())
+
+
 def _png_bytes(size: int) -> bytes:
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 
@@ -113,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         image = render(size)
         target = png_path(size)
         if args.check:
-            # Compare pixels, not bytes: PNG encoders may differ between Qt versions.
-            old = QImage(str(target)).convertToFormat(QImage.Format.Format_ARGB32)
-            if old.isNull() or old != image:
+            # Compare pixels, not bytes (PNG encoders differ between Qt versions), and within
+            # a tolerance: Qt's antialiasing differs by a level on edge pixels from one CPU
+            # to another, so an exact compare fails on every machine but the one that wrote them.
+            old = QImage(str(target))
+            if old.isNull() or not images_match(old, image):
                 stale.append(target)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

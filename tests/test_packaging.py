@@ -48,6 +48,46 @@ def test_png_icons_exist_in_every_size_and_match_the_svg(qapp) -> None:
     assert make_icons.main(["--check"]) == 0, "run packaging/make_icons.py after editing hearth.svg"
 
 
+def _make_icons():
+    sys.path.insert(0, str(ROOT / "packaging"))
+    try:
+        import make_icons
+    finally:
+        sys.path.remove(str(ROOT / "packaging"))
+    return make_icons
+
+
+def test_icon_check_allows_another_cpus_antialiasing_but_not_an_edited_svg(qapp, tmp_path: Path) -> None:
+    make_icons = _make_icons()
+    fresh = make_icons.render(64)
+    # Another CPU: edge pixels (partly transparent) a coverage level or two apart.
+    other_cpu = fresh.copy()
+    changed = 0
+    for y in range(64):
+        for x in range(64):
+            color = other_cpu.pixelColor(x, y)
+            if 0 < color.alpha() < 255 and changed < 40:
+                color.setAlpha(max(0, color.alpha() - 16))
+                other_cpu.setPixelColor(x, y, color)
+                changed += 1
+    assert changed > 10  # the icon has antialiased edges to move
+    assert other_cpu != fresh
+    assert make_icons.images_match(other_cpu, fresh)
+    # An edited SVG (another fill colour) is stale, however it is antialiased.
+    svg = (ROOT / "resources" / "hearth.svg").read_text()
+    import re
+    colours = set(re.findall(r"#[0-9a-fA-F]{6}\b", svg))
+    assert colours
+    edited = tmp_path / "edited.svg"
+    edited_text = svg
+    for colour in colours:
+        edited_text = edited_text.replace(colour, "#00ff00")
+    edited.write_text(edited_text)
+    assert not make_icons.images_match(make_icons.render(64, edited), fresh)
+    # A different size never matches.
+    assert not make_icons.images_match(make_icons.render(48), fresh)
+
+
 def test_windows_and_macos_icons_hold_every_size(qapp, tmp_path: Path) -> None:
     from PySide6.QtGui import QImageReader
 
