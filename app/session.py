@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.core.config import AppConfig
 from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
-from app.core.library import ModelInfo, ModelLibrary
+from app.core.library import LibraryError, ModelDefaults, ModelInfo, ModelLibrary
 from app.core.library import ScanResult, read_demo_model, read_model, scan_models_dir
 from app.core.export import ExportError, fresh_ids, save_export
 from app.import_worker import ImportResult, ImportWorker
@@ -25,7 +25,7 @@ from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.documents.index import DocumentIndex, DocumentIndexError
 from app.core.documents.retrieval import build_context, cited_numbers, retrieve, with_context
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
-from app.core.settings import LoadSettings, SamplingSettings
+from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.engine import protocol as p
 from app.engine.worker import EngineWorker
 
@@ -61,6 +61,8 @@ class ChatSession(QObject):
     indexingProgress = Signal(int, int, str)  # done, total, file name (from the indexing thread)
     indexingFinished = Signal(object)  # IndexReport, or None when it failed (message sent)
     _offThreadDone = Signal(object, object, object)  # on_done, result, error (from a header reader)
+    # model path, and why it has no usable chat template ("" when it has one, or one was chosen)
+    templateStatus = Signal(str, str)
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -115,6 +117,8 @@ class ChatSession(QObject):
         self._embedding = False  # a batch of passages is with the engine
         self._query_vector = None  # the embedded question, while a reply is being prepared
         self._pending_send = False
+        self._wanted_model: str | None = None  # the load asked for last, until it ends
+        self._loading_path: str | None = None  # the load the engine is working on
         self._stop_requested = False
 
         self._thread = QThread()
@@ -226,7 +230,28 @@ class ChatSession(QObject):
             load.n_gpu_layers = defaults.n_gpu_layers
         if model.context_length:
             load.n_ctx = min(load.n_ctx, model.context_length)
-        self._load.emit(p.Load(model.path, load.n_ctx, load.n_threads, load.n_gpu_layers, load.n_batch))
+        # Loading from now on: a message sent before the engine says so waits for this model
+        # (it is queued behind the load), and an earlier load that ends meanwhile is not it.
+        self._wanted_model = model.path
+        self._set_state(EngineState.LOADING, f"Loading {model.name}…")
+        self._load.emit(p.Load(model.path, load.n_ctx, load.n_threads, load.n_gpu_layers, load.n_batch,
+                               chat_template=model.defaults.chat_template))
+
+    def set_chat_template(self, path: str, key: str | None) -> None:
+        """Use a known chat template for a model (None: the GGUF's own), saved with the
+        model's defaults; the model reloads with it when it is the one in use."""
+        model = self.library.get(path)
+        if model is None:
+            return
+        defaults = ModelDefaults.from_dict({**model.defaults.to_dict(), "chat_template": key})
+        try:
+            self.library.set_defaults(path, defaults)
+        except (LibraryError, OSError) as exc:
+            self.errorMessage.emit(f"Could not save the template for {model.name}: {exc}")
+            return
+        self.modelsChanged.emit()
+        if self.current_model is not None and self.current_model.path == path:
+            self.select_model(path)
 
     # -- conversations ----------------------------------------------------------------------
 
@@ -513,7 +538,9 @@ class ChatSession(QObject):
         if self.current_model is None:
             self.errorMessage.emit("Choose a model first: add a GGUF file in the model picker.")
             return False
-        problems = self.settings.validate(self.loaded_info.n_ctx if self.loaded_info else None)
+        # Checked without the context length: a "max new tokens" above a small model's context
+        # is clamped for the request (and said), never a reason to refuse the message.
+        problems = self.settings.validate(None)
         if problems:
             self.errorMessage.emit(" ".join(pr.message for pr in problems))
             return False
@@ -661,7 +688,20 @@ class ChatSession(QObject):
         self._reply_saved_at = time.monotonic()
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")
-        self._chat.emit(messages, self.settings.to_dict())
+        self._chat.emit(messages, self._request_settings())
+
+    def _request_settings(self) -> dict:
+        """The conversation's settings as sent to the engine: a "max new tokens" larger than
+        the loaded model's context is clamped to it, and the person is told."""
+        settings = self.settings.to_dict()
+        n_ctx = self.loaded_info.n_ctx if self.loaded_info is not None else None
+        if n_ctx and self.settings.max_tokens > n_ctx:
+            settings["max_tokens"] = n_ctx
+            self.infoMessage.emit(
+                f"Max new tokens ({self.settings.max_tokens:,}) is more than this model's context "
+                f"({n_ctx:,} tokens), so replies are limited to {n_ctx:,} tokens. Lower it in the settings panel "
+                "to make this note go away.")
+        return settings
 
     def prompt_messages(self) -> list[dict[str, str]]:
         """What goes through the model's chat template: the system prompt (with the
@@ -691,6 +731,9 @@ class ChatSession(QObject):
             self.contextChanged.emit(count, self.loaded_info.n_ctx)
 
     def _on_prompt_info(self, info: p.PromptInfo) -> None:
+        if self._reply is not None and info.model_path:
+            answering = self.library.get(info.model_path)  # the reply is recorded as the model that wrote it
+            self._reply.model = answering.name if answering else Path(info.model_path).name
         self._prompt_tokens = info.prompt_tokens
         self.context_used = info.prompt_tokens
         self.contextChanged.emit(info.prompt_tokens, info.n_ctx)
@@ -927,6 +970,7 @@ class ChatSession(QObject):
             self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
 
     def _on_loading(self, path: str) -> None:
+        self._loading_path = path
         model = self.library.get(path)
         name = model.name if model else Path(path).name
         self._set_state(EngineState.LOADING, f"Loading {name}…")
@@ -935,23 +979,32 @@ class ChatSession(QObject):
         if self.state is EngineState.CLOSED:
             return
         self.loaded_info = info
+        if self._wanted_model is not None and info.model_path != self._wanted_model:
+            return  # an earlier load ended; the model asked for since is next in the engine's queue
+        self._wanted_model = None
         model = self.library.get(info.model_path)
         if model is not None and (self.current_model is None or self.current_model.path != model.path):
             self.current_model = model  # a failed load fell back to this one
             self.currentModelChanged.emit(model.path)
         name = model.name if model else Path(info.model_path).name
         self._set_state(EngineState.READY, f"Ready — {name}, context {info.n_ctx:,} tokens")
+        problem = (model.template_problem or "") if model is not None and model.needs_template else ""
+        self.templateStatus.emit(info.model_path, problem)
         if self._pending_send:
             self._pending_send = False
             self._generate()
 
     def _on_load_failed(self, message: str) -> None:
-        """The worker follows this with ``loaded`` when the previous model is (still) there."""
+        """The worker follows this with ``loaded`` when the previous model is (still) there.
+        A message waiting for a model stays waiting: the model that loads next answers it."""
         self.errorMessage.emit(message)
+        if self._wanted_model is not None and self._loading_path != self._wanted_model:
+            return  # an earlier load failed; the one asked for since is still to come
+        self._wanted_model = None
         self.loaded_info = None
         self.current_model = None
-        self._pending_send = False
-        self._set_state(EngineState.NO_MODEL, "Could not load the model — choose another one.")
+        waiting = " Your message will be answered by the next model that loads." if self._pending_send else ""
+        self._set_state(EngineState.NO_MODEL, "Could not load the model — choose another one." + waiting)
 
     def _on_tokens(self, text: str) -> None:
         if self._reply is not None:
@@ -965,14 +1018,38 @@ class ChatSession(QObject):
     def _on_finished(self, reason: str, stats: dict) -> None:
         stopped = reason == "cancelled" or self._stop_requested
         stats = dict(stats, finish_reason=reason)
+        empty = not stopped and self._reply is not None and not self._reply.text.strip()
+        if empty:
+            stats["empty_reason"] = self._why_empty(reason, stats)
         self._finish_reply(MessageState.STOPPED if stopped else MessageState.COMPLETE, stats)
         if self.state is EngineState.CLOSED:
             return
-        rate = stats.get("tokens_per_s")
-        done = "Stopped" if stopped else "Done"
-        extra = f" — {stats.get('tokens', 0)} tokens" + (f", {rate:.1f} tokens/s" if rate else "")
-        self._set_state(EngineState.READY, done + extra)
+        if empty:
+            self.infoMessage.emit(stats["empty_reason"])
+            self._set_state(EngineState.READY, "Done — empty reply")
+        else:
+            rate = stats.get("tokens_per_s")
+            done = "Stopped" if stopped else "Done"
+            extra = f" — {stats.get('tokens', 0)} tokens" + (f", {rate:.1f} tokens/s" if rate else "")
+            self._set_state(EngineState.READY, done + extra)
         self._embed_missing()
+
+    def _why_empty(self, reason: str, stats: dict) -> str:
+        """Plain words for a reply that ended before writing anything: never just silence."""
+        sequence = stats.get("stop_sequence")
+        if isinstance(sequence, str):
+            return (f"The reply is empty: your stop sequence “{escape_visible(sequence)}” came before anything "
+                    "else. Change or remove it under Stop sequences in the settings panel.")
+        if reason in ("length", "context_full"):
+            return ("The reply is empty: the model's context was full before it could write anything. "
+                    "Start a new chat, or raise the context length in the settings panel.")
+        model = self.current_model
+        if model is not None and model.needs_template:
+            return (f"The model ended its reply at once, without writing anything. {model.name} has "
+                    f"{model.template_problem} (it is a base model), so it does not know the shape of a chat: "
+                    "choose a chat template for it in the bar above the chat.")
+        return ("The model ended its reply at once, without writing anything. Try Regenerate, a higher "
+                "temperature, or another model.")
 
     def _on_failed(self, message: str) -> None:
         self._finish_reply(MessageState.FAILED, {})

@@ -91,7 +91,7 @@ def test_table_shows_the_demo_model_and_a_tiny_model(qtmodeltester, make_dialog,
     assert demo[Column.RAM].endswith("· fits")
 
     tiny = _cells(dialog, plain)
-    assert tiny[Column.TEMPLATE] == "no" and tiny[Column.QUANTIZATION] == "F32"
+    assert tiny[Column.TEMPLATE] == "none — base model" and tiny[Column.QUANTIZATION] == "F32"
     assert tiny[Column.CONTEXT] == "256" and tiny[Column.SIZE].endswith("KB")
 
     # the chat's model is bold; the RAM cell explains itself against this machine

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
+from app.core.chat_templates import known_template, template_problem
 from app.core.demo import DEMO_NAME, find_demo_model
 from app.core.gguf import (
     _OVERHEAD_BASE_BYTES,
@@ -94,6 +95,9 @@ class ModelDefaults:
     n_gpu_layers: int | None = None  # -1: every layer on the GPU
     n_threads: int | None = None
     system_prompt: str | None = None
+    # A known chat template (core.chat_templates key) used instead of the GGUF's own: for a
+    # base model without one, or one whose template is broken.
+    chat_template: str | None = None
 
     MIN_CTX = 16
     MAX_CTX = 1 << 24
@@ -130,6 +134,8 @@ class ModelDefaults:
             values[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
         prompt = data.get("system_prompt")
         values["system_prompt"] = prompt if isinstance(prompt, str) and prompt else None
+        template = data.get("chat_template")
+        values["chat_template"] = template if known_template(template) is not None else None
         return cls(**values)
 
 
@@ -143,6 +149,9 @@ class ModelInfo:
     quantization: str | None = None
     context_length: int | None = None
     has_chat_template: bool = False
+    # Why the GGUF's chat template cannot be used ("no chat template", "…does not compile"),
+    # None when it can: such a model is a base model to chat with until a template is chosen.
+    template_problem: str | None = None
     linked: bool = True  # True: the user's file stays where it is; delete only forgets it
     added: float = field(default_factory=time.time)
     parameter_count: int | None = None  # summed over the tensors of every part
@@ -170,10 +179,20 @@ class ModelInfo:
             return "missing"
         return "linked" if self.linked else "copied"
 
+    @property
+    def needs_template(self) -> bool:
+        """A base model (or a broken template) with no known template chosen for it: chat
+        messages would reach it in a guessed shape, and it would likely answer with nothing."""
+        return bool(self.template_problem) and known_template(self.defaults.chat_template) is None
+
     def label(self) -> str:
-        """What the model picker shows: name, quantization and size."""
+        """What the model picker shows: name, quantization and size, and when the model has no
+        usable chat template, that it is a base model."""
         extra = ", ".join(x for x in (self.quantization, human_size(self.size)) if x)
-        return f"{self.name} ({extra})" if extra else self.name
+        text = f"{self.name} ({extra})" if extra else self.name
+        if self.needs_template:
+            text += f" — base model, {self.template_problem}"
+        return text
 
     @classmethod
     def from_metadata(cls, meta: GGUFMetadata, name: str | None = None, linked: bool = True) -> "ModelInfo":
@@ -189,6 +208,7 @@ class ModelInfo:
             quantization=meta.quantization,
             context_length=meta.context_length,
             has_chat_template=meta.chat_template is not None,
+            template_problem=template_problem(meta.chat_template),
             linked=linked,
             parameter_count=count,
             kv_bytes_per_token=per_token or None,
@@ -215,6 +235,11 @@ class ModelInfo:
             info.added = 0.0  # models() sorts by it
         if not isinstance(info.linked, bool):
             info.linked = True  # when in doubt, never delete the file
+        if not isinstance(info.has_chat_template, bool):
+            info.has_chat_template = True  # unknown: the engine says so when the model loads
+        if not isinstance(info.template_problem, str) or not info.template_problem:
+            # records from before the field existed: no template is the one problem they knew
+            info.template_problem = None if info.has_chat_template else "no chat template"
         info.defaults = ModelDefaults.from_dict(raw.get("defaults"))
         return info
 
@@ -741,7 +766,7 @@ class ModelLibrary:
             if old is None:
                 continue
             for name in ("size", "architecture", "parameters", "quantization", "context_length",
-                         "has_chat_template", "parameter_count", "kv_bytes_per_token"):
+                         "has_chat_template", "template_problem", "parameter_count", "kv_bytes_per_token"):
                 setattr(old, name, getattr(fresh, name))
             self._stale.discard(old.path)
             result.updated.append(old)

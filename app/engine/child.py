@@ -13,9 +13,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from app.core.chat_templates import known_template
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
 from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs
+from app.engine.stops import StopMatcher
 
 
 def main(conn: Connection, cancel: Event) -> None:
@@ -50,7 +52,8 @@ class _Server:
         self.cancel = cancel
         self.llm: Any = None
         self.model_path: str | None = None
-        self.formatter: Any = None  # the GGUF's chat template, to count prompt tokens
+        self.formatter: Any = None  # the chat template in use, to count prompt tokens
+        self.template_stops: tuple[str, ...] = ()  # turn markers of a chosen known template
         self.embedder: Any = None  # a second Llama in embedding mode (document retrieval)
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
@@ -92,6 +95,7 @@ class _Server:
             self.llm = None
             self.model_path = None
             self.formatter = None
+            self.template_stops = ()
 
     def handle(self, request: object) -> None:
         if isinstance(request, p.Load):
@@ -131,14 +135,24 @@ class _Server:
             return
         self.llm = llm
         self.model_path = request.model_path
-        from_gguf = "tokenizer.chat_template" in llm.metadata
-        self.formatter = _formatter(llm) if from_gguf else None
+        chosen = known_template(request.chat_template)
+        from_gguf = chosen is None and "tokenizer.chat_template" in llm.metadata
+        if chosen is not None:
+            # The person picked a template for this model (a base model has none): render it
+            # with the same Jinja formatter llama-cpp-python uses for GGUF templates.
+            self.formatter = _formatter(llm, chosen.template)
+            if self.formatter is not None:
+                llm.chat_handler = self.formatter.to_chat_handler()
+                self.template_stops = chosen.stop
+        else:
+            self.formatter = _formatter(llm, llm.metadata["tokenizer.chat_template"]) if from_gguf else None
+        chat_format = chosen.key if chosen is not None and self.formatter is not None else llm.chat_format
         self.conn.send(
             p.Loaded(
                 model_path=request.model_path,
                 n_ctx=llm.n_ctx(),
                 n_ctx_train=llm.n_ctx_train() if hasattr(llm, "n_ctx_train") else llm.n_ctx(),
-                chat_format=llm.chat_format or ("gguf template" if from_gguf else "unknown"),
+                chat_format=chat_format or ("gguf template" if from_gguf else "unknown"),
                 template_from_gguf=from_gguf,
                 load_seconds=time.perf_counter() - started,
             )
@@ -154,6 +168,10 @@ class _Server:
             self.conn.send(p.Error("chat", " ".join(pr.message for pr in problems)))
             return
         kwargs = completion_kwargs(settings)
+        # The user's stop sequences are matched here (to know which one ended a reply); the
+        # chosen template's turn markers go to llama-cpp-python with its own.
+        stops = StopMatcher(kwargs.pop("stop") or [])
+        kwargs["stop"] = list(self.template_stops) or None
         apply_sampler_attributes(self.llm, settings)
         messages, prompt_tokens, dropped = self.fit_messages(request.messages, settings.max_tokens)
         n_ctx = self.llm.n_ctx()
@@ -161,7 +179,7 @@ class _Server:
             self.conn.send(p.Error("chat", f"This message is longer than the model's context ({prompt_tokens:,} of "
                                    f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings."))
             return
-        self.conn.send(p.PromptInfo(prompt_tokens, n_ctx, dropped))
+        self.conn.send(p.PromptInfo(prompt_tokens, n_ctx, dropped, self.model_path or ""))
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
@@ -177,11 +195,14 @@ class _Server:
                 if text:
                     if first is None:
                         first = time.perf_counter()
-                    pieces.append(text)
-                    self.conn.send(p.Delta(text))
+                    self._send_text(stops.feed(text), pieces)
+                    if stops.matched is not None:
+                        reason = "stop"
+                        break
                 if choice.get("finish_reason"):
                     reason = choice["finish_reason"]
             stream.close()
+            self._send_text(stops.flush(), pieces)
         except (BrokenPipeError, EOFError):
             raise
         except Exception as exc:
@@ -203,7 +224,14 @@ class _Server:
             "prompt_tokens": prompt_tokens,
             "dropped_turns": dropped,
         }
+        if stops.matched is not None:
+            stats["stop_sequence"] = stops.matched
         self.conn.send(p.Done(reason, stats))
+
+    def _send_text(self, text: str, pieces: list[str]) -> None:
+        if text:
+            pieces.append(text)
+            self.conn.send(p.Delta(text))
 
     def load_embedder(self, request: p.LoadEmbedder) -> None:
         from llama_cpp import Llama  # noqa: PLC0415
@@ -259,8 +287,9 @@ class _Server:
         self.conn.send(p.TokenCount(len(tokens)))
 
 
-def _formatter(llm: Any) -> Any:
-    """A renderer of the GGUF's own chat template, for counting (generation uses llama-cpp-python's)."""
+def _formatter(llm: Any, template: str) -> Any:
+    """A renderer of a chat template: the GGUF's own (for counting; generation uses
+    llama-cpp-python's copy), or a chosen known one (for counting and generation)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
     def text(token: int) -> str:
@@ -271,7 +300,7 @@ def _formatter(llm: Any) -> Any:
 
     try:
         return Jinja2ChatFormatter(
-            template=llm.metadata["tokenizer.chat_template"], eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
+            template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
         )
     except Exception:  # a template Jinja cannot compile: count without it
         return None

@@ -21,6 +21,8 @@ class Load:
     n_threads: int | None = None
     n_gpu_layers: int = 0
     n_batch: int = 512
+    # A known chat template (core.chat_templates key) to use instead of the GGUF's own.
+    chat_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class PromptInfo:
     prompt_tokens: int
     n_ctx: int
     dropped_turns: int  # oldest turns left out so the prompt fits (the system prompt is kept)
+    model_path: str = ""  # the model that is answering: the reply is recorded as its
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Delta:
 @dataclass(frozen=True)
 class Done:
     reason: str  # "stop", "length", "cancelled" or "context_full"
+    # stats also carry "stop_sequence" when one of the user's stop sequences ended the reply
     stats: dict[str, Any] = field(default_factory=dict)
 
 

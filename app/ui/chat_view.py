@@ -596,6 +596,9 @@ class ChatView(QTextBrowser):
             return f'<p style="margin-top: 2px; color: {_GREY}; font-size: small">{variants}</p>'
         out = ""
         note = _STATE_NOTES.get(message.state)
+        empty = (message.stats or {}).get("empty_reason") if isinstance(message.stats, dict) else None
+        if isinstance(empty, str) and not message.text.strip():
+            note = empty  # a reply that ended with nothing says why, where the reply would be
         if note:
             out += f'<p style="margin-top: 4px; color: #b06000"><i>{html.escape(note)}</i></p>'
         parts = ([variants] if variants else []) + [html.escape(p) for p in _stats_parts(message)]

@@ -42,6 +42,7 @@ from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
 from app.ui.plain import make_plain, plain_tip
 from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
+from app.ui.template_bar import TemplateBar
 from app.ui.theme import apply_chat_font, apply_theme
 
 
@@ -123,7 +124,8 @@ class MainWindow(QMainWindow):
         self.notice_bar = NoticeBar("noticeBar")
         self.undo_bar = NoticeBar("undoBar", "Undo")
         self.info_bar = NoticeBar("infoBar")
-        for bar in (self.crash_bar, self.notice_bar, self.undo_bar, self.info_bar):
+        self.template_bar = TemplateBar()
+        for bar in (self.crash_bar, self.notice_bar, self.undo_bar, self.info_bar, self.template_bar):
             layout.addWidget(bar)
 
         self.chat_view = ChatView()
@@ -237,6 +239,8 @@ class MainWindow(QMainWindow):
         session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
         session.infoMessage.connect(self.info_bar.show_message)
         session.contextChanged.connect(self._show_context)
+        session.templateStatus.connect(self._show_template_status)
+        self.template_bar.templateChosen.connect(session.set_chat_template)
         self.input.textChanged.connect(self._count_timer.start)
         self.undo_bar.action.clicked.connect(self._undo_delete)
         # from a search result, the branch holding the best match is the one shown
@@ -369,10 +373,9 @@ class MainWindow(QMainWindow):
             self.show_models().import_files(models)
 
     def _use_demo(self) -> None:
-        model = self.session.library.ensure_demo_model()  # registers it when the library is empty
-        if model is not None:
-            self.session.modelsChanged.emit()
-            self.session.select_model(model.path)
+        # registers the demo when the library is empty, and picks it: its header is read on a
+        # worker thread, so the window stays responsive
+        self.session.refresh_models(first_start=True)
 
     def show_downloads(self):
         if self._downloads is None:
@@ -660,6 +663,10 @@ class MainWindow(QMainWindow):
         self._show_current_model(current)
         # No models at all: the welcome screen instead of an empty chat.
         self.chat_stack.setCurrentWidget(self.first_run if not self.session.library.models() else self.chat_view)
+
+    def _show_template_status(self, path: str, problem: str) -> None:
+        model = self.session.library.get(path)
+        self.template_bar.show_for(path, model.name if model else Path(path).name, problem)
 
     def _show_current_model(self, path: str | None) -> None:
         index = self.model_picker.findData(path) if path else -1

@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 
+from app.core.chat_templates import known_template
 from app.core.library import (
     DamagedFile,
     Fit,
@@ -63,7 +64,7 @@ HEADERS = {
 
 HEADER_TIPS = {
     Column.CONTEXT: "How many tokens of context the model was trained for",
-    Column.TEMPLATE: "Whether the file carries its own chat template",
+    Column.TEMPLATE: "The chat template: the file's own, one you chose, or none (a base model)",
     Column.RAM: "Estimated memory to run the model on the CPU at its context length, against this computer",
     Column.STATUS: "linked: your file, used where it is · copied: stored in Hearth's models folder · "
                    "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
@@ -281,7 +282,12 @@ class ModelTableModel(QAbstractTableModel):
         if column == Column.CONTEXT:
             return f"{info.context_length:,}" if info.context_length else "—"
         if column == Column.TEMPLATE:
-            return "yes" if info.has_chat_template else "no"
+            chosen = known_template(info.defaults.chat_template)
+            if chosen is not None:
+                return f"{chosen.key} (chosen)"
+            if info.template_problem:
+                return "none — base model" if not info.has_chat_template else "broken"
+            return "yes"
         if column == Column.RAM:
             return f"{human_size(row.ram)} · {row.fit.value}"
         return row.status

@@ -36,6 +36,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -56,6 +57,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import sysinfo
+from app.core.chat_templates import KNOWN_TEMPLATES
 from app.core.gguf import ArraySummary, GGUFError, GGUFMetadata, split_parts
 from app.core.library import (
     CopyCancelled,
@@ -430,6 +432,14 @@ class ModelsDialog(QDialog):
         self.prompt_edit.setPlaceholderText("No default system prompt")
         self.prompt_edit.setAcceptDrops(False)  # a dropped model file imports; it is not text
         self.prompt_edit.setFixedHeight(70)
+        self.template_combo = _named(QComboBox(), "defaultChatTemplate")
+        self.template_combo.setAccessibleName("Chat template")
+        self.template_combo.addItem("The model's own", None)
+        for template in KNOWN_TEMPLATES:
+            self.template_combo.addItem(template.label, template.key)
+        self.template_combo.setToolTip(
+            "The shape of a chat the model was trained on. Keep the model's own unless it has none "
+            "(a base model) or it is broken.")
         for spin in (self.ctx_spin, self.gpu_spin, self.threads_spin):
             spin.setMinimumWidth(160)
             spin.setMaximumWidth(220)
@@ -437,6 +447,7 @@ class ModelsDialog(QDialog):
         form.addRow("GPU layers:", self.gpu_spin)
         form.addRow("Threads:", self.threads_spin)
         form.addRow("System prompt:", self.prompt_edit)
+        form.addRow("Chat template:", self.template_combo)
         buttons = QHBoxLayout()
         self.save_defaults_button = _named(QPushButton("Save defaults"), "saveDefaultsButton")
         self.clear_defaults_button = _named(QPushButton("Clear"), "clearDefaultsButton")
@@ -590,6 +601,7 @@ class ModelsDialog(QDialog):
             n_gpu_layers=None if self.gpu_spin.value() < 0 else self.gpu_spin.value(),
             n_threads=self.threads_spin.value() or None,
             system_prompt=self.prompt_edit.toPlainText().strip() or None,
+            chat_template=self.template_combo.currentData(),
         )
         try:
             self.library.set_defaults(info.path, defaults)
@@ -798,6 +810,7 @@ class ModelsDialog(QDialog):
         self.gpu_spin.setValue(-1 if defaults.n_gpu_layers is None else max(defaults.n_gpu_layers, 0))
         self.threads_spin.setValue(defaults.n_threads or 0)
         self.prompt_edit.setPlainText(defaults.system_prompt or "")
+        self.template_combo.setCurrentIndex(max(self.template_combo.findData(defaults.chat_template), 0))
         if info is not None and info.context_length:
             self.ctx_spin.setToolTip(f"At most {info.context_length:,}, what the model was trained for")
 
@@ -806,6 +819,7 @@ class ModelsDialog(QDialog):
         self.gpu_spin.setValue(-1)
         self.threads_spin.setValue(0)
         self.prompt_edit.clear()
+        self.template_combo.setCurrentIndex(0)
 
     def _update_buttons(self) -> None:
         info = self._selected_info()
