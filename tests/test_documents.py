@@ -117,7 +117,7 @@ def make_docx(blocks: list[tuple[str, str]], title: str | None = None, localized
             body.append(f"<w:tbl>{rows}</w:tbl>")
         else:
             first, _, rest = text.partition("\t")
-            run = f"<w:r><w:t xml:space=\"preserve\">{escape(first)}</w:t></w:r>"
+            run = f'<w:r><w:t xml:space="preserve">{escape(first)}</w:t></w:r>'
             if rest:
                 run += f"<w:r><w:tab/><w:t>{escape(rest)}</w:t></w:r>"
             # a deleted tracked change: must not show up as text
@@ -349,7 +349,9 @@ def test_docx_written_by_python_docx_with_tracked_insertions_and_links(docs: Pat
     document.add_heading("Oil change", level=1)
     para = document.add_paragraph("Use 5W-30 oil")
     para._p.append(parse_xml(f"<w:ins {ns} w:id='1' w:author='a'><w:r><w:t> every 10,000 km</w:t></w:r></w:ins>"))
-    para._p.append(parse_xml(f"<w:del {ns} w:id='2' w:author='a'><w:r><w:delText>DELETEDWORDS</w:delText></w:r></w:del>"))
+    para._p.append(
+        parse_xml(f"<w:del {ns} w:id='2' w:author='a'><w:r><w:delText>DELETEDWORDS</w:delText></w:r></w:del>")
+    )
     para._p.append(parse_xml(f"<w:fldSimple {ns} w:instr='PAGE'><w:r><w:t>.</w:t></w:r></w:fldSimple>"))
     table = document.add_table(rows=2, cols=2)
     for r, row in enumerate([("Part", "Torque"), ("Drain plug", "25 Nm")]):

@@ -177,9 +177,7 @@ def extract(
         if not suffix:
             raise UnreadableDocument(path, "is not a supported file type (it has no extension)")
         hint = _UNSUPPORTED_HINTS.get(suffix)
-        raise UnreadableDocument(
-            path, f"is not a supported file type ({suffix})" + (f": {hint}" if hint else "")
-        )
+        raise UnreadableDocument(path, f"is not a supported file type ({suffix})" + (f": {hint}" if hint else ""))
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -354,7 +352,9 @@ def _markdown_sections(text: str) -> list[Section]:
 
 # -- HTML -----------------------------------------------------------------------------------
 
-_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "canvas", "select"})
+_SKIP_TAGS = frozenset(
+    {"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "canvas", "select"}
+)
 _BLOCK_TAGS = frozenset(
     {
         "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table", "section", "article",

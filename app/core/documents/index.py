@@ -326,9 +326,11 @@ _FTS_HASHSIZE = 8 * 1024 * 1024
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    found = run_migrations(conn, _MIGRATIONS, DocumentIndexError(
-        "The document index was written by a newer version of Hearth; update Hearth to open it."
-    ))
+    found = run_migrations(
+        conn,
+        _MIGRATIONS,
+        DocumentIndexError("The document index was written by a newer version of Hearth; update Hearth to open it."),
+    )
     if found == 0:  # a new index: let FTS5 buffer more terms while indexing
         try:
             conn.execute(f"INSERT INTO passages_fts (passages_fts, rank) VALUES ('hashsize', {_FTS_HASHSIZE})")
@@ -842,9 +844,7 @@ class DocumentIndex:
                 if progress is not None:
                     progress(done, total, path.name)
                 try:
-                    outcome, write, size = self._prepare(
-                        collection_id, path, known.get(path), cancel, retry_unreadable
-                    )
+                    outcome, write, size = self._prepare(collection_id, path, known.get(path), cancel, retry_unreadable)
                 except ExtractionCancelled:
                     report.cancelled = True
                     break
@@ -883,7 +883,11 @@ class DocumentIndex:
             st = None
         # nothing to store for these: a missing path is not a document of the collection
         if st is None:
-            return Skipped(path, str(UnreadableDocument(path, "does not exist (it may have been moved or deleted)"))), None, 0
+            return (
+                Skipped(path, str(UnreadableDocument(path, "does not exist (it may have been moved or deleted)"))),
+                None,
+                0,
+            )
         if not path.is_file():
             return Skipped(path, str(UnreadableDocument(path, "is not a file"))), None, 0
         if existing is not None and existing.mtime == st.st_mtime and existing.size == st.st_size:
@@ -900,7 +904,9 @@ class DocumentIndex:
                 doc_id = existing.id
 
                 def touch(c: sqlite3.Connection) -> list[tuple[int, str, str | None]]:
-                    c.execute("UPDATE documents SET mtime = ?, size = ? WHERE id = ?", (st.st_mtime, st.st_size, doc_id))
+                    c.execute(
+                        "UPDATE documents SET mtime = ?, size = ? WHERE id = ?", (st.st_mtime, st.st_size, doc_id)
+                    )
                     return []
 
                 return "unchanged", touch, 0
@@ -914,9 +920,11 @@ class DocumentIndex:
         except Exception as exc:  # whatever one file does, the job lists it and goes on
             log.warning("could not index %s", path, exc_info=True)
             reason = f"could not be read ({type(exc).__name__}: {str(exc)[:120]})"
-            return Skipped(path, str(UnreadableDocument(path, reason))), self._unreadable_write(
-                collection_id, path, st, reason
-            ), 0
+            return (
+                Skipped(path, str(UnreadableDocument(path, reason))),
+                self._unreadable_write(collection_id, path, st, reason),
+                0,
+            )
         rows = [(p.ordinal, p.text, p.page, p.heading, p.start_char) for p in passages]
         values = (
             collection_id,
@@ -1162,9 +1170,7 @@ class DocumentIndex:
                 lambda c: c.execute("INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)")
             )
         except DocumentIndexError as exc:
-            raise DocumentIndexError(
-                "The document search index does not match the documents; rebuild it."
-            ) from exc
+            raise DocumentIndexError("The document search index does not match the documents; rebuild it.") from exc
 
     def rebuild_search_index(self) -> None:
         """Rebuild the FTS5 index from the stored passages (after :meth:`verify` fails)."""
