@@ -196,3 +196,25 @@ def test_a_download_and_an_added_file_are_read_off_the_gui_thread(qtbot, monkeyp
         assert window.info_bar.isVisible()  # "… is downloaded and ready in the model picker."
     finally:
         window.close()
+
+
+@pytest.mark.model
+def test_use_the_demo_model_reads_it_off_the_gui_thread(qtbot, monkeypatch, demo_model: Path) -> None:
+    from app.session import EngineState
+
+    real_find = library_module.find_demo_model
+    monkeypatch.setattr("app.core.library.find_demo_model", lambda: None)
+    window, session = _open_window(qtbot)
+    try:
+        qtbot.waitUntil(lambda: session.state is EngineState.NO_MODEL, timeout=60_000)
+        monkeypatch.setattr("app.core.library.find_demo_model", real_find)
+        reads = _HeldReads(monkeypatch)
+        window.first_run.useDemo.emit()
+        assert not reads.done.is_set(), "the demo's header was read on the GUI thread"
+        _event_loop_runs(qtbot)
+        reads.release()
+        qtbot.waitUntil(lambda: window.model_picker.count() == 1, timeout=20_000)
+        qtbot.waitUntil(lambda: session.current_model is not None, timeout=20_000)
+        assert session.current_model.path == str(demo_model)
+    finally:
+        window.close()
