@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
+from tiny_model import write_random_bytes
 
 from app import paths
 from app.core import library as library_module
 from app.core.library import ModelLibrary
 from app.ui.model_table import Column, ModelTableModel
-from tiny_model import write_random_bytes
 
 
 def _write_damaged(folder: Path) -> dict[str, str]:

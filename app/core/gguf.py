@@ -37,7 +37,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "ArraySummary",
@@ -293,7 +293,7 @@ class GGUFMetadata:
         if isinstance(value, list) and value and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value
         ):
-            return max(value)
+            return max(v for v in value if isinstance(v, int))
         return None
 
     def _arch_int(self, suffix: str) -> int | None:
@@ -515,17 +515,17 @@ class _Cursor:
         self._buf = self._buf[self._pos :] + data
         self._pos = 0
 
-    def unpack(self, s: struct.Struct) -> tuple:
+    def unpack(self, s: struct.Struct) -> tuple[Any, ...]:
         self._ensure(s.size)
         values = s.unpack_from(self._buf, self._pos)
         self._pos += s.size
         return values
 
     def u32(self) -> int:
-        return self.unpack(_U32)[0]
+        return int(self.unpack(_U32)[0])
 
     def u64(self) -> int:
-        return self.unpack(_U64)[0]
+        return int(self.unpack(_U64)[0])
 
     def read(self, n: int) -> bytes:
         self._ensure(n)
@@ -682,9 +682,9 @@ def _tensor_nbytes(info: TensorInfo) -> int | None:
 
 
 def _check_counts(cur: _Cursor, tensor_count: int, kv_count: int) -> None:
-    for count, limit, min_bytes, what in (
-        (kv_count, MAX_KV_COUNT, _MIN_KV_BYTES, "metadata entries"),
-        (tensor_count, MAX_TENSOR_COUNT, _MIN_TENSOR_INFO_BYTES, "tensors"),
+    for count, limit, what in (
+        (kv_count, MAX_KV_COUNT, "metadata entries"),
+        (tensor_count, MAX_TENSOR_COUNT, "tensors"),
     ):
         if count > limit:
             raise cur.error(f"the header claims {count:,} {what}, which no real model has — the file is corrupt")

@@ -124,7 +124,7 @@ class ModelDefaults:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ModelDefaults":
+    def from_dict(cls, data: Any) -> ModelDefaults:
         """Build from stored data; a wrongly typed value counts as unset, not as an error."""
         if not isinstance(data, dict):
             return cls()
@@ -195,7 +195,7 @@ class ModelInfo:
         return text
 
     @classmethod
-    def from_metadata(cls, meta: GGUFMetadata, name: str | None = None, linked: bool = True) -> "ModelInfo":
+    def from_metadata(cls, meta: GGUFMetadata, name: str | None = None, linked: bool = True) -> ModelInfo:
         count = meta.parameter_count
         params = meta.size_label or (format_params(count) if count else None)
         per_token = meta.kv_cache_bytes(1)
@@ -218,7 +218,7 @@ class ModelInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "ModelInfo | None":
+    def from_dict(cls, raw: Any) -> ModelInfo | None:
         """A stored record, or ``None`` when it is too damaged to use (others still load)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
             return None
