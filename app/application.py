@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from app import APP_NAME, __version__, paths
 
@@ -45,17 +46,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     from app.core.library import ModelLibrary
     from app.core.preferences import PreferencesStore
     from app.core.presets import PresetStore
-    from app.ui.theme import apply_theme
     from app.core.store import StoreError, open_or_move_aside
     from app.resources import icon_path
     from app.session import ChatSession
     from app.ui.main_window import MainWindow
+    from app.ui.theme import apply_theme
 
     prefs_store = PreferencesStore()
     prefs = prefs_store.load()
     paths.set_models_dir(prefs.usable_models_dir())
 
-    qt_app = QApplication.instance() or QApplication([sys.argv[0]])
+    # instance() is typed QCoreApplication; in this process it is always a QApplication
+    qt_app = cast(QApplication, QApplication.instance() or QApplication([sys.argv[0]]))
     apply_theme(qt_app, prefs.theme)  # before the window: the chat view picks its code colours
     qt_app.setApplicationName(APP_NAME)
     qt_app.setApplicationVersion(__version__)
@@ -148,7 +150,7 @@ def _check_document_readers() -> str | None:
         document.add_paragraph("The document readers work.")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "check.docx"
-            document.save(path)
+            document.save(str(path))
             sections = extract(path).sections
         if [(s.heading, s.text) for s in sections] != [("Readers", "The document readers work.")]:
             return f"the .docx reader read {sections!r}"

@@ -132,6 +132,7 @@ def default_exec_command() -> str:
 
 def desktop_entry_text(exec_cmd: str) -> str:
     """The .desktop file for ``exec_cmd`` (already quoted; ``%F`` is appended here)."""
+    try_exec = _try_exec(exec_cmd)
     lines = [
         "[Desktop Entry]",
         "Type=Application",
@@ -141,7 +142,7 @@ def desktop_entry_text(exec_cmd: str) -> str:
         "Comment=Chat with language models that run entirely on your own computer",
         f"Icon={ICON_NAME}",
         f"Exec={_value_escape(exec_cmd)} %F",
-        f"TryExec={_value_escape(_try_exec(exec_cmd))}" if _try_exec(exec_cmd) else "",
+        f"TryExec={_value_escape(try_exec)}" if try_exec else "",
         "Terminal=false",
         f"Categories={CATEGORIES}",
         f"MimeType={MIME_TYPE};",

@@ -11,23 +11,35 @@ import enum
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core.config import AppConfig
-from app.core.gguf import GGUFError
 from app.core.conversation import Conversation, Message, MessageState, Role
-from app.core.library import LibraryError, ModelDefaults, ModelInfo, ModelLibrary
-from app.core.library import ScanResult, read_demo_model, read_model, scan_models_dir
-from app.core.export import ExportError, fresh_ids, save_export
-from app.import_worker import ImportResult, ImportWorker
-from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.documents.index import DocumentIndex, DocumentIndexError
 from app.core.documents.retrieval import build_context, cited_numbers, retrieve, with_context
-from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
+from app.core.export import ExportError, fresh_ids, save_export
+from app.core.gguf import GGUFError
+from app.core.library import (
+    LibraryError,
+    ModelDefaults,
+    ModelInfo,
+    ModelLibrary,
+    ScanResult,
+    read_demo_model,
+    read_model,
+    scan_models_dir,
+)
+from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
+from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.engine import protocol as p
 from app.engine.worker import EngineWorker
+from app.import_worker import ImportResult, ImportWorker
+
+if TYPE_CHECKING:
+    import numpy as np  # for annotations; at run time numpy is imported where it is used
 
 
 class EngineState(str, enum.Enum):
@@ -115,7 +127,8 @@ class ChatSession(QObject):
         self.embedding_model: str | None = None  # a GGUF used in embedding mode: hybrid retrieval
         self._embedder_ready = False
         self._embedding = False  # a batch of passages is with the engine
-        self._query_vector = None  # the embedded question, while a reply is being prepared
+        # the embedded question, while a reply is being prepared (False: keyword search only this time)
+        self._query_vector: np.ndarray | Literal[False] | None = None
         self._pending_send = False
         self._wanted_model: str | None = None  # the load asked for last, until it ends
         self._loading_path: str | None = None  # the load the engine is working on

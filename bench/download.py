@@ -98,7 +98,7 @@ class PeakRss:
         while not self._stop.wait(0.01):
             self.peak = max(self.peak, rss_bytes())
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -145,7 +145,7 @@ class GilProbe:
             time.sleep(0.001)
             self.late.append(time.perf_counter() - began - 0.001)
 
-    def __enter__(self) -> "GilProbe":
+    def __enter__(self) -> GilProbe:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

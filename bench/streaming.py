@@ -26,9 +26,10 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 
 
 def direct(model: Path, tokens: int, threads: int, n_ctx: int) -> float:
+    from llama_cpp import Llama
+
     from app.core.settings import SamplingSettings
     from app.engine.params import completion_kwargs
-    from llama_cpp import Llama
 
     llm = Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
     kwargs = completion_kwargs(SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens))
@@ -54,15 +55,15 @@ def through_hearth(model: Path, tokens: int, threads: int, n_ctx: int, probe: bo
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app import paths
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
+    from app.core.presets import PresetStore
     from app.core.settings import LoadSettings, SamplingSettings
     from app.session import ChatSession, EngineState
     from app.ui.main_window import MainWindow
-    from app import paths
-    from app.core.presets import PresetStore
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # kept alive for the run
     from app.core.store import ConversationStore
 
     store = ConversationStore(paths.data_dir() / f"bench-{time.time()}.sqlite3")

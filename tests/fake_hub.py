@@ -36,9 +36,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 
@@ -103,7 +104,7 @@ class FakeRepo:
     private: bool = False
     tags: list[str] = field(default_factory=lambda: ["gguf"])
     allowed_tokens: set[str] = field(default_factory=set)  # tokens granted access when gated/private
-    sha: str = field(default_factory=lambda: "%040x" % random.getrandbits(160))
+    sha: str = field(default_factory=lambda: f"{random.getrandbits(160):040x}")
 
     @property
     def author(self) -> str:
@@ -160,7 +161,7 @@ class FakeHub:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -182,7 +183,7 @@ class FakeHub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from PySide6.QtCore import Qt
+from tiny_model import CHATML_TEMPLATE, write_tiny_llama
 
 from app.core.chat_templates import KNOWN_TEMPLATES, known_template, template_problem
 from app.core.library import ModelInfo, ModelLibrary
 from app.engine.stops import StopMatcher
-from tiny_model import CHATML_TEMPLATE, write_tiny_llama
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

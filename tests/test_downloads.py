@@ -12,8 +12,8 @@ import json
 import threading
 import time
 from collections import namedtuple
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from fake_hub import FakeFile, FakeHub, make_content, sha256_hex
@@ -199,7 +199,10 @@ def test_server_errors_and_rate_limits_are_retried_honouring_retry_after(setup, 
     hub.fail(429, times=1, retry_after=1)
     queue = setup.make()
     item = add(queue, hub)
-    retrying = lambda: any(e.item.error and "Retrying" in e.item.error for e in setup.events.of(EventKind.STATE))
+
+    def retrying() -> bool:
+        return any(e.item.error and "Retrying" in e.item.error for e in setup.events.of(EventKind.STATE))
+
     wait_for(retrying, what="a retrying message")
     done = wait_state(queue, item.id, DownloadState.COMPLETE)
     assert Path(done.dest).read_bytes() == CONTENT and done.error is None
@@ -506,7 +509,7 @@ def test_crash_resumes_from_the_last_checkpoint(setup, hub: FakeHub) -> None:
     (restored,) = queue.items()
     assert restored.state == DownloadState.PAUSED and restored.done == checkpoint
     queue.resume("crashed1")
-    done = wait_state(queue, "crashed1", DownloadState.COMPLETE)
+    wait_state(queue, "crashed1", DownloadState.COMPLETE)
     assert dest.read_bytes() == CONTENT
     assert ranges(hub) == [f"bytes={checkpoint}-"]
 

@@ -10,13 +10,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import hashlib
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import keyring
 import pytest
-from memory_keyring import MemoryKeyring
 from fake_hub import FakeFile, FakeHub, make_content, sha256_hex
 from keyring.backends import fail
+from memory_keyring import MemoryKeyring
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
@@ -592,11 +593,11 @@ def test_only_the_changed_row_and_cells_are_updated() -> None:
 
 
 def test_search_and_file_models_pass_qtmodeltester(qtmodeltester) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     search = RepoSearchModel()
     search.set_results([
-        RepoSummary("a/x-GGUF", "a", 10, 2, datetime(2024, 1, 2, tzinfo=timezone.utc)),
+        RepoSummary("a/x-GGUF", "a", 10, 2, datetime(2024, 1, 2, tzinfo=UTC)),
         RepoSummary("b/y-GGUF", "b", 5, 9, None, gated=True),
     ])
     qtmodeltester.check(search)

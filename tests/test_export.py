@@ -8,9 +8,10 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -118,7 +119,7 @@ def test_json_header_fields() -> None:
     assert data["version"] == 1
     exported = dt.datetime.fromisoformat(data["exported"])
     assert exported.tzinfo is not None
-    assert abs(exported.timestamp() - dt.datetime.now(dt.timezone.utc).timestamp()) < 60
+    assert abs(exported.timestamp() - dt.datetime.now(dt.UTC).timestamp()) < 60
     msg = data["conversations"][0]["messages"][2]
     assert set(msg) == {"id", "role", "text", "state", "model", "settings", "stats", "created"}
     assert msg["role"] == "assistant" and msg["state"] == "complete"
@@ -330,7 +331,7 @@ def test_unknown_keys_ignored_and_optional_fields_default() -> None:
     first = back.messages[0]
     assert (first.state, first.model, first.settings, first.stats) == (MessageState.COMPLETE, None, None, None)
     assert first.text == "ping"
-    assert back.messages[1].created == dt.datetime(2024, 5, 1, 10, tzinfo=dt.timezone.utc).timestamp()
+    assert back.messages[1].created == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC).timestamp()
 
 
 def test_empty_export_imports_nothing() -> None:

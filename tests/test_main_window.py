@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -10,10 +11,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-import re
-
-from app.core.markdown_html import render_plain
 from app.core.conversation import MessageState, Role
+from app.core.markdown_html import render_plain
 from app.session import EngineState
 from app.ui.main_window import MainWindow
 

@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QModelIndex, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QLineEdit, QMessageBox, QProgressDialog
+from tiny_model import write_random_bytes, write_tiny_llama
 
 import app.ui.models_dialog as models_dialog
 from app import paths
@@ -17,7 +18,6 @@ from app.core.library import ModelLibrary
 from app.core.sysinfo import MemoryInfo
 from app.ui.model_table import FIT_ROLE, PATH_ROLE, SORT_ROLE, Column, ModelTableModel
 from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
-from tiny_model import write_random_bytes, write_tiny_llama
 
 GB = 10**9
 BIG_MACHINE = MemoryInfo(16 * GB, 8 * GB)

@@ -8,8 +8,8 @@ from pathlib import Path
 import keyring
 import keyring.errors
 import pytest
-from memory_keyring import MemoryKeyring
 from keyring.backends import fail
+from memory_keyring import MemoryKeyring
 
 from app.core import secrets
 from app.core.secrets import NO_KEYRING_MESSAGE, SERVICE, USERNAME, TokenStorageUnavailable

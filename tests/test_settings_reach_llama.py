@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
 
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
@@ -63,13 +62,12 @@ def test_repetition_window_and_penalty_change_the_reply(engine) -> None:
 
 
 def test_few_shot_examples_arrive_as_real_turns(qtbot, demo_model: Path) -> None:
+    from app import paths
     from app.core.config import AppConfig
     from app.core.library import ModelLibrary
     from app.core.presets import BUILTIN_PRESETS
-    from app.session import ChatSession
-
-    from app import paths
     from app.core.store import ConversationStore
+    from app.session import ChatSession
 
     session = ChatSession(ModelLibrary(), AppConfig(), ConversationStore(paths.data_dir() / "c.sqlite3"))
     translate = next(pr for pr in BUILTIN_PRESETS if pr.name.startswith("Translate"))

@@ -34,7 +34,7 @@ import pathlib
 from typing import Any
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, Keys, LlamaFileType, TokenType
+from gguf import GGUFValueType, GGUFWriter, Keys, LlamaFileType, TokenType
 
 __all__ = [
     "CHATML_TEMPLATE",

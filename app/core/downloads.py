@@ -45,11 +45,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from email.utils import parsedate_to_datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
@@ -131,7 +132,7 @@ class DownloadItem:
         return data
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "DownloadItem":
+    def from_dict(cls, raw: dict[str, Any]) -> DownloadItem:
         names = {f.name for f in fields(cls)}
         data = {k: v for k, v in raw.items() if k in names}
         data["state"] = DownloadState(data.get("state", "paused"))
@@ -385,6 +386,7 @@ class _Checkpointer:
                     self._cond.wait()
                 if self._closed:
                     return
+                assert self._pending is not None  # the wait above ends on a request or on close
                 epoch, offset = self._pending
                 self._pending = None
             try:
@@ -931,6 +933,7 @@ class DownloadQueue:
             since_checkpoint += len(chunk)
             now = time.monotonic()
             if since_checkpoint >= self.checkpoint_bytes or now - last_checkpoint >= 5.0:
+                assert job.checkpointer is not None  # _transfer sets it for the whole fetch
                 job.checkpointer.request(job.epoch, job.offset)
                 since_checkpoint, last_checkpoint = 0, now
             if now - job.last_emit >= 0.1:

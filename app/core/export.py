@@ -338,7 +338,7 @@ def to_json(convs: Iterable[Conversation]) -> str:
     data = {
         "format": FORMAT,
         "version": VERSION,
-        "exported": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "exported": _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds"),
         "conversations": [_conv_to_dict(c) for c in convs],
     }
     text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)
@@ -542,7 +542,7 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
         pinned = c.boolean("pinned", False)
         settings = c.nested("settings", conversation=True)
 
-        def message(raw: Any, label: str) -> tuple[Message, _Checker]:
+        def message(raw: Any, label: str, where: str = where) -> tuple[Message, _Checker]:
             m = _Checker(raw, f"{where}, {label}", "message")
             mid = m.string("id", nonempty=True)
             if mid in msg_ids:
@@ -674,6 +674,7 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
         raw = node.get("message")
         msg = _chatgpt_message(raw)
         if msg is not None:
+            assert isinstance(raw, dict)  # _chatgpt_message returns None for anything else
             when = _chatgpt_time(raw.get("create_time"))
             if when is None:  # older exports lack some times: keep the order readable
                 when = parent.created if parent is not None else (created or time.time())
@@ -741,19 +742,25 @@ def _chatgpt_last_leaf(mapping: dict[str, Any]) -> str | None:
     return node_id
 
 
+def _dict_at(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """``raw[key]`` when it is an object, else an empty one (exports vary; a damaged one too)."""
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _chatgpt_message(raw: Any) -> Message | None:
     if not isinstance(raw, dict):
         return None
-    author = raw.get("author") if isinstance(raw.get("author"), dict) else {}
+    author = _dict_at(raw, "author")
     role_name = author.get("role")
     role = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}.get(
         role_name if isinstance(role_name, str) else "")
-    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    metadata = _dict_at(raw, "metadata")
     if role is None or metadata.get("is_visually_hidden_from_conversation"):
         return None
     if raw.get("recipient", "all") != "all":
         return None  # the assistant calling a tool (browser, python…)
-    content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+    content = _dict_at(raw, "content")
     content_type = content.get("content_type")
     if not isinstance(content_type, str) or content_type not in _CHATGPT_TEXT_TYPES:
         return None
@@ -768,7 +775,7 @@ def _chatgpt_message(raw: Any) -> Message | None:
     text = "\n\n".join(pieces)
     if not text.strip():
         return None
-    finish = metadata.get("finish_details") if isinstance(metadata.get("finish_details"), dict) else {}
+    finish = _dict_at(metadata, "finish_details")
     model = metadata.get("model_slug") if role is Role.ASSISTANT else None
     return Message(
         role=role,

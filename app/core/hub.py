@@ -163,7 +163,7 @@ def quant_label(filename: str) -> str | None:
     matches = _QUANT_RE.findall(stem)
     if not matches:
         return None
-    label = matches[-1].upper()
+    label: str = matches[-1].upper()
     return {"FP16": "F16", "FP32": "F32"}.get(label, label)
 
 
@@ -337,7 +337,8 @@ class HubClient:
             items = response.json()
             results = []
             for item in items[:limit]:
-                info = HfModelInfo(**{"siblings": None, **item})
+                # huggingface_hub leaves ModelInfo.__init__(self, **kwargs) unannotated
+                info = HfModelInfo(**{"siblings": None, **item})  # type: ignore[no-untyped-call]
                 results.append(
                     RepoSummary(
                         repo_id=info.id,

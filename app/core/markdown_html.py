@@ -27,12 +27,13 @@ Qt's rich text cannot show.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from pygments import highlight as _pygments_highlight
 from pygments.formatters import HtmlFormatter
@@ -41,6 +42,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.styles import get_all_styles, get_style_by_name
 from pygments.util import ClassNotFound
 
+gfm_autolink_plugin: Callable[[MarkdownIt], None] | None
 try:  # mdit-py-plugins >= 0.5 with markdown-it-py >= 4.1: bare URLs become links, as on GitHub
     from mdit_py_plugins.gfm_autolink import gfm_autolink_plugin
 except ImportError:  # pragma: no cover - older plugin package: bare URLs stay text
@@ -62,7 +64,8 @@ def render_markdown(text: str, *, code_style: str = "default") -> str:
     one. An unknown name falls back to "default" rather than failing a render.
     """
     env = {"code_style": code_style if code_style in CODE_STYLES else "default"}
-    return _parser().render(text, env)
+    html: str = _parser().render(text, env)
+    return html
 
 
 def render_plain(text: str) -> str:
@@ -149,13 +152,13 @@ def _parser() -> MarkdownIt:
     return md
 
 
-def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+def _render_fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     lang = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
     return _code_html(token.content, lang, env.get("code_style", "default"))
 
 
-def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+def _render_code_block(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     return _code_html(tokens[idx].content, "", env.get("code_style", "default"))
 
 
@@ -186,7 +189,7 @@ def _formatter(style: str) -> HtmlFormatter:
     return HtmlFormatter(noclasses=True, nowrap=True, style=style)
 
 
-def _render_link_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+def _render_link_open(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
     title = str(token.attrGet("title") or "")
@@ -196,7 +199,7 @@ def _render_link_open(self: Any, tokens: Sequence[Token], idx: int, options: Any
     return self.renderToken(tokens, idx, options, env)
 
 
-def _render_image(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+def _render_image(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     src = str(token.attrGet("src") or "")
     alt = self.renderInlineAsText(token.children or [], options, env)
@@ -208,7 +211,7 @@ def _render_image(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     return f'<a class="image-link" href="{src_html}" title="{src_html}" rel="{_REL}">{label}</a>'
 
 
-def _render_list_item_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+def _render_list_item_open(self: RendererHTML, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     result = self.renderToken(tokens, idx, options, env)
     if token.meta and "checked" in token.meta:

@@ -110,7 +110,7 @@ class Preferences:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Preferences":
+    def from_dict(cls, data: Any) -> Preferences:
         """Preferences from stored data: each missing or invalid value gets its default on its
         own, keys a newer or older version wrote are ignored, and anything that is not an
         object gives all defaults. Never raises."""

@@ -17,11 +17,13 @@ API: ``Preset``; ``PresetError``; ``BUILTIN_PRESETS``; ``PresetStore(path)`` wit
 
 from __future__ import annotations
 
+import builtins  # for annotations inside PresetStore, whose list() method shadows the builtin
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from app.core.jsonfile import read_json, write_json
 from app.core.records import SPIN_LIMIT, clean_text, is_int, is_number
@@ -74,7 +76,7 @@ class Preset:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Preset":
+    def from_dict(cls, data: Any) -> Preset:
         """A user preset from stored or imported data; raises PresetError naming the first problem."""
         if not isinstance(data, dict):
             raise PresetError("A preset must be an object with a name and settings.")
@@ -332,7 +334,7 @@ class PresetStore:
             ensure_ascii=False,
         )
 
-    def import_json(self, text: str) -> list[Preset]:
+    def import_json(self, text: str) -> builtins.list[Preset]:
         """Add the presets in ``text``; all or nothing.
 
         Every preset is checked before any is saved, so a file with one bad entry imports
@@ -395,7 +397,7 @@ class PresetStore:
     def _unique_name(self, wanted: str) -> str:
         return _unique(wanted, {_key(p.name) for p in self.list()})
 
-    def _write(self, users: list[Preset]) -> None:
+    def _write(self, users: builtins.list[Preset]) -> None:
         try:
             write_json(self.path, {"format": FORMAT, "version": FORMAT_VERSION,
                                    "presets": [p.to_dict() for p in users]})

@@ -134,7 +134,7 @@ class SamplingSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SamplingSettings":
+    def from_dict(cls, data: dict[str, Any]) -> SamplingSettings:
         """Build from stored data, ignoring keys a newer or older version wrote."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -189,7 +189,7 @@ class LoadSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LoadSettings":
+    def from_dict(cls, data: dict[str, Any]) -> LoadSettings:
         """Build from stored data, ignoring keys a newer or older version wrote."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 
 log = logging.getLogger(__name__)
 
 
-def connect(path: object, *, timeout: float, writer: bool = True, cache_kib: int | None = None,
+def connect(path: str | os.PathLike[str], *, timeout: float, writer: bool = True, cache_kib: int | None = None,
             what: str = "database") -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), usable from any thread.
 
@@ -58,7 +59,7 @@ def run_migrations(conn: sqlite3.Connection, migrations: list[str], newer: Excep
     """Bring the schema from ``PRAGMA user_version`` up to ``len(migrations)``; returns the
     version found. Each step runs in its own transaction with its version bump, so a crash
     mid-migration leaves the previous version intact; a newer database raises ``newer``."""
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > len(migrations):
         raise newer
     for version in range(found, len(migrations)):

@@ -812,7 +812,8 @@ class ConversationStore:
                                     bool(r[4]) if isinstance(r[4], (int, float)) else False, r[5]) for r in rows]
 
     def count_conversations(self) -> int:
-        return self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
+        count: int = self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
+        return count
 
     def load(self, conversation_id: str, problems: list[str] | None = None) -> Conversation:
         """The conversation: its shown path in ``messages``, other branches in ``branches``.

@@ -12,7 +12,9 @@ import multiprocessing as mp
 import signal
 import time
 from collections.abc import Iterator
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.synchronize import Event
+from typing import cast
 
 from app.engine import protocol as p
 
@@ -51,11 +53,11 @@ _ctx = mp.get_context("spawn")
 class EngineClient:
     """One engine child process. ``start`` again after a crash to get a fresh one."""
 
-    def __init__(self, cancel: object | None = None, start_timeout: float = 120.0) -> None:
+    def __init__(self, cancel: Event | None = None, start_timeout: float = 120.0) -> None:
         self._cancel = cancel if cancel is not None else _ctx.Event()
         self._start_timeout = start_timeout
         self._proc: mp.process.BaseProcess | None = None
-        self._conn = None
+        self._conn: Connection[object, object] | None = None
         self.ready: p.Ready | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -136,7 +138,8 @@ class EngineClient:
                 continue
             if isinstance(event, p.Error):
                 raise EngineError(event.message)
-            yield event
+            # The child answers a Chat with a PromptInfo, Deltas and a Done (an Error is raised above).
+            yield cast(p.PromptInfo | p.Delta | p.Done, event)
             if isinstance(event, p.Done):
                 return
 

@@ -196,7 +196,7 @@ class EngineWorker(QObject):
             self.embedderFailed.emit(str(exc))
 
     @Slot(object, object, str)
-    def embed(self, ids: list, texts: list[str], tag: str) -> None:
+    def embed(self, ids: list[object], texts: list[str], tag: str) -> None:
         try:
             self.embedded.emit(ids, self._client.embed(texts), tag)
         except EngineCrashed as exc:

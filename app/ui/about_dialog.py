@@ -21,6 +21,7 @@ API::
 
 from __future__ import annotations
 
+import email.message
 import html
 import importlib.metadata
 import platform
@@ -132,7 +133,9 @@ def _demo_component() -> Component | None:
         pass
     if not license_:
         try:
-            license_ = importlib.metadata.metadata(DEMO_DISTRIBUTION).get("License") or ""
+            meta = importlib.metadata.metadata(DEMO_DISTRIBUTION)
+            # the PackageMetadata protocol lacks get(); the object is an email Message
+            license_ = (meta.get("License") if isinstance(meta, email.message.Message) else None) or ""
         except importlib.metadata.PackageNotFoundError:
             pass
     return Component(DEMO_NAME, _version(DEMO_DISTRIBUTION), license_ or "unknown",

@@ -61,14 +61,16 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
-from PySide6.QtCore import QByteArray, QEvent, QPoint, QTimer, QUrl, Signal, Qt
+from PySide6.QtCore import QByteArray, QEvent, QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QColor,
     QContextMenuEvent,
     QDesktopServices,
     QGuiApplication,
+    QHelpEvent,
     QImage,
     QResizeEvent,
     QShowEvent,
@@ -366,18 +368,19 @@ class ChatView(QTextBrowser):
 
     # -- Qt overrides --------------------------------------------------------------------------
 
-    def loadResource(self, type: int, name: QUrl):  # noqa: A002 - Qt's signature
+    def loadResource(self, type: int, name: QUrl | str):  # noqa: A002 - Qt's signature
         """Nothing is ever loaded. A blank image, not None: with None Qt reads local files."""
-        self.refused_resources.append(name.toString())
+        self.refused_resources.append(name.toString() if isinstance(name, QUrl) else QUrl(name).toString())
         if type == QTextDocument.ResourceType.ImageResource:
             return self._blank_image
         return QByteArray()
 
     def viewportEvent(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ToolTip:
-            target = self.link_target_at(event.pos())
+            help_event = cast(QHelpEvent, event)  # a ToolTip event is a QHelpEvent; the stubs say QEvent
+            target = self.link_target_at(help_event.pos())
             if target:
-                QToolTip.showText(event.globalPos(), plain_tip(target), self.viewport())
+                QToolTip.showText(help_event.globalPos(), plain_tip(target), self.viewport())
                 return True
         return super().viewportEvent(event)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QListView, QMenu, QPushButton, QVBoxLayout, QWidget
 
@@ -156,9 +156,10 @@ class ConversationListModel(QAbstractListModel):
             return Qt.ItemFlag.ItemIsEnabled
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         names = super().roleNames()
-        names.update({self.IdRole: b"conversationId", self.KindRole: b"kind", self.PinnedRole: b"pinned"})
+        names.update({self.IdRole: QByteArray(b"conversationId"), self.KindRole: QByteArray(b"kind"),
+                      self.PinnedRole: QByteArray(b"pinned")})
         return names
 
     # -- helpers --------------------------------------------------------------------------

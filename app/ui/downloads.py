@@ -187,7 +187,7 @@ class DownloadBridge(QObject):
             self.eventReceived.emit(event)
 
 
-_bridges: "weakref.WeakKeyDictionary[DownloadQueue, DownloadBridge]" = weakref.WeakKeyDictionary()
+_bridges: weakref.WeakKeyDictionary[DownloadQueue, DownloadBridge] = weakref.WeakKeyDictionary()
 
 
 def bridge_for(queue: DownloadQueue) -> DownloadBridge | None:

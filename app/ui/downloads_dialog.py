@@ -195,8 +195,8 @@ class DownloadsDialog(QDialog):
         self.searchEdit.setClearButtonEnabled(True)
         self.sortCombo = QComboBox()
         self.sortCombo.setObjectName("hubSort")
-        for label, key in _SORTS:
-            self.sortCombo.addItem(label, key)
+        for sort_label, key in _SORTS:
+            self.sortCombo.addItem(sort_label, key)
         self.tokenButton = QPushButton("Access token…")
         self.tokenButton.setObjectName("tokenButton")
         self.tokenButton.setToolTip("A Hugging Face token for gated and private models")

@@ -2,41 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDockWidget,
-    QInputDialog,
-    QSpinBox,
-    QSplitter,
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QApplication,
     QProgressBar,
     QPushButton,
+    QSpinBox,
+    QSplitter,
     QStackedWidget,
     QStatusBar,
     QVBoxLayout,
     QWidget,
 )
 
-from app import APP_NAME
+from app import APP_NAME, paths
 from app.core.export import EXPORT_FORMATS
-from pathlib import Path
-
-from app import paths
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
-from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.session import ChatSession, EngineState
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
+from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.ui.first_run import FirstRunWidget
 from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
 from app.ui.plain import make_plain, plain_tip
@@ -44,6 +45,9 @@ from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
 from app.ui.template_bar import TemplateBar
 from app.ui.theme import apply_chat_font, apply_theme
+
+if TYPE_CHECKING:
+    from app.ui.downloads_dialog import DownloadsDialog
 
 
 def _named(widget, name: str):
@@ -94,10 +98,11 @@ class MainWindow(QMainWindow):
         ``preferences`` is (store, loaded preferences), or None for defaults not saved."""
         super().__init__()
         self.session = session
+        self._prefs_store: PreferencesStore | None
         self._prefs_store, self.prefs = preferences or (None, Preferences())
         self._presets = presets
         self._downloads = downloads
-        self.downloads_dialog = None
+        self.downloads_dialog: DownloadsDialog | None = None
         self.models_dialog: ModelsDialog | None = None
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
@@ -218,7 +223,8 @@ class MainWindow(QMainWindow):
         self.input.submitted.connect(self.send_current)
         self.send_button.clicked.connect(self.send_current)
         self.stop_button.clicked.connect(session.stop)
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=session.stop)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self).activated.connect(session.stop)
+        assert self.crash_bar.action is not None  # built with an action
         self.crash_bar.action.clicked.connect(self._restart_engine)
         self.add_model_button.clicked.connect(self._add_model)
         self.model_picker.activated.connect(self._model_picked)
@@ -242,6 +248,7 @@ class MainWindow(QMainWindow):
         session.templateStatus.connect(self._show_template_status)
         self.template_bar.templateChosen.connect(session.set_chat_template)
         self.input.textChanged.connect(self._count_timer.start)
+        assert self.undo_bar.action is not None  # built with an action
         self.undo_bar.action.clicked.connect(self._undo_delete)
         # from a search result, the branch holding the best match is the one shown
         self.sidebar.activated.connect(
@@ -286,6 +293,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
+        slot: Callable[[], object]
         for text, shortcut, name, slot in (
             ("&New chat", "Ctrl+N", "newChatAction", self._new_chat),
             ("&Search chats", "Ctrl+F", "searchAction", self._focus_search),
@@ -507,7 +515,7 @@ class MainWindow(QMainWindow):
                 self._prefs_store.save(prefs)
             except PreferencesError as exc:
                 self.notice_bar.show_message(str(exc))  # still applied for this session
-        apply_theme(QApplication.instance(), prefs.theme)
+        apply_theme(cast(QApplication, QApplication.instance()), prefs.theme)  # instance() is typed QCoreApplication
         apply_chat_font(self.chat_view, prefs.chat_font_size)
         self.input.set_send_with(prefs.send_with)
         self.send_button.setToolTip("Send (Ctrl+Enter)" if prefs.send_with == "ctrl+enter" else "Send (Enter)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
+from typing import overload
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
@@ -51,6 +52,12 @@ def as_plain(text: str) -> str:
     return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
+@overload
+def plain_tip(text: str) -> str: ...
+@overload
+def plain_tip(text: None) -> None: ...
+@overload
+def plain_tip(text: str | None) -> str | None: ...
 def plain_tip(text: str | None) -> str | None:
     """A tooltip that shows ``text`` literally (``None`` and "" mean no tooltip)."""
     return as_plain(text) if text else text

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import Qt, QEvent, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -36,10 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.validation import show_problems
 from app.core.preferences import Preferences
 from app.core.settings import Problem
 from app.ui.theme import is_dark
+from app.ui.validation import show_problems
 
 _HELP = {
     "theme": "How Hearth looks: the same as the rest of your computer, or always light or dark.",

@@ -47,10 +47,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.plain import ask, plain_tip
-from app.ui.validation import show_problems
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
+from app.ui.plain import ask, plain_tip
+from app.ui.validation import show_problems
 
 _INVALID_STYLE = """
 *[invalid="true"] { border: 1px solid #c62828; border-radius: 3px; }
@@ -193,7 +193,9 @@ class SettingsPanel(QWidget):
 
     def preferred_width(self) -> int:
         """The width at which every field shows whole, without a sideways scroll bar."""
-        return self._scroll.widget().minimumSizeHint().width() + self._scroll.verticalScrollBar().sizeHint().width()
+        content = self._scroll.widget()
+        assert content is not None  # set in __init__, never taken back
+        return content.minimumSizeHint().width() + self._scroll.verticalScrollBar().sizeHint().width()
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
         # The main window sizes its dock from this when it first lays out; the scroll
