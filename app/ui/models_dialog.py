@@ -19,6 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,9 @@ class _Job(QThread):
     done = Signal(object, object)  # result, exception (one of them is None)
     progressed = Signal(str, int)  # label, per-mille
 
-    def __init__(self, fn: Callable[["_Job"], Any], parent=None) -> None:
+    def __init__(self, fn: Callable[[_Job], Any], parent=None) -> None:
         super().__init__(parent)
-        self._fn: Callable[["_Job"], Any] | None = fn
+        self._fn: Callable[[_Job], Any] | None = fn
         self._cancel = threading.Event()
         self._last: tuple[str, int] | None = None
 
@@ -162,6 +163,10 @@ class _Outcome:
     cancelled: bool = False
 
 
+def _report_copy(job: _Job, name: str, done: int, total: int) -> None:
+    job.report(f"Copying {name}…", done, total)
+
+
 def _import_all(job: _Job, sources: list[str], copy: bool) -> list[_Outcome]:
     """Worker side of an import: read headers (and copy); no library state is touched."""
     outcomes: list[_Outcome] = []
@@ -174,7 +179,7 @@ def _import_all(job: _Job, sources: list[str], copy: bool) -> list[_Outcome]:
             if copy:
                 dest = copy_into_library(
                     source,
-                    progress=lambda done, total, name=name: job.report(f"Copying {name}…", done, total),
+                    progress=partial(_report_copy, job, name),
                     cancel=job.cancelled,
                 )
                 info = read_model(dest, linked=False)
@@ -276,7 +281,9 @@ class ModelDetailsDialog(QDialog):
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         layout.addWidget(self.text, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.copy_button = _named(buttons.addButton("Copy all", QDialogButtonBox.ButtonRole.ActionRole), "copyDetailsButton")
+        self.copy_button = _named(
+            buttons.addButton("Copy all", QDialogButtonBox.ButtonRole.ActionRole), "copyDetailsButton"
+        )
         self.copy_button.clicked.connect(self.copy_all)
         buttons.rejected.connect(self.close)
         layout.addWidget(buttons)
@@ -361,8 +368,13 @@ class ModelsDialog(QDialog):
         self.refresh_button = _named(QPushButton("Refresh"), "refreshModelsButton")
         self.use_button = _named(QPushButton("Use this model"), "useModelButton")
         self.refresh_button.setToolTip(plain_tip(f"Look for new model files in {library.models_dir}"))
-        for button in (self.add_button, self.remove_button, self.rename_button, self.details_button,
-                       self.refresh_button):
+        for button in (
+            self.add_button,
+            self.remove_button,
+            self.rename_button,
+            self.details_button,
+            self.refresh_button,
+        ):
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(self.use_button)
@@ -402,7 +414,7 @@ class ModelsDialog(QDialog):
         self.link_radio.toggled.connect(self._update_mode_hint)
         self.model.renamed.connect(self._renamed)
         self.model.renameFailed.connect(self._show_error)
-        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table, activated=self.remove_selected)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table).activated.connect(self.remove_selected)
 
         self._update_mode_hint()
         self._update_memory_label()
@@ -439,7 +451,8 @@ class ModelsDialog(QDialog):
             self.template_combo.addItem(template.label, template.key)
         self.template_combo.setToolTip(
             "The shape of a chat the model was trained on. Keep the model's own unless it has none "
-            "(a base model) or it is broken.")
+            "(a base model) or it is broken."
+        )
         for spin in (self.ctx_spin, self.gpu_spin, self.threads_spin):
             spin.setMinimumWidth(160)
             spin.setMaximumWidth(220)
@@ -462,11 +475,15 @@ class ModelsDialog(QDialog):
 
     def _update_mode_hint(self) -> None:
         if self.link_radio.isChecked():
-            text = ("Linked files stay where they are; nothing is copied, and removing a model "
-                    "from the library keeps your file.")
+            text = (
+                "Linked files stay where they are; nothing is copied, and removing a model "
+                "from the library keeps your file."
+            )
         else:
-            text = (f"Files are copied into {self.library.models_dir}; removing a model later "
-                    "deletes the copy. Large files take a while and use that much disk space again.")
+            text = (
+                f"Files are copied into {self.library.models_dir}; removing a model later "
+                "deletes the copy. Large files take a while and use that much disk space again."
+            )
         self.mode_hint.setText(text)
 
     def _update_memory_label(self) -> None:
@@ -537,9 +554,11 @@ class ModelsDialog(QDialog):
             if notes:
                 self._show_info(" ".join(notes))
             return False
-        self._start(lambda job: _import_all(job, todo, copy),
-                    lambda result, error: self._imported(result, error, copy, notes),
-                    progress=copy)
+        self._start(
+            lambda job: _import_all(job, todo, copy),
+            lambda result, error: self._imported(result, error, copy, notes),
+            progress=copy,
+        )
         return True
 
     def refresh(self) -> None:
@@ -556,8 +575,7 @@ class ModelsDialog(QDialog):
             return
         path = info.path
         library = self.library
-        self._start(lambda job: library.metadata(path),
-                    lambda meta, error: self._details_read(path, meta, error))
+        self._start(lambda job: library.metadata(path), lambda meta, error: self._details_read(path, meta, error))
 
     def remove_selected(self) -> None:
         info = self._selected_info()
@@ -565,11 +583,12 @@ class ModelsDialog(QDialog):
             return
         freed = self.library.reclaimable_bytes(info.path)
         if freed:
-            text = (f"Remove “{info.name}” from the library and delete its file?\n\n"
-                    f"This frees {human_size(freed)} of disk space.")
+            text = (
+                f"Remove “{info.name}” from the library and delete its file?\n\n"
+                f"This frees {human_size(freed)} of disk space."
+            )
         else:
-            text = (f"Remove “{info.name}” from the library?\n\n"
-                    f"Your file is kept where it is:\n{info.path}")
+            text = f"Remove “{info.name}” from the library?\n\nYour file is kept where it is:\n{info.path}"
         if info.path == self._current_path():
             text += "\n\nThe chat is using this model; it will be unloaded first."
         if not ask(self, "Remove model", text):  # the name is the file's general.name: plain text
@@ -587,8 +606,11 @@ class ModelsDialog(QDialog):
         self.reload()
         if self.model.rowCount() and not self.table.selectionModel().hasSelection():
             self.table.selectRow(0)
-        self._show_info(f"Removed {info.name}; {human_size(freed)} freed." if freed
-                        else f"Removed {info.name} from the library; your file was kept.")
+        self._show_info(
+            f"Removed {info.name}; {human_size(freed)} freed."
+            if freed
+            else f"Removed {info.name} from the library; your file was kept."
+        )
         self.modelRemoved.emit(info.path)
         self.modelsChanged.emit()
 
@@ -615,9 +637,7 @@ class ModelsDialog(QDialog):
     # -- intents ----------------------------------------------------------------------------
 
     def _choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add model files", "", "GGUF models (*.gguf);;All files (*)"
-        )
+        files, _ = QFileDialog.getOpenFileNames(self, "Add model files", "", "GGUF models (*.gguf);;All files (*)")
         if files:
             self.import_files(files)
 
@@ -636,8 +656,10 @@ class ModelsDialog(QDialog):
         row = self.proxy.mapToSource(index).row()
         info = self.model.model_at(row)
         if self.model.is_damaged(row):
-            self._show_error(f"{info.file_name} is damaged, so it cannot be used. Download it again, "
-                             "or remove it from the models folder.")
+            self._show_error(
+                f"{info.file_name} is damaged, so it cannot be used. Download it again, "
+                "or remove it from the models folder."
+            )
             return
         if not info.exists:
             self._show_error(f"{info.file_name} is missing, so it cannot be used. Find the file or remove the model.")
@@ -720,8 +742,9 @@ class ModelsDialog(QDialog):
 
     # -- job results ------------------------------------------------------------------------
 
-    def _imported(self, outcomes: list[_Outcome] | None, error: BaseException | None, copy: bool,
-                  notes: list[str]) -> None:
+    def _imported(
+        self, outcomes: list[_Outcome] | None, error: BaseException | None, copy: bool, notes: list[str]
+    ) -> None:
         if error is not None:
             self._show_error(_plain(error))
             return
@@ -825,12 +848,13 @@ class ModelsDialog(QDialog):
         info = self._selected_info()
         idle = self._job is None
         selected = info is not None
+        usable = info is not None and info.exists
         self.add_button.setEnabled(idle)
         self.refresh_button.setEnabled(idle)
         self.remove_button.setEnabled(idle and selected)
         self.rename_button.setEnabled(selected)
-        self.details_button.setEnabled(idle and selected and info.exists)
-        self.use_button.setEnabled(selected and info.exists)
+        self.details_button.setEnabled(idle and usable)
+        self.use_button.setEnabled(usable)
         self.defaults_box.setEnabled(selected)
 
     def _show_error(self, text: str) -> None:
