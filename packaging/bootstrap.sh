@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command to set up and run Hearth from a checkout:
 #   bash packaging/bootstrap.sh run   [hearth args…]   create .venv if needed, install, open the app
-#   bash packaging/bootstrap.sh test  [pytest args…]   same install, then run the test suite
+#   bash packaging/bootstrap.sh test  [pytest args…]   same install, then lint, type checks and the test suite
 # The first run compiles llama.cpp (llama-cpp-python) from source: 10-15 minutes on 2 cores.
 # It is built portably (GGML_NATIVE=OFF): a native build may use CPU instructions that a
 # virtual CPU advertises but cannot run (SIGILL at the first token). The wheel is kept in
@@ -52,7 +52,13 @@ fi
 
 case "$mode" in
   run) exec "$PY" -m app "$@" ;;
-  test) exec "$PY" -m pytest "$@" ;;
+  test)
+    # Lint, format and type checks first (seconds), then the suite.
+    say "Checking lint and formatting (ruff) and types (mypy)…"
+    "$PY" -m ruff check app tests bench packaging
+    "$PY" -m ruff format --check --quiet app tests bench packaging
+    "$PY" -m mypy
+    exec "$PY" -m pytest "$@" ;;
   install) say "Installed. Start Hearth with: $VENV/bin/hearth" ;;
   *) echo "usage: bash packaging/bootstrap.sh [run|test|install] [args…]" >&2; exit 2 ;;
 esac
