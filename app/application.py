@@ -14,14 +14,26 @@ from app import APP_NAME, __version__, paths
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hearth", description="Chat with language models on your own computer.")
-    parser.add_argument("files", nargs="*", metavar="FILE", help="GGUF model files to add (a running Hearth takes them over)")
-    parser.add_argument("--data-dir", metavar="DIR", help="keep all of Hearth's data, config and models under DIR (also: HEARTH_HOME)")
-    parser.add_argument("--install-desktop-entry", action="store_true",
-                        help="add Hearth to the applications menu and open .gguf files with it (Linux)")
-    parser.add_argument("--uninstall-desktop-entry", action="store_true", help="remove what --install-desktop-entry added")
-    parser.add_argument("--self-test", action="store_true",
-                        help="open the window, load the model, generate a few tokens, print the result and exit "
-                             "(exit code 0: everything works)")
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="GGUF model files to add (a running Hearth takes them over)"
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="keep all of Hearth's data, config and models under DIR (also: HEARTH_HOME)"
+    )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add Hearth to the applications menu and open .gguf files with it (Linux)",
+    )
+    parser.add_argument(
+        "--uninstall-desktop-entry", action="store_true", help="remove what --install-desktop-entry added"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the window, load the model, generate a few tokens, print the result and exit "
+        "(exit code 0: everything works)",
+    )
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser.parse_args(argv)
 
@@ -106,11 +118,16 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     queue, hub, _bridge = create_download_manager()
     queue.set_max_parallel(prefs.max_parallel_downloads)
-    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, hub),
-                        preferences=(prefs_store, prefs))
+    window = MainWindow(
+        session,
+        PresetStore(paths.config_dir() / "presets.json"),
+        downloads=(queue, hub),
+        preferences=(prefs_store, prefs),
+    )
     if prefs.models_dir and prefs.usable_models_dir() is None:
-        window.info_bar.show_message(f"Your models folder “{prefs.models_dir}” is not available now; "
-                                     "using the default folder until it is back.")
+        window.info_bar.show_message(
+            f"Your models folder “{prefs.models_dir}” is not available now; using the default folder until it is back."
+        )
     instance.messageReceived.connect(window.handle_launch_args)
     window.show()
     session.start()
@@ -187,9 +204,12 @@ def _self_test(qt_app, session, window) -> None:
     def on_reply(message) -> None:
         stats = message.stats or {}
         ok = bool(message.text.strip()) and message.state.value == "complete"
-        finish(0 if ok else 1, f"{'ok' if ok else 'FAILED'} — {session.current_model.name if session.current_model else '?'}: "
-                               f"{stats.get('tokens', 0)} tokens, {stats.get('tokens_per_s') or 0:.1f} tokens/s, "
-                               f"reply {message.text.strip()!r}")
+        finish(
+            0 if ok else 1,
+            f"{'ok' if ok else 'FAILED'} — {session.current_model.name if session.current_model else '?'}: "
+            f"{stats.get('tokens', 0)} tokens, {stats.get('tokens_per_s') or 0:.1f} tokens/s, "
+            f"reply {message.text.strip()!r}",
+        )
 
     problem = _check_document_readers()
     if problem:  # exit() does nothing before the event loop runs: leave from inside it

@@ -89,7 +89,7 @@ def _targets(base: Path) -> dict[str, Path]:
 
 # -- Exec line -----------------------------------------------------------------------------
 
-_RESERVED = set(' \t\n"\'\\><~|&;$*?#()`')
+_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
 
 
 def _exec_quote(arg: str) -> str:
@@ -182,6 +182,7 @@ def mime_package_text() -> str:
 
 # -- install / uninstall -------------------------------------------------------------------
 
+
 def _icon_sources() -> dict[str, Path]:
     res = resources_dir()
     sources = {"svg": res / "hearth.svg"}
@@ -264,13 +265,20 @@ def handle_cli(args: argparse.Namespace) -> int | None:
     if not (install or uninstall):
         return None
     if not sys.platform.startswith("linux") and "bsd" not in sys.platform:
-        print("Desktop entries are a Linux (freedesktop.org) feature; the Windows installer and "
-              "the macOS app bundle register Hearth themselves.", file=sys.stderr)
+        print(
+            "Desktop entries are a Linux (freedesktop.org) feature; the Windows installer and "
+            "the macOS app bundle register Hearth themselves.",
+            file=sys.stderr,
+        )
         return 2
     try:
         if uninstall:
             removed = uninstall_desktop_entry()
-            print(f"Removed {len(removed)} file(s):" if removed else "Nothing to remove: Hearth's menu entry was not installed.")
+            print(
+                f"Removed {len(removed)} file(s):"
+                if removed
+                else "Nothing to remove: Hearth's menu entry was not installed."
+            )
             for path in removed:
                 print(f"  {path}")
         else:
@@ -279,6 +287,9 @@ def handle_cli(args: argparse.Namespace) -> int | None:
             for path in written:
                 print(f"  {path}")
     except OSError as exc:
-        print(f"Could not update the desktop entry: {exc.strerror or exc} ({exc.filename or xdg_data_home()})", file=sys.stderr)
+        print(
+            f"Could not update the desktop entry: {exc.strerror or exc} ({exc.filename or xdg_data_home()})",
+            file=sys.stderr,
+        )
         return 1
     return 0

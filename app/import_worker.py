@@ -66,8 +66,9 @@ class ImportWorker(QObject):
         """Begin reading ``path``; False (nothing started) while another import runs."""
         if self._thread is not None:
             return False
-        self._thread = threading.Thread(target=lambda: self._done.emit(prepare_import(path)),
-                                        name="conversation-import", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: self._done.emit(prepare_import(path)), name="conversation-import", daemon=True
+        )
         self._thread.start()
         return True
 

@@ -75,13 +75,15 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # key=value, key: value and "key": "value" for names that hold credentials: token,
     # access_token, api_key, X-Api-Key, client_secret, OPENAI_API_KEY, password… A quoted value
     # is masked whole. Not n_tokens=… or max_tokens=…, nor a model's eos_token/bos_token.
-    (re.compile(r"""(?ix)
+    (
+        re.compile(r"""(?ix)
         (?<![A-Za-z0-9])(?<!eos_)(?<!bos_)(?<!pad_)(?<!unk_)(?<!eot_)(?<!eom_)(?<!sep_)(?<!cls_)(?<!mask_)
         ((?:x-)?(?:access|api|auth|hf|refresh|client|private|session|id)?[_-]?
          (?:token|password|passwd|secret|api[_-]?key|apikey|credentials?))
         (["']?\s*[=:]\s*)
         (?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^\s"'&,;}\]]+)"""),
-     r"\1\2***"),
+        r"\1\2***",
+    ),
 ]
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -90,9 +92,16 @@ _MIN_SECRET = 4  # shorter values would mask ordinary words all over the log
 
 def _spellings(value: str) -> set[str]:
     """``value`` as logs may carry it: as is, URL-encoded, and escaped in a repr or JSON."""
-    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
-             repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8", "surrogatepass"))[2:-1],
-             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms = {
+        value,
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        repr(value)[1:-1],
+        ascii(value)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
     return {form for form in forms if len(form) >= _MIN_SECRET}
 
 
@@ -132,8 +141,9 @@ def log_file() -> Path:
     return paths.log_dir() / LOG_FILE_NAME
 
 
-def setup_logging(level: int = logging.INFO, max_bytes: int = 1_000_000, backup_count: int = 5,
-                  stderr_level: int = logging.WARNING) -> Path:
+def setup_logging(
+    level: int = logging.INFO, max_bytes: int = 1_000_000, backup_count: int = 5, stderr_level: int = logging.WARNING
+) -> Path:
     """Log to a rotating file in the log folder (and warnings to stderr); returns the file.
 
     Call once, after ``--data-dir`` is applied. Calling again replaces Hearth's handlers
@@ -144,8 +154,9 @@ def setup_logging(level: int = logging.INFO, max_bytes: int = 1_000_000, backup_
     root = logging.getLogger()
 
     formatter = _RedactingFormatter(_FORMAT)
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backup_count,
-                                                        encoding="utf-8", delay=False)
+    file_handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=False
+    )
     file_handler.setLevel(level)
     file_handler.setFormatter(formatter)
     _handlers.append(file_handler)
@@ -163,8 +174,14 @@ def setup_logging(level: int = logging.INFO, max_bytes: int = 1_000_000, backup_
     for name in ("httpx", "httpcore", "httpx2", "httpcore2", "huggingface_hub", "filelock", "urllib3", "keyring"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     frozen = " (packaged)" if getattr(sys, "frozen", False) else ""
-    log.info("%s %s%s starting; Python %s on %s", APP_NAME, __version__, frozen,
-             platform.python_version(), platform.platform())
+    log.info(
+        "%s %s%s starting; Python %s on %s",
+        APP_NAME,
+        __version__,
+        frozen,
+        platform.python_version(),
+        platform.platform(),
+    )
     return path
 
 
@@ -183,8 +200,7 @@ _previous: tuple[Callable[..., object], Callable[..., object]] | None = None
 _in_hook = threading.local()
 
 
-def format_exception(exc_type: type[BaseException], exc: BaseException | None,
-                     tb: TracebackType | None) -> str:
+def format_exception(exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None) -> str:
     """The traceback as text, redacted: what "Copy details" puts on the clipboard."""
     return redact("".join(traceback.format_exception(exc_type, exc, tb)))
 
@@ -201,8 +217,7 @@ def install_excepthook(show_dialog: Callable[[str], None]) -> None:
     if _previous is None:
         _previous = (sys.excepthook, threading.excepthook)
 
-    def report(exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None,
-               where: str) -> None:
+    def report(exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None, where: str) -> None:
         if getattr(_in_hook, "active", False):  # the dialog itself failed: do not loop
             return
         _in_hook.active = True

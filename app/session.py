@@ -247,8 +247,16 @@ class ChatSession(QObject):
         # (it is queued behind the load), and an earlier load that ends meanwhile is not it.
         self._wanted_model = model.path
         self._set_state(EngineState.LOADING, f"Loading {model.name}…")
-        self._load.emit(p.Load(model.path, load.n_ctx, load.n_threads, load.n_gpu_layers, load.n_batch,
-                               chat_template=model.defaults.chat_template))
+        self._load.emit(
+            p.Load(
+                model.path,
+                load.n_ctx,
+                load.n_threads,
+                load.n_gpu_layers,
+                load.n_batch,
+                chat_template=model.defaults.chat_template,
+            )
+        )
 
     def set_chat_template(self, path: str, key: str | None) -> None:
         """Use a known chat template for a model (None: the GGUF's own), saved with the
@@ -362,8 +370,10 @@ class ChatSession(QObject):
     def set_few_shot(self, pairs: list[tuple[str, str]]) -> None:
         """Example exchanges for this conversation (sent as real earlier turns), saved with it."""
         self.few_shot = [(str(u), str(a)) for u, a in pairs]
-        self.conversation.settings = {**(self.conversation.settings or self.settings.to_dict()),
-                                      "few_shot": [list(p) for p in self.few_shot]}
+        self.conversation.settings = {
+            **(self.conversation.settings or self.settings.to_dict()),
+            "few_shot": [list(p) for p in self.few_shot],
+        }
         if self._saved:
             self.store.save_conversation(self.conversation)
 
@@ -384,7 +394,9 @@ class ChatSession(QObject):
         except (ExportError, StoreError) as exc:
             self.errorMessage.emit(str(exc))
             return False
-        self.infoMessage.emit(f"Exported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} to {Path(path).name}.")
+        self.infoMessage.emit(
+            f"Exported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} to {Path(path).name}."
+        )
         return True
 
     def _load_for_export(self, conversation_id: str) -> Conversation:
@@ -458,14 +470,16 @@ class ChatSession(QObject):
     def model_downloaded(self, path: str) -> None:
         """A finished download: into the library, and chosen if no model is in use. Its header
         is read on a worker thread; the picker shows it when that is done."""
-        self._read_off_thread(lambda: read_model(path),
-                              lambda info, error: self._model_read(path, info, error, downloaded=True))
+        self._read_off_thread(
+            lambda: read_model(path), lambda info, error: self._model_read(path, info, error, downloaded=True)
+        )
 
     def add_model_in_background(self, path: str) -> None:
         """``add_model`` for the GUI: the header is read on a worker thread, then the model
         joins the library (or the reason it cannot is said)."""
-        self._read_off_thread(lambda: read_model(path),
-                              lambda info, error: self._model_read(path, info, error, downloaded=False))
+        self._read_off_thread(
+            lambda: read_model(path), lambda info, error: self._model_read(path, info, error, downloaded=False)
+        )
 
     def refresh_models(self, first_start: bool = False) -> None:
         """Look for new and vanished files in the models folder (and, on a first start with
@@ -473,12 +487,14 @@ class ChatSession(QObject):
         demo_wanted = first_start and not self.library.models()
         known, stale = self.library.refresh_plan()
         self._scanning = True
-        self._read_off_thread(lambda: (read_demo_model() if demo_wanted else None, scan_models_dir(known, stale)),
-                              self._models_scanned)
+        self._read_off_thread(
+            lambda: (read_demo_model() if demo_wanted else None, scan_models_dir(known, stale)), self._models_scanned
+        )
 
     def _read_off_thread(self, fn, on_done) -> None:
         """Run ``fn`` (blocking file reads, no Qt) on a thread; ``on_done(result, error)`` runs
         on the GUI thread afterwards, through a queued signal."""
+
         def run() -> None:
             try:
                 result, error = fn(), None
@@ -517,8 +533,9 @@ class ChatSession(QObject):
     def _model_read(self, path: str, info: ModelInfo | None, error: BaseException | None, downloaded: bool) -> None:
         if info is None:
             reason = _plain_error(error, path)
-            self.errorMessage.emit(f"The download finished but the file can't be used: {reason}" if downloaded
-                                   else reason)
+            self.errorMessage.emit(
+                f"The download finished but the file can't be used: {reason}" if downloaded else reason
+            )
             return
         model = self.library.find(path) or self.library.add_info(info)
         self.modelsChanged.emit()
@@ -713,7 +730,8 @@ class ChatSession(QObject):
             self.infoMessage.emit(
                 f"Max new tokens ({self.settings.max_tokens:,}) is more than this model's context "
                 f"({n_ctx:,} tokens), so replies are limited to {n_ctx:,} tokens. Lower it in the settings panel "
-                "to make this note go away.")
+                "to make this note go away."
+            )
         return settings
 
     def prompt_messages(self) -> list[dict[str, str]]:
@@ -721,7 +739,9 @@ class ChatSession(QObject):
         chain-of-thought instruction when on), few-shot examples as real turns, then the chat."""
         settings = self.settings
         if not settings.system_prompt and self.current_model is not None and self.current_model.defaults.system_prompt:
-            settings = SamplingSettings.from_dict({**settings.to_dict(), "system_prompt": self.current_model.defaults.system_prompt})
+            settings = SamplingSettings.from_dict(
+                {**settings.to_dict(), "system_prompt": self.current_model.defaults.system_prompt}
+            )
         messages = self.conversation.chat_messages(effective_system_prompt(settings))
         at = 1 if messages and messages[0]["role"] == "system" else 0
         messages[at:at] = few_shot_turns(self.few_shot)
@@ -763,7 +783,9 @@ class ChatSession(QObject):
         self.context_used = self._prompt_tokens + tokens
         self.contextChanged.emit(self.context_used, self.loaded_info.n_ctx)
         rate = f" · {tokens / seconds:.1f} tokens/s" if seconds > 0.2 and tokens > 1 else ""
-        self.statusText.emit(f"{self.current_model.name if self.current_model else 'The model'} is writing… {tokens} tokens{rate}")
+        self.statusText.emit(
+            f"{self.current_model.name if self.current_model else 'The model'} is writing… {tokens} tokens{rate}"
+        )
 
     def set_load_settings(self, load: LoadSettings) -> None:
         """New load-time values (context, threads…): reload the current model with them."""
@@ -797,7 +819,9 @@ class ChatSession(QObject):
         if self.documents is None or not files:
             return False
         index, conversation_id = self.documents, self.conversation.id
-        return self._start_indexing(lambda progress, cancel: index.attach_files(conversation_id, files, progress, cancel))
+        return self._start_indexing(
+            lambda progress, cancel: index.attach_files(conversation_id, files, progress, cancel)
+        )
 
     def create_collection(self, name: str, folder: str) -> bool:
         """A named collection filled from a folder (indexed in the background), switched on
@@ -825,7 +849,11 @@ class ChatSession(QObject):
         if self.documents is None or self.indexing:
             return False
         index = self.documents
-        ids = [c.id for c in index.collections() if c.folder is not None and c.id in index.enabled_collections(self.conversation.id)]
+        ids = [
+            c.id
+            for c in index.collections()
+            if c.folder is not None and c.id in index.enabled_collections(self.conversation.id)
+        ]
         if not ids:
             return False
 
@@ -948,8 +976,15 @@ class ChatSession(QObject):
             if not ids or not question:
                 return messages
             vector = query_vector if query_vector is not None and query_vector is not False else None
-            hits = retrieve(self.documents, question, ids, k=6, token_budget=self.sources_budget,
-                            query_vector=vector, vector_model=self._vector_tag())
+            hits = retrieve(
+                self.documents,
+                question,
+                ids,
+                k=6,
+                token_budget=self.sources_budget,
+                query_vector=vector,
+                vector_model=self._vector_tag(),
+            )
         except DocumentIndexError as exc:
             self.errorMessage.emit(f"Your documents could not be searched: {exc}")
             return messages
@@ -965,10 +1000,13 @@ class ChatSession(QObject):
         reply.state = state
         if self._citations:
             used = set(cited_numbers(reply.text, len(self._citations)))
-            stats = dict(stats, sources=[
-                {"number": c.number, "label": c.label, "text": c.text, "cited": c.number in used}
-                for c in self._citations
-            ])
+            stats = dict(
+                stats,
+                sources=[
+                    {"number": c.number, "label": c.label, "text": c.text, "cited": c.number in used}
+                    for c in self._citations
+                ],
+            )
             self._citations = []
         reply.stats = stats or None
         self.store.update_message(reply)
@@ -1051,18 +1089,26 @@ class ChatSession(QObject):
         """Plain words for a reply that ended before writing anything: never just silence."""
         sequence = stats.get("stop_sequence")
         if isinstance(sequence, str):
-            return (f"The reply is empty: your stop sequence “{escape_visible(sequence)}” came before anything "
-                    "else. Change or remove it under Stop sequences in the settings panel.")
+            return (
+                f"The reply is empty: your stop sequence “{escape_visible(sequence)}” came before anything "
+                "else. Change or remove it under Stop sequences in the settings panel."
+            )
         if reason in ("length", "context_full"):
-            return ("The reply is empty: the model's context was full before it could write anything. "
-                    "Start a new chat, or raise the context length in the settings panel.")
+            return (
+                "The reply is empty: the model's context was full before it could write anything. "
+                "Start a new chat, or raise the context length in the settings panel."
+            )
         model = self.current_model
         if model is not None and model.needs_template:
-            return (f"The model ended its reply at once, without writing anything. {model.name} has "
-                    f"{model.template_problem} (it is a base model), so it does not know the shape of a chat: "
-                    "choose a chat template for it in the bar above the chat.")
-        return ("The model ended its reply at once, without writing anything. Try Regenerate, a higher "
-                "temperature, or another model.")
+            return (
+                f"The model ended its reply at once, without writing anything. {model.name} has "
+                f"{model.template_problem} (it is a base model), so it does not know the shape of a chat: "
+                "choose a chat template for it in the bar above the chat."
+            )
+        return (
+            "The model ended its reply at once, without writing anything. Try Regenerate, a higher "
+            "temperature, or another model."
+        )
 
     def _on_failed(self, message: str) -> None:
         self._finish_reply(MessageState.FAILED, {})

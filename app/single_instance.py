@@ -273,6 +273,7 @@ def _private_dir(key: str) -> Path | None:
     ``run`` in Hearth's cache folder. Never a bare name: Qt would put that in the shared
     temporary folder, where another user could create the socket first.
     """
+
     def fits(folder: Path) -> bool:
         return len(os.fsencode(folder / key)) <= _MAX_SOCKET_PATH
 
@@ -282,8 +283,10 @@ def _private_dir(key: str) -> Path | None:
         if _is_private(folder, follow=True) and os.access(folder, os.W_OK | os.X_OK) and fits(folder):
             return folder
         log.info("XDG_RUNTIME_DIR (%s) is not a private folder of this user; not using it.", runtime)
-    candidates: list[Callable[[], Path]] = [lambda: Path(tempfile.gettempdir()) / f"hearth-{os.getuid()}",
-                                           lambda: paths.cache_dir() / "run"]
+    candidates: list[Callable[[], Path]] = [
+        lambda: Path(tempfile.gettempdir()) / f"hearth-{os.getuid()}",
+        lambda: paths.cache_dir() / "run",
+    ]
     for candidate in candidates:
         try:
             folder = candidate()

@@ -224,8 +224,10 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     pieces = synthetic_reply(args.tokens)
     history = conversation(args.messages)
-    print(f"reply: {len(pieces)} tokens, {len(''.join(pieces)):,} characters; "
-          f"history: {len(history)} messages, {sum(len(m.text) for m in history):,} characters")
+    print(
+        f"reply: {len(pieces)} tokens, {len(''.join(pieces)):,} characters; "
+        f"history: {len(history)} messages, {sum(len(m.text) for m in history):,} characters"
+    )
 
     # The view loads the highlighter's lexers on a thread when it is first made (see
     # chat_view._warm_up_renderer); in the app that happens at start, while the model loads.
@@ -283,23 +285,31 @@ def main() -> None:
             c_gaps += gaps
             c_costs += costs
             view.close()
-        print(f"round {round_ + 1}: open {opens[-1]:.0f} ms; p99 stall (a) {percentile(a_gaps, 0.99):.1f} ms, "
-              f"(b) {percentile(b_gaps, 0.99):.1f} ms")
+        print(
+            f"round {round_ + 1}: open {opens[-1]:.0f} ms; p99 stall (a) {percentile(a_gaps, 0.99):.1f} ms, "
+            f"(b) {percentile(b_gaps, 0.99):.1f} ms"
+        )
 
     a99, b99 = percentile(a_gaps, 0.99), percentile(b_gaps, 0.99)
     print()
     print(f"(a) empty conversation:      p99 stall {a99:5.1f} ms, max {max(a_gaps):5.1f} ms   (targets <= 16, <= 50)")
-    print(f"(b) after {len(history):,} messages:     p99 stall {b99:5.1f} ms, max {max(b_gaps):5.1f} ms   (targets <= 16, <= 50)")
+    print(
+        f"(b) after {len(history):,} messages:     p99 stall {b99:5.1f} ms, max {max(b_gaps):5.1f} ms   (targets <= 16, <= 50)"
+    )
     print(f"(b)/(a) p99 ratio:           {b99 / a99:.2f}   (target <= 1.2)")
     print(f"open {len(history):,}-message conversation: {max(opens):.0f} ms (worst of {len(opens)})   (target <= 300)")
     if c_gaps:
         c99 = percentile(c_gaps, 0.99)
-        print(f"(c) all {len(history):,} rendered:    p99 stall {c99:5.1f} ms, max {max(c_gaps):5.1f} ms, "
-              f"ratio (c)/(a) {c99 / a99:.2f}; rendering them all took {max(load_all_ms):.0f} ms; "
-              f"view time per batch median {percentile(c_costs, 0.5):.2f} ms, max {max(c_costs):.2f} ms")
-    print(f"view time per batch: (a) median {percentile(a_costs, 0.5):.2f} ms, p99 {percentile(a_costs, 0.99):.2f} ms, "
-          f"max {max(a_costs):.2f} ms; (b) median {percentile(b_costs, 0.5):.2f} ms, "
-          f"p99 {percentile(b_costs, 0.99):.2f} ms, max {max(b_costs):.2f} ms")
+        print(
+            f"(c) all {len(history):,} rendered:    p99 stall {c99:5.1f} ms, max {max(c_gaps):5.1f} ms, "
+            f"ratio (c)/(a) {c99 / a99:.2f}; rendering them all took {max(load_all_ms):.0f} ms; "
+            f"view time per batch median {percentile(c_costs, 0.5):.2f} ms, max {max(c_costs):.2f} ms"
+        )
+    print(
+        f"view time per batch: (a) median {percentile(a_costs, 0.5):.2f} ms, p99 {percentile(a_costs, 0.99):.2f} ms, "
+        f"max {max(a_costs):.2f} ms; (b) median {percentile(b_costs, 0.5):.2f} ms, "
+        f"p99 {percentile(b_costs, 0.99):.2f} ms, max {max(b_costs):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

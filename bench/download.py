@@ -114,9 +114,11 @@ class PeakRss:
 
 def plain(url: str, dest: Path, hash_it: bool, sync: bool = False) -> str | None:
     hasher = hashlib.sha256() if hash_it else None
-    with httpx2.Client(timeout=30.0) as client, client.stream(
-        "GET", url, headers={"Accept-Encoding": "identity"}
-    ) as response, open(dest, "wb") as fh:
+    with (
+        httpx2.Client(timeout=30.0) as client,
+        client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
+        open(dest, "wb") as fh,
+    ):
         response.raise_for_status()
         for chunk in response.iter_raw():
             fh.write(chunk)
@@ -161,8 +163,9 @@ class GilProbe:
         return late[int(len(late) * 0.99)] * 1000, late[-1] * 1000
 
 
-def managed(base: str, url: str, workdir: Path, size: int, sha: str, probe: GilProbe | None = None
-            ) -> tuple[float, int]:
+def managed(
+    base: str, url: str, workdir: Path, size: int, sha: str, probe: GilProbe | None = None
+) -> tuple[float, int]:
     """One download through a fresh queue; returns (seconds, peak RSS growth in bytes)."""
     done = threading.Event()
     failed: list[str] = []
@@ -174,8 +177,7 @@ def managed(base: str, url: str, workdir: Path, size: int, sha: str, probe: GilP
             failed.append(event.item.error or "failed")
             done.set()
 
-    queue = DownloadQueue(workdir / "downloads.json", workdir / "models", on_event=on_event,
-                          endpoint=base)
+    queue = DownloadQueue(workdir / "downloads.json", workdir / "models", on_event=on_event, endpoint=base)
     try:
         with PeakRss() as rss, probe or contextlib.nullcontext():
             began = time.perf_counter()
@@ -194,8 +196,7 @@ def run_case(size_mb: int, rounds: int, link_mb_s: float, workdir: str | None) -
     size = size_mb * 1000 * 1000
     rate = link_mb_s * 1e6 if link_mb_s else None
     script = SERVER.format(tests=str(ROOT / "tests"), size=size, repo=REPO, name=NAME, rate=rate)
-    server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         base, sha = server.stdout.readline().split()
@@ -236,19 +237,31 @@ def run_case(size_mb: int, rounds: int, link_mb_s: float, workdir: str | None) -
 
         best = {k: min(v) for k, v in times.items()}
         speed = {k: size / t / 1e6 for k, t in best.items()}
-        for key, label in (("a", "plain stream"), ("b", "plain stream + sha256"),
-                           ("d", "plain + sha256 + fsync"), ("c", "DownloadQueue")):
+        for key, label in (
+            ("a", "plain stream"),
+            ("b", "plain stream + sha256"),
+            ("d", "plain + sha256 + fsync"),
+            ("c", "DownloadQueue"),
+        ):
             runs = " ".join(f"{t:.2f}" for t in times[key])
             print(f"({key}) {label:<22}{speed[key]:8.1f} MB/s  (best {best[key]:.2f} s; runs: {runs})")
         p99, worst = probe.p99_max_ms()
-        ratios = {"c/a": speed["c"] / speed["a"], "c/b": speed["c"] / speed["b"], "c/d": speed["c"] / speed["d"],
-                  "rss_mb": max(growth) / 1e6, "late_p99": p99, "late_max": worst}
+        ratios = {
+            "c/a": speed["c"] / speed["a"],
+            "c/b": speed["c"] / speed["b"],
+            "c/d": speed["c"] / speed["d"],
+            "rss_mb": max(growth) / 1e6,
+            "late_p99": p99,
+            "late_max": worst,
+        }
         print(f"ratio c/a (throughput)    {ratios['c/a']:8.2f}   (target >= 0.9)")
         print(f"ratio c/b (throughput)    {ratios['c/b']:8.2f}   (target >= 0.9)")
         print(f"ratio c/d (throughput)    {ratios['c/d']:8.2f}   (same durability)")
         print(f"manager peak RSS growth   {ratios['rss_mb']:8.1f} MB   (target < 50 MB, flat in file size)")
-        print(f"GUI-thread stand-in late  p99 {p99:.1f} ms, max {worst:.1f} ms while the manager downloads"
-              " (one frame: 16 ms)")
+        print(
+            f"GUI-thread stand-in late  p99 {p99:.1f} ms, max {worst:.1f} ms while the manager downloads"
+            " (one frame: 16 ms)"
+        )
         shutil.rmtree(work, ignore_errors=True)
         return ratios
     finally:
@@ -262,19 +275,28 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the files are written (default: a temp folder)")
-    parser.add_argument("--link-mb-s", type=float, nargs="+", default=[125.0, 0.0],
-                        help="serve at these many MB/s, like a real connection; 0: unlimited loopback "
-                             "(default: 125, a 1 Gbit/s line, then 0)")
+    parser.add_argument(
+        "--link-mb-s",
+        type=float,
+        nargs="+",
+        default=[125.0, 0.0],
+        help="serve at these many MB/s, like a real connection; 0: unlimited loopback "
+        "(default: 125, a 1 Gbit/s line, then 0)",
+    )
     args = parser.parse_args()
     results = {rate: run_case(args.size_mb, args.rounds, rate, args.dir) for rate in args.link_mb_s}
     print("\nsummary (manager / plain client, throughput; target >= 0.9)")
     for rate, ratios in results.items():
         link = f"{rate:g} MB/s link" if rate else "unlimited loopback"
-        print(f"  {link:<20} c/a {ratios['c/a']:.2f}   c/b {ratios['c/b']:.2f}   c/d {ratios['c/d']:.2f}"
-              f"   RSS +{ratios['rss_mb']:.1f} MB   GIL wait p99 {ratios['late_p99']:.1f} ms")
+        print(
+            f"  {link:<20} c/a {ratios['c/a']:.2f}   c/b {ratios['c/b']:.2f}   c/d {ratios['c/d']:.2f}"
+            f"   RSS +{ratios['rss_mb']:.1f} MB   GIL wait p99 {ratios['late_p99']:.1f} ms"
+        )
     if any(not rate for rate in results):
-        print("  (over unlimited loopback c/a is a CPU budget: (a) neither hashes nor writes its file to disk\n"
-              "   before its clock stops; c/b and c/d compare the same work)")
+        print(
+            "  (over unlimited loopback c/a is a CPU budget: (a) neither hashes nor writes its file to disk\n"
+            "   before its clock stops; c/b and c/d compare the same work)"
+        )
 
 
 if __name__ == "__main__":

@@ -56,17 +56,33 @@ def write_llama3_shaped(path: Path) -> None:
 
     tensors: list[bytes] = []
     offset = 0
-    shapes = [("token_embd.weight", (4096, 128_256))] + [
-        (f"blk.{b}.{name}.weight", shape)
-        for b in range(32)
-        for name, shape in (("attn_q", (4096, 4096)), ("attn_k", (4096, 1024)), ("attn_v", (4096, 1024)),
-                            ("attn_output", (4096, 4096)), ("ffn_gate", (4096, 14336)), ("ffn_up", (4096, 14336)),
-                            ("ffn_down", (14336, 4096)), ("attn_norm", (4096,)), ("ffn_norm", (4096,)))
-    ] + [("output_norm.weight", (4096,)), ("output.weight", (4096, 128_256))]
+    shapes = (
+        [("token_embd.weight", (4096, 128_256))]
+        + [
+            (f"blk.{b}.{name}.weight", shape)
+            for b in range(32)
+            for name, shape in (
+                ("attn_q", (4096, 4096)),
+                ("attn_k", (4096, 1024)),
+                ("attn_v", (4096, 1024)),
+                ("attn_output", (4096, 4096)),
+                ("ffn_gate", (4096, 14336)),
+                ("ffn_up", (4096, 14336)),
+                ("ffn_down", (14336, 4096)),
+                ("attn_norm", (4096,)),
+                ("ffn_norm", (4096,)),
+            )
+        ]
+        + [("output_norm.weight", (4096,)), ("output.weight", (4096, 128_256))]
+    )
     for name, shape in shapes:
         ggml_type = 0 if len(shape) == 1 else 12  # F32 norms, Q4_K matrices
-        tensors.append(_string(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
-                       + struct.pack("<IQ", ggml_type, offset))
+        tensors.append(
+            _string(name)
+            + struct.pack("<I", len(shape))
+            + b"".join(struct.pack("<Q", d) for d in shape)
+            + struct.pack("<IQ", ggml_type, offset)
+        )
         n = 1
         for d in shape:
             n *= d
@@ -97,13 +113,17 @@ def main() -> None:
         big = Path(tmp) / "llama3-shaped.gguf"
         write_llama3_shaped(big)
         meta = read_gguf(big)
-        print(f"file: {big.stat().st_size / 1e9:.1f} GB apparent, header {meta.parameter_count / 1e9:.1f}B parameters, "
-              f"{meta.quantization}, {len(meta.tensors)} tensors")
+        print(
+            f"file: {big.stat().st_size / 1e9:.1f} GB apparent, header {meta.parameter_count / 1e9:.1f}B parameters, "
+            f"{meta.quantization}, {len(meta.tensors)} tensors"
+        )
         big_ms = timed(big, args.runs)
         demo = find_demo_model()
         demo_ms = timed(demo, args.runs) if demo else float("nan")
-        print(f"Hearth header reader: {big_ms:.1f} ms on the 8B-shaped header (target < 50 ms), "
-              f"{demo_ms:.1f} ms on the 135M demo model; ratio {big_ms / demo_ms:.2f}")
+        print(
+            f"Hearth header reader: {big_ms:.1f} ms on the 8B-shaped header (target < 50 ms), "
+            f"{demo_ms:.1f} ms on the 135M demo model; ratio {big_ms / demo_ms:.2f}"
+        )
         if args.gguf_reader:
             import gguf
 

@@ -152,9 +152,7 @@ def main() -> None:
         base = sqlite3.connect(tmpdir / "baseline.sqlite3", isolation_level=None)
         base.execute("PRAGMA journal_mode = WAL")
         base.execute("PRAGMA synchronous = NORMAL")
-        base.execute(
-            "CREATE VIRTUAL TABLE f USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2')"
-        )
+        base.execute("CREATE VIRTUAL TABLE f USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2')")
         t = time.perf_counter()
         base.execute("BEGIN")
         base.executemany("INSERT INTO f (text) VALUES (?)", ((p,) for p in passages))
@@ -167,13 +165,17 @@ def main() -> None:
         base_mbs = mb / base_index_s
         print(f"\nindexing   Hearth {hearth_mbs:7.2f} MB/s ({index_s:.2f} s, {stats.passages} passages)")
         print(f"           baseline {base_mbs:5.2f} MB/s ({base_index_s:.2f} s, bare FTS5 insert of the same passages)")
-        print(f"           Hearth/baseline time {index_s / base_index_s:.2f}x;"
-              f" target {INDEX_TARGET_MBS} MB/s → ratio target/measured {INDEX_TARGET_MBS / hearth_mbs:.2f}"
-              f" ({'meets' if hearth_mbs >= INDEX_TARGET_MBS else 'MISSES'} the target)")
+        print(
+            f"           Hearth/baseline time {index_s / base_index_s:.2f}x;"
+            f" target {INDEX_TARGET_MBS} MB/s → ratio target/measured {INDEX_TARGET_MBS / hearth_mbs:.2f}"
+            f" ({'meets' if hearth_mbs >= INDEX_TARGET_MBS else 'MISSES'} the target)"
+        )
         index._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = index.stats().file_bytes
-        print(f"index size Hearth {size / 1024 / 1024:.1f} MB ({size / total_bytes:.2f}x the text);"
-              f" baseline {base_size / 1024 / 1024:.1f} MB")
+        print(
+            f"index size Hearth {size / 1024 / 1024:.1f} MB ({size / total_bytes:.2f}x the text);"
+            f" baseline {base_size / 1024 / 1024:.1f} MB"
+        )
 
         # -- queries --------------------------------------------------------------------------
         questions = make_questions(index, args.queries, rng)
@@ -198,12 +200,16 @@ def main() -> None:
         hp50, hp95 = pct(hearth_t, 50), pct(hearth_t, 95)
         bp50, bp95 = pct(base_t, 50), pct(base_t, 95)
         print(f"\nretrieval  {len(questions)} questions, k=6, budget 2000 tokens")
-        print(f"           Hearth   p50 {hp50 * 1000:6.2f} ms  p95 {hp95 * 1000:6.2f} ms"
-              f"  recall@6 {found / len(questions):.0%}")
+        print(
+            f"           Hearth   p50 {hp50 * 1000:6.2f} ms  p95 {hp95 * 1000:6.2f} ms"
+            f"  recall@6 {found / len(questions):.0%}"
+        )
         print(f"           baseline p50 {bp50 * 1000:6.2f} ms  p95 {bp95 * 1000:6.2f} ms (bare FTS5 MATCH + bm25)")
-        print(f"           Hearth/baseline p95 {hp95 / bp95:.2f}x; target p95 {QUERY_P95_TARGET_S * 1000:.0f} ms"
-              f" → ratio measured/target {hp95 / QUERY_P95_TARGET_S:.2f}"
-              f" ({'meets' if hp95 <= QUERY_P95_TARGET_S else 'MISSES'} the target)")
+        print(
+            f"           Hearth/baseline p95 {hp95 / bp95:.2f}x; target p95 {QUERY_P95_TARGET_S * 1000:.0f} ms"
+            f" → ratio measured/target {hp95 / QUERY_P95_TARGET_S:.2f}"
+            f" ({'meets' if hp95 <= QUERY_P95_TARGET_S else 'MISSES'} the target)"
+        )
 
         # -- vectors ---------------------------------------------------------------------------
         if args.dim > 0:
@@ -229,11 +235,15 @@ def main() -> None:
                 top = np.argpartition(-sims, 5)[:6]
                 top[np.argsort(-sims[top])]
                 bt.append(time.perf_counter() - t)
-            print(f"\nvectors    {len(ids)} x {args.dim} float32: stored in {store_s:.2f} s,"
-                  f" first search (loads the matrix) {load_s * 1000:.1f} ms")
+            print(
+                f"\nvectors    {len(ids)} x {args.dim} float32: stored in {store_s:.2f} s,"
+                f" first search (loads the matrix) {load_s * 1000:.1f} ms"
+            )
             print(f"           Hearth   p50 {pct(vt, 50) * 1000:6.2f} ms  p95 {pct(vt, 95) * 1000:6.2f} ms")
-            print(f"           baseline p50 {pct(bt, 50) * 1000:6.2f} ms  p95 {pct(bt, 95) * 1000:6.2f} ms"
-                  f" (numpy on an in-memory matrix); Hearth/baseline p95 {pct(vt, 95) / pct(bt, 95):.2f}x")
+            print(
+                f"           baseline p50 {pct(bt, 50) * 1000:6.2f} ms  p95 {pct(bt, 95) * 1000:6.2f} ms"
+                f" (numpy on an in-memory matrix); Hearth/baseline p95 {pct(vt, 95) / pct(bt, 95):.2f}x"
+            )
         index.close()
         base.close()
 

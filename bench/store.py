@@ -97,8 +97,13 @@ def generate(n_conversations: int, n_messages: int, seed: int = 7):
     for i, count in enumerate(per):
         start = now - rng.uniform(0, 2 * 365 * 86400)
         title = " ".join(rng.choice(pool).split()[:5]).rstrip(".?!")
-        conv = Conversation(title=title, created=start, updated=start, pinned=rng.random() < 0.01,
-                            settings={"temperature": 0.7, "top_p": 0.95, "system_prompt": ""})
+        conv = Conversation(
+            title=title,
+            created=start,
+            updated=start,
+            pinned=rng.random() < 0.01,
+            settings={"temperature": 0.7, "top_p": 0.95, "system_prompt": ""},
+        )
         t = start
         for j in range(count):
             t += rng.uniform(5, 600)
@@ -107,13 +112,17 @@ def generate(n_conversations: int, n_messages: int, seed: int = 7):
             for marker, share in MARKERS.items():
                 if rng.random() < share:
                     text += f" The {marker} again."
-            conv.messages.append(Message(
-                Role.USER if user else Role.ASSISTANT, text, MessageState.COMPLETE,
-                model=None if user else "SmolLM2 135M Instruct Q4_1",
-                settings=None if user else {"temperature": 0.7, "seed": j},
-                stats=None if user else {"tokens": len(text) // 4, "tokens_per_s": 42.0},
-                created=t,
-            ))
+            conv.messages.append(
+                Message(
+                    Role.USER if user else Role.ASSISTANT,
+                    text,
+                    MessageState.COMPLETE,
+                    model=None if user else "SmolLM2 135M Instruct Q4_1",
+                    settings=None if user else {"temperature": 0.7, "seed": j},
+                    stats=None if user else {"tokens": len(text) // 4, "tokens_per_s": 42.0},
+                    created=t,
+                )
+            )
         conv.updated = t
         chunk.append(conv)
         if len(chunk) == 200 or i == n_conversations - 1:
@@ -237,7 +246,8 @@ def baseline(path: Path) -> dict[str, object]:
     conn.execute(
         "SELECT c.id, c.title, c.created, c.updated, c.pinned, "
         "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) FROM conversations c "
-        "ORDER BY c.pinned DESC, c.updated DESC, c.id LIMIT ?", (PAGE,)
+        "ORDER BY c.pinned DESC, c.updated DESC, c.id LIMIT ?",
+        (PAGE,),
     ).fetchall()
     conn.execute("SELECT count(*) FROM conversations").fetchone()
     result["open_list_count_s"] = time.perf_counter() - t0
@@ -248,10 +258,14 @@ def baseline(path: Path) -> dict[str, object]:
         for _ in range(3):
             t = time.perf_counter()
             if match:
-                conn.execute("SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ? LIMIT 100",
-                             (match,)).fetchall()
-                conn.execute("SELECT rowid, snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts "
-                             "WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT 100", (match,)).fetchall()
+                conn.execute(
+                    "SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ? LIMIT 100", (match,)
+                ).fetchall()
+                conn.execute(
+                    "SELECT rowid, snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts "
+                    "WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT 100",
+                    (match,),
+                ).fetchall()
             times.append(time.perf_counter() - t)
         searches[label] = {"median_s": statistics.median(times)}
     result["search"] = searches
@@ -290,12 +304,16 @@ def main() -> None:
     print()
     print(f"{m['total']:,} conversations; first page {m['page']} rows; recovered {m['recovered']}")
     o = m["open_list_count_s"]
-    print(f"open + recover + list({PAGE}) + count: {o * 1e3:8.1f} ms   target {OPEN_TARGET_S * 1e3:.0f} ms"
-          f"   ratio {o / OPEN_TARGET_S:.3f}   (sqlite3 baseline {base['open_list_count_s'] * 1e3:.1f} ms,"
-          f" store/baseline {o / max(base['open_list_count_s'], 1e-9):.1f}x; open alone {m['open_s'] * 1e3:.1f} ms)")
+    print(
+        f"open + recover + list({PAGE}) + count: {o * 1e3:8.1f} ms   target {OPEN_TARGET_S * 1e3:.0f} ms"
+        f"   ratio {o / OPEN_TARGET_S:.3f}   (sqlite3 baseline {base['open_list_count_s'] * 1e3:.1f} ms,"
+        f" store/baseline {o / max(base['open_list_count_s'], 1e-9):.1f}x; open alone {m['open_s'] * 1e3:.1f} ms)"
+    )
     print("later pages (offset 200, 5000, last): " + ", ".join(f"{t * 1e3:.1f} ms" for t in m["later_pages_s"]))
-    print(f"load a 1,000-message conversation: {m['load_1000_s'] * 1e3:8.1f} ms   target 200 ms"
-          f"   ratio {m['load_1000_s'] / 0.2:.3f}")
+    print(
+        f"load a 1,000-message conversation: {m['load_1000_s'] * 1e3:8.1f} ms   target 200 ms"
+        f"   ratio {m['load_1000_s'] / 0.2:.3f}"
+    )
     print()
     print(f"{'search':18} {'query':28} {'hits':>5} {'first':>9} {'median':>9} {'ratio':>7} {'baseline':>9}")
     worst = 0.0
@@ -303,12 +321,16 @@ def main() -> None:
         ratio = s["median_s"] / SEARCH_TARGET_S
         worst = max(worst, s["first_s"] / SEARCH_TARGET_S)
         b = base["search"][label]["median_s"]
-        print(f"{label:18} {s['query']!r:28} {s['hits']:>5} {s['first_s'] * 1e3:7.1f}ms {s['median_s'] * 1e3:7.1f}ms"
-              f" {ratio:7.3f} {b * 1e3:7.1f}ms")
+        print(
+            f"{label:18} {s['query']!r:28} {s['hits']:>5} {s['first_s'] * 1e3:7.1f}ms {s['median_s'] * 1e3:7.1f}ms"
+            f" {ratio:7.3f} {b * 1e3:7.1f}ms"
+        )
     print(f"worst search (first run) / target: {worst:.3f}")
     print()
-    print(f"update_message: {m['update_enqueue_us']:.1f} µs on the caller's thread; "
-          f"{m['update_commit_ms']:.2f} ms per committed update on the writer")
+    print(
+        f"update_message: {m['update_enqueue_us']:.1f} µs on the caller's thread; "
+        f"{m['update_commit_ms']:.2f} ms per committed update on the writer"
+    )
     if tmp is not None:
         tmp.cleanup()
 

@@ -67,8 +67,13 @@ def through_hearth(model: Path, tokens: int, threads: int, n_ctx: int, probe: bo
     from app.core.store import ConversationStore
 
     store = ConversationStore(paths.data_dir() / f"bench-{time.time()}.sqlite3")
-    session = ChatSession(ModelLibrary(), AppConfig(), store, settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
-                          load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads))
+    session = ChatSession(
+        ModelLibrary(),
+        AppConfig(),
+        store,
+        settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
+        load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads),
+    )
     session.library.add_file(model)
     session.config.set("last_model", str(model.resolve()))
     window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))

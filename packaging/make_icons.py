@@ -55,9 +55,9 @@ def render(size: int, svg: Path = SVG):
 # antialiasing on another CPU moves edge pixels by a coverage level or two (up to ~1/16 of
 # the range), never the body of the icon. An edited SVG moves whole areas, which fails the
 # mean or the share of far-off pixels at once.
-EDGE_TOLERANCE = 48        # per channel, out of 255: an edge pixel may differ this much…
-FAR_OFF_SHARE = 0.01       # …and at most this share of pixels may differ by more
-MEAN_TOLERANCE = 1.0       # mean absolute difference per channel
+EDGE_TOLERANCE = 48  # per channel, out of 255: an edge pixel may differ this much…
+FAR_OFF_SHARE = 0.01  # …and at most this share of pixels may differ by more
+MEAN_TOLERANCE = 1.0  # mean absolute difference per channel
 
 
 def images_match(old, new) -> bool:
@@ -111,8 +111,19 @@ def write_ico(path: Path) -> None:
 
 def write_icns(path: Path) -> None:
     """A macOS .icns with PNG entries (what ``iconutil`` makes from an .iconset)."""
-    types = (("icp4", 16), ("icp5", 32), ("icp6", 64), ("ic07", 128), ("ic08", 256), ("ic09", 512),
-             ("ic11", 32), ("ic12", 64), ("ic13", 256), ("ic14", 512), ("ic10", 1024))
+    types = (
+        ("icp4", 16),
+        ("icp5", 32),
+        ("icp6", 64),
+        ("ic07", 128),
+        ("ic08", 256),
+        ("ic09", 512),
+        ("ic11", 32),
+        ("ic12", 64),
+        ("ic13", 256),
+        ("ic14", 512),
+        ("ic10", 1024),
+    )
     chunks = b""
     for kind, n in types:
         data = _png_bytes(n)
@@ -123,8 +134,12 @@ def write_icns(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that the committed PNGs match the SVG")
-    parser.add_argument("--platform-icons", metavar="DIR", type=Path,
-                        help="write DIR/hearth.ico and DIR/hearth.icns (Windows and macOS builds) instead")
+    parser.add_argument(
+        "--platform-icons",
+        metavar="DIR",
+        type=Path,
+        help="write DIR/hearth.ico and DIR/hearth.icns (Windows and macOS builds) instead",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

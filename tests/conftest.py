@@ -74,9 +74,13 @@ def open_main_window(qtbot, demo_model):
 
     def open_(n_ctx: int = 1024, documents: bool = False, **sampling) -> MainWindow:
         store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-        session = ChatSession(ModelLibrary(), AppConfig(), store,
-                              settings=SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **sampling}),
-                              load_settings=LoadSettings(n_ctx=n_ctx, n_threads=1))
+        session = ChatSession(
+            ModelLibrary(),
+            AppConfig(),
+            store,
+            settings=SamplingSettings(**{"temperature": 0.0, "seed": 1, "max_tokens": 24, **sampling}),
+            load_settings=LoadSettings(n_ctx=n_ctx, n_threads=1),
+        )
         if documents:
             session.documents = DocumentIndex(paths.data_dir() / "documents.sqlite3")
         window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))

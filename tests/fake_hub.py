@@ -66,7 +66,7 @@ class FakeFile:
         if not self.corrupt or not self.content:
             return self.content
         middle = len(self.content) // 2
-        return self.content[:middle] + bytes([self.content[middle] ^ 0xFF]) + self.content[middle + 1:]
+        return self.content[:middle] + bytes([self.content[middle] ^ 0xFF]) + self.content[middle + 1 :]
 
     @property
     def sha256(self) -> str:
@@ -227,9 +227,16 @@ class FakeHub:
         """Answer ``times`` matching requests (after letting ``skip`` through) with ``status``."""
         with self._lock:
             self._faults.append(
-                _Fault("status", times, match, methods, status=status,
-                       retry_after=None if retry_after is None else str(retry_after), headers=dict(headers or {}),
-                       skip=skip)
+                _Fault(
+                    "status",
+                    times,
+                    match,
+                    methods,
+                    status=status,
+                    retry_after=None if retry_after is None else str(retry_after),
+                    headers=dict(headers or {}),
+                    skip=skip,
+                )
             )
 
     def drop_after(self, nbytes: int, times: int = 1, match: str | None = "/resolve/") -> None:
@@ -263,7 +270,8 @@ class FakeHub:
         """Requests for file bytes (``/resolve/`` and the CDN), optionally for one file."""
         quoted = quote(filename) if filename else None
         return [
-            r for r in list(self.requests)
+            r
+            for r in list(self.requests)
             if r.method == method
             and ("/resolve/" in r.path or r.path.startswith("/_cdn/"))
             and (quoted is None or r.path.endswith("/" + quoted))
@@ -314,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if path.startswith("/api/models/"):
-                self._model_route(method, path[len("/api/models/"):], record.query)
+                self._model_route(method, path[len("/api/models/") :], record.query)
             elif path == "/api/models":
                 self._search(record.query)
             elif path.startswith("/_cdn/"):
@@ -393,8 +401,10 @@ class _Handler(BaseHTTPRequestHandler):
         if expand:
             return {"_id": full["_id"], "id": repo.repo_id, **{k: full[k] for k in expand if k in full}}
         # What the Hub returns without ``expand``: no author, no lastModified.
-        return {k: full[k] for k in ("_id", "id", "modelId", "likes", "downloads", "private", "tags",
-                                     "library_name", "createdAt")}
+        return {
+            k: full[k]
+            for k in ("_id", "id", "modelId", "likes", "downloads", "private", "tags", "library_name", "createdAt")
+        }
 
     def _search(self, query: dict[str, list[str]]) -> None:
         token = self._token()
@@ -405,15 +415,21 @@ class _Handler(BaseHTTPRequestHandler):
         filters = query.get("filter", [])
         author = (query.get("author") or [None])[0]
         repos = [
-            r for r in self.hub.repos.values()
+            r
+            for r in self.hub.repos.values()
             if search in r.repo_id.lower()
             and all(f in r.tags for f in filters)
             and (author is None or r.author == author)
             and (not r.private or token in r.allowed_tokens)
         ]
         sort = (query.get("sort") or [None])[0]
-        keys = {"downloads": "downloads", "likes": "likes", "lastModified": "last_modified",
-                "createdAt": "created_at", "trendingScore": "likes"}
+        keys = {
+            "downloads": "downloads",
+            "likes": "likes",
+            "lastModified": "last_modified",
+            "createdAt": "created_at",
+            "trendingScore": "likes",
+        }
         if sort is not None:
             if sort not in keys:
                 self._error(400, None, f"Invalid sort {sort}")
@@ -476,13 +492,15 @@ class _Handler(BaseHTTPRequestHandler):
         for name, f in sorted(repo.files.items()):
             if not name.startswith(prefix):
                 continue
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/", 1)[0])
                 continue
             if recursive:
                 parts = name.split("/")
-                folders.update("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]).startswith(prefix))
+                folders.update(
+                    "/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]).startswith(prefix)
+                )
             entry: dict[str, Any] = {"type": "file", "oid": f.git_oid, "size": len(f.content), "path": name}
             if f.lfs:
                 entry["lfs"] = {"oid": f.sha256, "size": len(f.content), "pointerSize": 134}
@@ -521,7 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve_bytes(method, f, common)
 
     def _cdn(self, method: str, path: str) -> None:
-        parts = path[len("/_cdn/"):].split("/", 3)
+        parts = path[len("/_cdn/") :].split("/", 3)
         if len(parts) != 4:
             self._error(404, None, "Not found")
             return
@@ -560,7 +578,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_headers(status, headers)
         if method == "HEAD":
             return
-        self._send_body(memoryview(body)[start:end + 1])
+        self._send_body(memoryview(body)[start : end + 1])
 
     def _send_body(self, data: memoryview) -> None:
         path = self._record.path
@@ -578,7 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rate != paced_rate:
                 paced_rate, paced_from, paced_at = rate, sent, time.monotonic()
             chunk = 256 * 1024 if rate is None else max(1024, int(rate / 20))
-            piece = data[sent:min(limit, sent + chunk)]
+            piece = data[sent : min(limit, sent + chunk)]
             self.wfile.write(piece)
             sent += len(piece)
             if rate is not None:  # against the clock, so the time spent sending counts too

@@ -22,6 +22,7 @@ FAKE_TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567"
 
 # -- About ---------------------------------------------------------------------------------
 
+
 def test_about_info_lists_licenses_versions_and_folders(hearth_home: Path) -> None:
     info = collect_about_info()
     by_name = {c.name: c for c in info.components}
@@ -54,8 +55,18 @@ def test_about_dialog_shows_version_licenses_and_opens_the_data_folder(qtbot, he
     assert dialog.objectName() == "aboutDialog"
     assert __version__ in dialog.title_label.text()
     text = dialog.licenses_text()
-    for expected in ("PySide6", "LGPL-3.0-only", "llama.cpp", "MIT", "huggingface_hub", "Apache-2.0",
-                     "markdown-it-py", "Pygments", "BSD-2-Clause", "SmolLM2"):
+    for expected in (
+        "PySide6",
+        "LGPL-3.0-only",
+        "llama.cpp",
+        "MIT",
+        "huggingface_hub",
+        "Apache-2.0",
+        "markdown-it-py",
+        "Pygments",
+        "BSD-2-Clause",
+        "SmolLM2",
+    ):
         assert expected in text, expected
     assert "Demo model: SmolLM2 135M Instruct (demo) — license Apache-2.0" in text
     shown_paths = [label.text() for label in dialog.folder_labels.values()]
@@ -78,9 +89,15 @@ def test_about_dialog_says_so_when_no_file_manager_opens(qtbot, tmp_path: Path) 
 
 # -- first run -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signal_name, button_name", [
-    ("useDemo", "useDemoButton"), ("addModel", "addModelFileButton"), ("download", "downloadModelButton"),
-])
+
+@pytest.mark.parametrize(
+    "signal_name, button_name",
+    [
+        ("useDemo", "useDemoButton"),
+        ("addModel", "addModelFileButton"),
+        ("download", "downloadModelButton"),
+    ],
+)
 def test_first_run_buttons_emit_their_intents(qtbot, signal_name: str, button_name: str) -> None:
     widget = FirstRunWidget(demo_available=True)
     qtbot.addWidget(widget)
@@ -117,6 +134,7 @@ def test_first_run_finds_the_installed_demo_model_itself(qtbot, demo_model) -> N
 
 
 # -- log file ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def hearth_logging():
@@ -159,6 +177,7 @@ def test_secrets_never_reach_the_log(hearth_logging) -> None:
 
 
 # -- errors that escape everything ---------------------------------------------------------
+
 
 def test_uncaught_error_in_a_slot_is_logged_and_shown_in_a_friendly_dialog(qtbot, hearth_logging) -> None:
     path = logs.setup_logging()

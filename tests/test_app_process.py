@@ -19,8 +19,13 @@ def test_app_starts_registers_demo_model_and_quits_cleanly(tmp_path: Path, demo_
     home = tmp_path / "portable"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     env.pop("HEARTH_HOME", None)
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--data-dir", str(home)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--data-dir", str(home)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         models = home / "data" / "models.json"
         deadline = time.monotonic() + 60
@@ -47,8 +52,13 @@ def test_version_flag() -> None:
 def test_self_test_flag_answers_and_exits_zero(tmp_path: Path, demo_model: Path) -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     env.pop("HEARTH_HOME", None)
-    result = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
-                            env=env, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "self-test: ok" in result.stdout and "tokens/s" in result.stdout
     assert "Traceback" not in result.stderr
@@ -62,7 +72,12 @@ def test_self_test_fails_at_once_when_a_document_reader_is_missing(tmp_path: Pat
     (shadow / "__init__.py").write_text("raise ImportError('simulated: python-docx is missing')\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(shadow.parent))
     env.pop("HEARTH_HOME", None)
-    result = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--data-dir", str(tmp_path / "st"), "--self-test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the document readers are broken: ImportError: simulated" in result.stdout

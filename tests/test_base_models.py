@@ -37,7 +37,8 @@ def test_every_known_template_renders_a_chat_ending_where_the_reply_starts(templ
     assert template_problem(template.template) is None
     env = ImmutableSandboxedEnvironment()
     prompt = env.from_string(template.template).render(
-        messages=CHAT, add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+        messages=CHAT, add_generation_prompt=True, bos_token="<s>", eos_token="</s>"
+    )
     for turn in CHAT:
         assert turn["content"] in prompt
     assert prompt.index("Hello") < prompt.index("Hi!") < prompt.index("Name a fruit.")
@@ -73,8 +74,16 @@ def test_a_base_model_is_labelled_until_a_template_is_chosen(tmp_path: Path) -> 
 def test_records_from_before_template_problems_were_stored_still_say_base_model() -> None:
     old = ModelInfo.from_dict({"path": "/m/base.gguf", "name": "Base", "size": 1, "has_chat_template": False})
     assert old is not None and old.template_problem == "no chat template" and old.needs_template
-    odd = ModelInfo.from_dict({"path": "/m/x.gguf", "name": "X", "size": 1, "has_chat_template": "yes",
-                               "template_problem": 5, "defaults": {"chat_template": ["chatml"]}})
+    odd = ModelInfo.from_dict(
+        {
+            "path": "/m/x.gguf",
+            "name": "X",
+            "size": 1,
+            "has_chat_template": "yes",
+            "template_problem": 5,
+            "defaults": {"chat_template": ["chatml"]},
+        }
+    )
     assert odd is not None and odd.template_problem is None and odd.defaults.chat_template is None
 
 
@@ -94,8 +103,10 @@ def _reference(pieces: list[str], stops: list[str]) -> tuple[str, str | None]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet="ab\n#", max_size=6), max_size=12),
-       st.lists(st.text(alphabet="ab\n#", min_size=1, max_size=4), max_size=3))
+@given(
+    st.lists(st.text(alphabet="ab\n#", max_size=6), max_size=12),
+    st.lists(st.text(alphabet="ab\n#", min_size=1, max_size=4), max_size=3),
+)
 def test_stop_matcher_shows_exactly_the_text_before_the_first_stop(pieces: list[str], stops: list[str]) -> None:
     matcher = StopMatcher(stops)
     shown = ""
@@ -108,7 +119,7 @@ def test_stop_matcher_shows_exactly_the_text_before_the_first_stop(pieces: list[
     assert shown == expected
     assert (matcher.matched is None) == (stop is None)
     if matcher.matched is not None:  # of two stops at the same place, either one
-        assert "".join(pieces)[len(shown):].startswith(matcher.matched)
+        assert "".join(pieces)[len(shown) :].startswith(matcher.matched)
 
 
 def test_stop_matcher_holds_back_a_possible_start_until_it_is_known() -> None:
@@ -196,16 +207,18 @@ def test_picking_a_template_for_a_base_model_in_the_window(qtbot, open_main_wind
     assert any("base model, no chat template" in label for label in labels)
 
     _pick(window, base.path)
-    qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == base.path,
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: session.state is EngineState.READY and session.loaded_info.model_path == base.path, timeout=60_000
+    )
     bar = window.template_bar
     qtbot.waitUntil(bar.isVisible)
     assert "no chat template" in bar.label.text() and "base model" in bar.label.text()
 
     bar.combo.setCurrentIndex(bar.combo.findData("chatml"))
     qtbot.mouseClick(bar.use_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.chat_format == "chatml",
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: session.state is EngineState.READY and session.loaded_info.chat_format == "chatml", timeout=60_000
+    )
     assert not bar.isVisible()
     assert ModelLibrary().get(base.path).defaults.chat_template == "chatml"  # saved with the model
     assert "base model" not in window.model_picker.currentText()
@@ -260,7 +273,8 @@ def test_max_new_tokens_above_a_small_context_is_clamped_not_refused(qtbot, open
 
 @pytest.mark.model
 def test_a_message_sent_while_another_model_loads_is_answered_and_recorded_by_it(
-        qtbot, open_main_window, demo_model: Path, tiny: Path) -> None:
+    qtbot, open_main_window, demo_model: Path, tiny: Path
+) -> None:
     from app.session import EngineState
 
     window = open_main_window()

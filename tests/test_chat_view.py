@@ -117,7 +117,9 @@ def _code_blocks(doc: QTextDocument) -> list[str]:
 def _anchor_point(view: ChatView, href_part: str, nth: int = 0) -> QPoint:
     """The viewport point in the middle of the nth anchor whose href contains href_part."""
     matches = [
-        (b, f) for b, f in _fragments(view.document()) if f.charFormat().isAnchor() and href_part in f.charFormat().anchorHref()
+        (b, f)
+        for b, f in _fragments(view.document())
+        if f.charFormat().isAnchor() and href_part in f.charFormat().anchorHref()
     ]
     assert len(matches) > nth, f"no anchor {href_part!r}"
     _, fragment = matches[nth]
@@ -164,7 +166,16 @@ def test_each_markdown_construct_renders(view) -> None:
     assert _code_blocks(doc) == ["def hello(name):", "    return name"]
     keyword = _fragment(doc, "def")[1].charFormat()
     assert keyword.foreground().color() not in (QColor("black"), QColor("#000000"))
-    assert len({f.charFormat().foreground().color().name() for b, f in _fragments(doc) if b.blockFormat().nonBreakableLines()}) >= 2
+    assert (
+        len(
+            {
+                f.charFormat().foreground().color().name()
+                for b, f in _fragments(doc)
+                if b.blockFormat().nonBreakableLines()
+            }
+        )
+        >= 2
+    )
     assert "The end." in text
 
 
@@ -309,7 +320,17 @@ def _stream_in_pieces(view: ChatView, text: str, size: int = 9) -> Message:
 
 
 def test_a_long_code_block_streams_in_parts_and_stays_one_block(view, qtbot) -> None:
-    code = ["import os", "", "def f():", '    """A docstring', "    that spans", "", "    several lines,", "    across parts", '    """']
+    code = [
+        "import os",
+        "",
+        "def f():",
+        '    """A docstring',
+        "    that spans",
+        "",
+        "    several lines,",
+        "    across parts",
+        '    """',
+    ]
     code += [f"    value_{i} = os.getenv('X{i}')  # note {i}" for i in range(150)]
     code += ["def last():", "    return 1"]
     text = "Code:\n\n```python\n" + "\n".join(code) + "\n```\n\nDone.\n"
@@ -504,7 +525,10 @@ def test_stats_line_after_a_finished_reply(view) -> None:
     )
 
 
-@pytest.mark.parametrize(("state", "word"), [(MessageState.STOPPED, "stopped"), (MessageState.INTERRUPTED, "interrupted"), (MessageState.FAILED, "failed")])
+@pytest.mark.parametrize(
+    ("state", "word"),
+    [(MessageState.STOPPED, "stopped"), (MessageState.INTERRUPTED, "interrupted"), (MessageState.FAILED, "failed")],
+)
 def test_state_notes(view, state, word) -> None:
     reply = _stream(view, "Partial answ")
     _finish(view, reply, state=state, stats={"tokens": 3} if state is MessageState.STOPPED else None)
@@ -521,7 +545,9 @@ def test_finished_reply_without_any_streamed_text(view) -> None:
 
 
 def test_reasoning_is_shown_apart_and_collapsed_when_done(view, qtbot) -> None:
-    reply = _stream(view, "<think>\nFirst I consider the question.\n\nThen the answer.\n</think>\n\nThe **answer** is 42.", size=4)
+    reply = _stream(
+        view, "<think>\nFirst I consider the question.\n\nThen the answer.\n</think>\n\nThe **answer** is 42.", size=4
+    )
     doc = view.document()
     label, _ = _fragment(doc, "Reasoning")
     thought, fragment = _fragment(doc, "First I consider")

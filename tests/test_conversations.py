@@ -39,8 +39,11 @@ def chat(qtbot, window: MainWindow, text: str) -> None:
 
 def titles(window: MainWindow) -> list[str]:
     model = window.conversation_model
-    return [model.index(r, 0).data() for r in range(model.rowCount())
-            if model.index(r, 0).data(ConversationListModel.KindRole) == "conversation"]
+    return [
+        model.index(r, 0).data()
+        for r in range(model.rowCount())
+        if model.index(r, 0).data(ConversationListModel.KindRole) == "conversation"
+    ]
 
 
 def test_sidebar_new_rename_pin_delete_undo_and_restart(qtbot, qtmodeltester, open_window, monkeypatch) -> None:
@@ -168,8 +171,13 @@ KILL_SCRIPT = textwrap.dedent(
 
 def test_sigkill_mid_reply_loses_nothing(tmp_path: Path, demo_model: Path, qtbot) -> None:
     home = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(home)], capture_output=True, text=True,
-                          timeout=180, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(home)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     saved = int(proc.stdout.split("SAVED")[1].split()[0])
     paths.set_root(home)
@@ -197,15 +205,15 @@ def test_export_through_the_file_menu(qtbot, open_window, tmp_path: Path, monkey
     window = open_window()
     chat(qtbot, window, "What is the capital of France?")
     out = tmp_path / "chat.html"
-    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(out), "Web page (HTML) (*.html)"))
+    monkeypatch.setattr(
+        "app.ui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(out), "Web page (HTML) (*.html)")
+    )
     window.findChild(object, "exportAction").trigger()
     page = out.read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and "capital of France" in page
     assert "<script" not in page.lower()
     md = tmp_path / "all"
-    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName",
-                        lambda *a, **k: (str(md), "Markdown (*.md)"))
+    monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(md), "Markdown (*.md)"))
     window.findChild(object, "exportAllAction").trigger()
     assert "capital of France" in (tmp_path / "all.md").read_text()
     assert "Exported 1 conversation" in window.info_bar.label.text()
@@ -308,8 +316,9 @@ def test_a_search_hit_on_another_branch_opens_that_branch(qtbot, open_window) ->
     qtbot.waitUntil(lambda: window.conversation_model.best_hit_message(conv_id) == old_reply.id)
     row = window.conversation_model.row_of(conv_id)
     index = window.conversation_model.index(row, 0)
-    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton,
-                     pos=window.sidebar.list.visualRect(index).center())
+    qtbot.mouseClick(
+        window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=window.sidebar.list.visualRect(index).center()
+    )
     qtbot.waitUntil(lambda: session.conversation.id == conv_id)
     assert session.conversation.messages[-1].id == old_reply.id
     assert "Vermilion is my answer." in window.chat_view.toPlainText()

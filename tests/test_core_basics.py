@@ -37,11 +37,31 @@ def test_default_settings_are_valid_and_bad_values_are_explained() -> None:
 
 
 def test_settings_reach_llama_cpp_arguments() -> None:
-    s = SamplingSettings(temperature=0.2, top_p=0.5, top_k=7, min_p=0.1, repeat_penalty=1.3,
-                         presence_penalty=0.4, frequency_penalty=0.6, max_tokens=33, stop=["\n\n"], seed=42)
+    s = SamplingSettings(
+        temperature=0.2,
+        top_p=0.5,
+        top_k=7,
+        min_p=0.1,
+        repeat_penalty=1.3,
+        presence_penalty=0.4,
+        frequency_penalty=0.6,
+        max_tokens=33,
+        stop=["\n\n"],
+        seed=42,
+    )
     kw = completion_kwargs(s)
-    assert kw == {"temperature": 0.2, "top_p": 0.5, "top_k": 7, "min_p": 0.1, "repeat_penalty": 1.3,
-                  "presence_penalty": 0.4, "frequency_penalty": 0.6, "max_tokens": 33, "stop": ["\n\n"], "seed": 42}
+    assert kw == {
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "top_k": 7,
+        "min_p": 0.1,
+        "repeat_penalty": 1.3,
+        "presence_penalty": 0.4,
+        "frequency_penalty": 0.6,
+        "max_tokens": 33,
+        "stop": ["\n\n"],
+        "seed": 42,
+    }
     assert isinstance(completion_kwargs(SamplingSettings(seed=None))["seed"], int)
     lk = llama_kwargs(Load("/m.gguf", n_ctx=256, n_threads=1, n_batch=512))
     assert lk["n_ctx"] == 256 and lk["n_threads"] == 1 and lk["n_batch"] == 256 and lk["verbose"] is False

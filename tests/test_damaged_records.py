@@ -17,8 +17,12 @@ from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.store import ConversationStore
 
 BAD_SETTINGS = {"temperature": "hot", "top_k": [1], "few_shot": 5, "stop": "###", "max_tokens": 10**30}
-BAD_STATS = {"tokens": "many", "tokens_per_s": {"x": 1}, "ttft": "soon",
-             "sources": [{"number": "one", "label": ["a"], "text": 5, "cited": "yes"}]}
+BAD_STATS = {
+    "tokens": "many",
+    "tokens_per_s": {"x": 1},
+    "ttft": "soon",
+    "sources": [{"number": "one", "label": ["a"], "text": 5, "cited": "yes"}],
+}
 
 
 def _db() -> Path:
@@ -27,18 +31,28 @@ def _db() -> Path:
 
 def _write_damaged(title: str = "Damaged chat") -> Conversation:
     """A normal conversation, then its JSON columns overwritten with wrong-typed values."""
-    conv = Conversation(title=title, messages=[
-        Message(Role.USER, "What is in the box?"),
-        Message(Role.ASSISTANT, "A cat.", MessageState.COMPLETE, model="demo",
-                stats={"tokens": 3, "tokens_per_s": 10.0, "ttft": 0.1}),
-    ])
+    conv = Conversation(
+        title=title,
+        messages=[
+            Message(Role.USER, "What is in the box?"),
+            Message(
+                Role.ASSISTANT,
+                "A cat.",
+                MessageState.COMPLETE,
+                model="demo",
+                stats={"tokens": 3, "tokens_per_s": 10.0, "ttft": 0.1},
+            ),
+        ],
+    )
     with ConversationStore(_db()) as store:
         store.import_conversations([conv])
         store.flush()
     with sqlite3.connect(_db()) as conn:
         conn.execute("UPDATE conversations SET settings = ?, updated = 9e9", (json.dumps(BAD_SETTINGS),))
-        conn.execute("UPDATE messages SET settings = ?, stats = ? WHERE role = 'assistant'",
-                     (json.dumps(BAD_SETTINGS), json.dumps(BAD_STATS)))
+        conn.execute(
+            "UPDATE messages SET settings = ?, stats = ? WHERE role = 'assistant'",
+            (json.dumps(BAD_SETTINGS), json.dumps(BAD_STATS)),
+        )
         conn.execute("UPDATE messages SET created = 'yesterday' WHERE role = 'user'")
     return conv
 

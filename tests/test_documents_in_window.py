@@ -11,8 +11,10 @@ from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.model
 
-FACT = ("The Hearth lighthouse on Korrin Island was built in 1887 by the engineer Maren Talvik. "
-        "Its lamp is fuelled by whale oil and can be seen 31 kilometres out to sea.")
+FACT = (
+    "The Hearth lighthouse on Korrin Island was built in 1887 by the engineer Maren Talvik. "
+    "Its lamp is fuelled by whale oil and can be seen 31 kilometres out to sea."
+)
 
 
 @pytest.fixture
@@ -20,7 +22,9 @@ def window(open_main_window):
     return open_main_window(n_ctx=2048, documents=True)
 
 
-def test_attached_documents_are_retrieved_cited_and_shown(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+def test_attached_documents_are_retrieved_cited_and_shown(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
     session = window.session
     notes = tmp_path / "lighthouse-notes.md"
     notes.write_text("# Korrin Island\n\n" + FACT + "\n\n# Other notes\n\nThe ferry leaves at noon on Sundays.\n")
@@ -110,8 +114,9 @@ def test_hybrid_retrieval_with_an_embedding_model(qtbot, window: MainWindow, tmp
     index = session.documents
     ids = [c.id for c in index.collections(include_attachments=True)]
     assert index.passages_missing_vectors(ids, model=demo_model.name) == []
-    hits = index.vector_search(__import__("numpy").ones(576, dtype="float32") / 24.0, k=3, collection_ids=ids,
-                               model=demo_model.name)
+    hits = index.vector_search(
+        __import__("numpy").ones(576, dtype="float32") / 24.0, k=3, collection_ids=ids, model=demo_model.name
+    )
     assert hits  # vectors are stored under the embedding model's name
     sent: list[str] = []
     session._embed.connect(lambda ids, texts, tag: sent.append(tag))

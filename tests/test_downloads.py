@@ -83,9 +83,7 @@ def setup(tmp_path: Path, hub: FakeHub):
     queues: list[DownloadQueue] = []
 
     def make(**kwargs) -> DownloadQueue:
-        options = dict(
-            on_event=events, endpoint=hub.url, retry=FAST_RETRY, checkpoint_bytes=128 * 1024
-        ) | kwargs
+        options = dict(on_event=events, endpoint=hub.url, retry=FAST_RETRY, checkpoint_bytes=128 * 1024) | kwargs
         queue = DownloadQueue(state_path, models, **options)
         queues.append(queue)
         return queue
@@ -109,8 +107,11 @@ def state_of(queue: DownloadQueue, item_id: str) -> DownloadState:
 
 
 def wait_state(queue: DownloadQueue, item_id: str, state: DownloadState, timeout: float = 10.0) -> DownloadItem:
-    wait_for(lambda: state_of(queue, item_id) == state, timeout, f"{state.value} (is {state_of(queue, item_id).value}: "
-             f"{queue.get(item_id).error})")
+    wait_for(
+        lambda: state_of(queue, item_id) == state,
+        timeout,
+        f"{state.value} (is {state_of(queue, item_id).value}: {queue.get(item_id).error})",
+    )
     return queue.get(item_id)
 
 
@@ -245,8 +246,7 @@ def test_too_many_transient_failures_fail_resumably(setup, hub: FakeHub) -> None
 
 
 def test_gated_and_missing_files_fail_at_once_with_plain_words(setup, hub: FakeHub) -> None:
-    hub.add_repo("carol/gated-GGUF", {"g.Q4_0.gguf": make_content(1000)}, gated="auto",
-                 allowed_tokens={"hf_granted"})
+    hub.add_repo("carol/gated-GGUF", {"g.Q4_0.gguf": make_content(1000)}, gated="auto", allowed_tokens={"hf_granted"})
     queue = setup.make()
     gated = queue.add("carol/gated-GGUF", "g.Q4_0.gguf", hub.file_url("carol/gated-GGUF", "g.Q4_0.gguf"), total=1000)
     failed = wait_state(queue, gated.id, DownloadState.FAILED)
@@ -267,8 +267,9 @@ def test_gated_and_missing_files_fail_at_once_with_plain_words(setup, hub: FakeH
 def test_token_is_not_sent_to_the_cdn_or_other_hosts(tmp_path: Path) -> None:
     with FakeHub(cdn_redirect=True, valid_tokens={"hf_granted"}) as hub:
         hub.add_repo(REPO, {NAME: CONTENT})
-        queue = DownloadQueue(tmp_path / "d.json", tmp_path / "models", token="hf_granted", endpoint=hub.url,
-                              retry=FAST_RETRY)
+        queue = DownloadQueue(
+            tmp_path / "d.json", tmp_path / "models", token="hf_granted", endpoint=hub.url, retry=FAST_RETRY
+        )
         try:
             item = add(queue, hub)
             wait_state(queue, item.id, DownloadState.COMPLETE)
@@ -288,8 +289,13 @@ def test_wrong_sha256_fails_and_deletes_the_file(setup, hub: FakeHub) -> None:
     listing = HubClient(endpoint=hub.url).list_gguf_files("mallory/bad-GGUF")
     (entry,) = listing.files
     queue = setup.make()
-    item = queue.add("mallory/bad-GGUF", "bad.Q4_0.gguf", hub.file_url("mallory/bad-GGUF", "bad.Q4_0.gguf"),
-                     total=entry.size, sha256=entry.sha256)
+    item = queue.add(
+        "mallory/bad-GGUF",
+        "bad.Q4_0.gguf",
+        hub.file_url("mallory/bad-GGUF", "bad.Q4_0.gguf"),
+        total=entry.size,
+        sha256=entry.sha256,
+    )
     failed = wait_state(queue, item.id, DownloadState.FAILED)
     assert "checksum" in failed.error and "deleted" in failed.error
     assert not Path(failed.part_path).exists() and not Path(failed.dest).exists()
@@ -489,7 +495,7 @@ def test_a_checkpoint_from_before_a_restart_from_zero_is_not_recorded(setup, hub
     disk.release.set()
     done = wait_state(queue, item.id, DownloadState.COMPLETE, timeout=20)
     assert Path(done.dest).read_bytes() == CONTENT
-    after = disk.claims[next(i for i, (claim, _) in enumerate(disk.claims) if claim == 0 and i > 0):]
+    after = disk.claims[next(i for i, (claim, _) in enumerate(disk.claims) if claim == 0 and i > 0) :]
     assert all(claim <= covered for claim, covered in after if claim), after
 
 
@@ -500,9 +506,18 @@ def test_crash_resumes_from_the_last_checkpoint(setup, hub: FakeHub) -> None:
     part = Path(str(dest) + ".part")
     checkpoint = 700_000
     part.write_bytes(CONTENT[:checkpoint] + b"\0" * 50_000)  # zeros: never made durable
-    record = DownloadItem(id="crashed1", repo_id=REPO, filename=NAME, url=hub.file_url(REPO, NAME), dest=str(dest),
-                          part_path=str(part), total=SIZE, done=checkpoint, sha256=SHA,
-                          state=DownloadState.RUNNING)
+    record = DownloadItem(
+        id="crashed1",
+        repo_id=REPO,
+        filename=NAME,
+        url=hub.file_url(REPO, NAME),
+        dest=str(dest),
+        part_path=str(part),
+        total=SIZE,
+        done=checkpoint,
+        sha256=SHA,
+        state=DownloadState.RUNNING,
+    )
     setup.state_path.write_text(json.dumps({"version": 1, "items": [record.to_dict()]}))
 
     queue = setup.make()
@@ -537,7 +552,9 @@ def test_queue_runs_max_parallel_at_a_time_and_never_the_same_file_twice(setup, 
 
 def test_not_enough_disk_space_is_refused_before_starting(setup, hub: FakeHub, monkeypatch) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(downloads.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 2_300 * 10**6, 2_300 * 10**6))
+    monkeypatch.setattr(
+        downloads.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 2_300 * 10**6, 2_300 * 10**6)
+    )
     queue = setup.make()
     with pytest.raises(DiskSpaceError) as refused:
         queue.add(REPO, NAME, hub.file_url(REPO, NAME), total=4_100 * 10**6, sha256=SHA)
@@ -561,8 +578,17 @@ def test_not_enough_disk_space_is_refused_before_starting(setup, hub: FakeHub, m
 
 def test_unsafe_file_names_are_refused(setup, hub: FakeHub) -> None:
     queue = setup.make()
-    for name in ("../evil.gguf", "a/../../evil.gguf", "/etc/evil.gguf", "..\\evil.gguf", "C:evil.gguf",
-                 "a//b.gguf", "./x.gguf", "x\n.gguf", ""):
+    for name in (
+        "../evil.gguf",
+        "a/../../evil.gguf",
+        "/etc/evil.gguf",
+        "..\\evil.gguf",
+        "C:evil.gguf",
+        "a//b.gguf",
+        "./x.gguf",
+        "x\n.gguf",
+        "",
+    ):
         with pytest.raises(UnsafePathError):
             queue.add(REPO, name, hub.file_url(REPO, "x"), total=10)
     with pytest.raises(UnsafePathError):

@@ -75,16 +75,36 @@ def isolated(tmp_path: Path, monkeypatch):
 @pytest.fixture
 def hub():
     with FakeHub(valid_tokens={TOKEN}) as server:
-        server.add_repo(REPO, {Q4: Q4_CONTENT, "tiny.Q8_0.gguf": Q8_CONTENT, "tiny.F16.gguf": F16_CONTENT,
-                               "README.md": FakeFile(b"# tiny", lfs=False)},
-                        downloads=900, likes=50, last_modified="2024-05-01T00:00:00.000Z")
-        server.add_repo("bob/Tiny-Chat-GGUF", {"chat.Q4_0.gguf": make_content(300_000, seed=4)},
-                        downloads=12_000, likes=3, last_modified="2024-03-01T00:00:00.000Z")
+        server.add_repo(
+            REPO,
+            {
+                Q4: Q4_CONTENT,
+                "tiny.Q8_0.gguf": Q8_CONTENT,
+                "tiny.F16.gguf": F16_CONTENT,
+                "README.md": FakeFile(b"# tiny", lfs=False),
+            },
+            downloads=900,
+            likes=50,
+            last_modified="2024-05-01T00:00:00.000Z",
+        )
+        server.add_repo(
+            "bob/Tiny-Chat-GGUF",
+            {"chat.Q4_0.gguf": make_content(300_000, seed=4)},
+            downloads=12_000,
+            likes=3,
+            last_modified="2024-03-01T00:00:00.000Z",
+        )
         server.add_repo("erin/Unrelated-GGUF", {"x.Q4_0.gguf": make_content(1000, seed=5)}, downloads=5)
-        server.add_repo(GATED, {"gated.Q4_K_M.gguf": make_content(600_000, seed=6)}, gated="manual",
-                        allowed_tokens={TOKEN}, license="llama3")
-        server.add_repo(SPLIT, {SPLIT_PARTS[0]: make_content(700_000, seed=7),
-                                SPLIT_PARTS[1]: make_content(500_000, seed=8)})
+        server.add_repo(
+            GATED,
+            {"gated.Q4_K_M.gguf": make_content(600_000, seed=6)},
+            gated="manual",
+            allowed_tokens={TOKEN},
+            license="llama3",
+        )
+        server.add_repo(
+            SPLIT, {SPLIT_PARTS[0]: make_content(700_000, seed=7), SPLIT_PARTS[1]: make_content(500_000, seed=8)}
+        )
         yield server
 
 
@@ -93,8 +113,14 @@ class Manager:
 
     def __init__(self, hub: FakeHub, state_path: Path) -> None:
         self.bridge = DownloadBridge()
-        self.queue = DownloadQueue(state_path, paths.models_dir(), on_event=self.bridge.emit_event,
-                                   endpoint=hub.url, retry=FAST_RETRY, checkpoint_bytes=128 * 1024)
+        self.queue = DownloadQueue(
+            state_path,
+            paths.models_dir(),
+            on_event=self.bridge.emit_event,
+            endpoint=hub.url,
+            retry=FAST_RETRY,
+            checkpoint_bytes=128 * 1024,
+        )
         self.client = HubClient(endpoint=hub.url)
 
 
@@ -252,7 +278,9 @@ def test_choosing_a_repo_lists_quantizations_with_sizes_and_a_recommendation(qtb
     assert [r[QuantColumn.FIT] for r in rows] == ["fits", "fits", "fits ★ recommended"]  # the best that fits
     assert "License: apache-2.0" in dialog.repoNote.text()
     assert "gated" not in dialog.repoNote.text().lower()
-    assert "8.0 GB of memory, 4.0 GB free now" in dialog.memoryNote.text() and "× 1.1 + 0.5 GB" in dialog.memoryNote.text()
+    assert (
+        "8.0 GB of memory, 4.0 GB free now" in dialog.memoryNote.text() and "× 1.1 + 0.5 GB" in dialog.memoryNote.text()
+    )
     assert not dialog.downloadButton.isEnabled()  # nothing chosen yet
 
 
@@ -267,13 +295,19 @@ def test_split_files_are_one_entry(qtbot, dialog: DownloadsDialog) -> None:
 
 def test_verdicts_against_this_computers_memory() -> None:
     gb = 1_000_000_000
-    files = [QuantFile(q, f"m.{q}", [f"m.{q}.gguf"], int(size * gb), None, [None], [int(size * gb)])
-             for q, size in (("Q2_K", 3), ("Q4_K_M", 5), ("Q8_0", 8.5), ("F16", 16))]
+    files = [
+        QuantFile(q, f"m.{q}", [f"m.{q}.gguf"], int(size * gb), None, [None], [int(size * gb)])
+        for q, size in (("Q2_K", 3), ("Q4_K_M", 5), ("Q8_0", 8.5), ("F16", 16))
+    ]
     model = QuantFileModel()
     model.set_files(files, MemoryInfo(total=16 * gb, available=10 * gb))
     # Estimates 3.8, 6.0, 9.85, 18.1 GB: "fits" up to 80 % of the 10 GB free, "tight" up to 90 % of 16 GB.
     assert [model.index(r, QuantColumn.FIT).data() for r in range(4)] == [
-        "fits", "fits ★ recommended", "tight", "won't fit"]
+        "fits",
+        "fits ★ recommended",
+        "tight",
+        "won't fit",
+    ]
     assert [model.index(r, QuantColumn.RAM).data() for r in range(4)] == ["3.8 GB", "6.0 GB", "9.8 GB", "18.1 GB"]
     assert model.best_row() == 1
     model.set_files(files, MemoryInfo(total=2 * gb, available=1 * gb))
@@ -288,14 +322,21 @@ def test_estimate_is_file_size_times_1_1_plus_half_a_gigabyte() -> None:
 # --- downloading ----------------------------------------------------------------------------------
 
 
-def test_download_shows_progress_completes_and_announces_a_verified_model(qtbot, dialog: DownloadsDialog,
-                                                                             hub: FakeHub) -> None:
+def test_download_shows_progress_completes_and_announces_a_verified_model(
+    qtbot, dialog: DownloadsDialog, hub: FakeHub
+) -> None:
     hub.bytes_per_second = 1_500_000
     open_repo(qtbot, dialog, REPO)
     seen: list[tuple[str, str, str]] = []
-    dialog.downloadsModel.dataChanged.connect(lambda *_: seen.append((
-        cell(dialog, Q4, DownloadColumn.PROGRESS), cell(dialog, Q4, DownloadColumn.SPEED),
-        cell(dialog, Q4, DownloadColumn.ETA))))
+    dialog.downloadsModel.dataChanged.connect(
+        lambda *_: seen.append(
+            (
+                cell(dialog, Q4, DownloadColumn.PROGRESS),
+                cell(dialog, Q4, DownloadColumn.SPEED),
+                cell(dialog, Q4, DownloadColumn.ETA),
+            )
+        )
+    )
     with qtbot.waitSignal(dialog.modelDownloaded, timeout=15000) as announced:
         download(qtbot, dialog, Q4)
         qtbot.waitUntil(lambda: downloads_row(dialog, Q4) >= 0, timeout=5000)
@@ -333,8 +374,9 @@ def test_the_gui_thread_never_blocks_during_a_download(qtbot, dialog: DownloadsD
     assert max(gaps) < 0.2, f"the GUI thread stalled for {max(gaps) * 1000:.0f} ms"
 
 
-def test_pause_stops_the_bytes_and_resume_continues_from_the_disk(qtbot, dialog: DownloadsDialog, hub: FakeHub,
-                                                                  manager: Manager) -> None:
+def test_pause_stops_the_bytes_and_resume_continues_from_the_disk(
+    qtbot, dialog: DownloadsDialog, hub: FakeHub, manager: Manager
+) -> None:
     hub.bytes_per_second = 1_000_000
     open_repo(qtbot, dialog, REPO)
     download(qtbot, dialog, "tiny.Q8_0.gguf")
@@ -363,17 +405,20 @@ def test_pause_stops_the_bytes_and_resume_continues_from_the_disk(qtbot, dialog:
     assert hub.file_requests(name)[-1].range == f"bytes={size}-"  # from the bytes on disk, not from zero
 
 
-def test_cancel_asks_first_then_deletes_the_part_file(qtbot, dialog: DownloadsDialog, hub: FakeHub,
-                                                      monkeypatch) -> None:
+def test_cancel_asks_first_then_deletes_the_part_file(
+    qtbot, dialog: DownloadsDialog, hub: FakeHub, monkeypatch
+) -> None:
     hub.bytes_per_second = 1_000_000
     answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question",
-                        staticmethod(lambda parent, title, text, *a: asked.append(text) or answers.pop(0)))
+    monkeypatch.setattr(
+        QMessageBox, "question", staticmethod(lambda parent, title, text, *a: asked.append(text) or answers.pop(0))
+    )
     open_repo(qtbot, dialog, REPO)
     download(qtbot, dialog, Q4)
-    qtbot.waitUntil(lambda: downloads_row(dialog, Q4) >= 0 and part_size(item(dialog, Q4).part_path) > 100_000,
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: downloads_row(dialog, Q4) >= 0 and part_size(item(dialog, Q4).part_path) > 100_000, timeout=5000
+    )
     part = item(dialog, Q4).part_path
     select_download(dialog, Q4)
     qtbot.mouseClick(dialog.cancelButton, Qt.MouseButton.LeftButton)  # "No"
@@ -392,8 +437,9 @@ def test_cancel_asks_first_then_deletes_the_part_file(qtbot, dialog: DownloadsDi
     assert len(asked) == 2
 
 
-def test_not_enough_disk_space_is_refused_before_anything_starts(qtbot, dialog: DownloadsDialog, hub: FakeHub,
-                                                                  monkeypatch) -> None:
+def test_not_enough_disk_space_is_refused_before_anything_starts(
+    qtbot, dialog: DownloadsDialog, hub: FakeHub, monkeypatch
+) -> None:
     from collections import namedtuple
 
     from app.core import downloads as core_downloads
@@ -443,8 +489,9 @@ def test_a_split_model_is_announced_once_when_every_part_is_done(qtbot, dialog: 
     assert dialog.queue.max_parallel == 2
 
 
-def test_a_gated_repo_asks_for_a_token_and_the_token_opens_it(qtbot, dialog: DownloadsDialog, isolated,
-                                                             manager: Manager) -> None:
+def test_a_gated_repo_asks_for_a_token_and_the_token_opens_it(
+    qtbot, dialog: DownloadsDialog, isolated, manager: Manager
+) -> None:
     open_repo(qtbot, dialog, GATED)
     assert GATED_MESSAGE in dialog.repoNote.text()
     assert "License: llama3" in dialog.repoNote.text()
@@ -505,7 +552,9 @@ def test_restart_lists_the_download_paused_and_resume_continues(qtbot, hub: Fake
         name = "tiny.Q8_0.gguf"
         assert state(window, name) == "paused"
         done = item(window, name).done
-        assert done >= 128 * 1024 and f"({done * 100 // len(Q8_CONTENT)}%)" in cell(window, name, DownloadColumn.PROGRESS)
+        assert done >= 128 * 1024 and f"({done * 100 // len(Q8_CONTENT)}%)" in cell(
+            window, name, DownloadColumn.PROGRESS
+        )
         select_download(window, name)
         with qtbot.waitSignal(window.modelDownloaded, timeout=10000) as announced:
             qtbot.mouseClick(window.resumeButton, Qt.MouseButton.LeftButton)
@@ -544,8 +593,18 @@ def test_the_dialog_is_not_modal(dialog: DownloadsDialog) -> None:
 
 
 def _item(n: int, state: DownloadState, done: int = 0, total: int | None = 1000, error: str | None = None):
-    return DownloadItem(id=f"id{n}", repo_id="a/b", filename=f"dir/f{n}.gguf", url="http://x", dest=f"/m/a/b/f{n}.gguf",
-                        part_path=f"/m/a/b/f{n}.gguf.part", total=total, done=done, state=state, error=error)
+    return DownloadItem(
+        id=f"id{n}",
+        repo_id="a/b",
+        filename=f"dir/f{n}.gguf",
+        url="http://x",
+        dest=f"/m/a/b/f{n}.gguf",
+        part_path=f"/m/a/b/f{n}.gguf.part",
+        total=total,
+        done=done,
+        state=state,
+        error=error,
+    )
 
 
 def test_download_table_model_passes_qtmodeltester(qtmodeltester) -> None:
@@ -577,7 +636,8 @@ def test_names_from_the_network_are_never_rendered_as_html() -> None:
     hostile.filename = "<b>x</b>.gguf"
     model = DownloadTableModel([hostile])
     assert model.index(0, DownloadColumn.STATE).data(Qt.ItemDataRole.ToolTipRole) == (
-        "<qt>&lt;img src=&#x27;x&#x27;&gt; &lt;b&gt;bold&lt;/b&gt;</qt>")
+        "<qt>&lt;img src=&#x27;x&#x27;&gt; &lt;b&gt;bold&lt;/b&gt;</qt>"
+    )
     assert "&lt;b&gt;x&lt;/b&gt;.gguf<br>" in model.index(0, DownloadColumn.FILE).data(Qt.ItemDataRole.ToolTipRole)
 
 
@@ -596,19 +656,24 @@ def test_search_and_file_models_pass_qtmodeltester(qtmodeltester) -> None:
     from datetime import datetime
 
     search = RepoSearchModel()
-    search.set_results([
-        RepoSummary("a/x-GGUF", "a", 10, 2, datetime(2024, 1, 2, tzinfo=UTC)),
-        RepoSummary("b/y-GGUF", "b", 5, 9, None, gated=True),
-    ])
+    search.set_results(
+        [
+            RepoSummary("a/x-GGUF", "a", 10, 2, datetime(2024, 1, 2, tzinfo=UTC)),
+            RepoSummary("b/y-GGUF", "b", 5, 9, None, gated=True),
+        ]
+    )
     qtmodeltester.check(search)
     assert search.index(1, SearchColumn.REPO).data() == "b/y-GGUF  (gated)"
 
     files = QuantFileModel()
-    files.set_files([
-        QuantFile("Q4_K_M", "m.Q4_K_M", ["m.Q4_K_M.gguf"], 1_000_000, "s", ["s"], [1_000_000]),
-        QuantFile("Q8_0", "m-Q8_0", ["m-Q8_0-00001-of-00002.gguf"], None, None, [None], [None], complete=False),
-        QuantFile("F16", "mmproj-F16", ["mmproj-F16.gguf"], 500_000, None, [None], [500_000]),
-    ], MemoryInfo(None, None))
+    files.set_files(
+        [
+            QuantFile("Q4_K_M", "m.Q4_K_M", ["m.Q4_K_M.gguf"], 1_000_000, "s", ["s"], [1_000_000]),
+            QuantFile("Q8_0", "m-Q8_0", ["m-Q8_0-00001-of-00002.gguf"], None, None, [None], [None], complete=False),
+            QuantFile("F16", "mmproj-F16", ["mmproj-F16.gguf"], 500_000, None, [None], [500_000]),
+        ],
+        MemoryInfo(None, None),
+    )
     qtmodeltester.check(files)
     assert files.index(0, QuantColumn.FIT).data() == "can't tell"
     assert files.flags(files.index(1, 0)) == Qt.ItemFlag.NoItemFlags  # parts missing: can't be chosen
@@ -632,8 +697,9 @@ def test_bridge_delivers_in_order_on_the_gui_thread_and_coalesces_progress(qtbot
     bridge = DownloadBridge()
     received: list[tuple[str, str, int, bool]] = []
     main = threading.get_ident()
-    bridge.eventReceived.connect(lambda e: received.append((e.kind.value, e.item.id, e.item.done,
-                                                            threading.get_ident() == main)))
+    bridge.eventReceived.connect(
+        lambda e: received.append((e.kind.value, e.item.id, e.item.done, threading.get_ident() == main))
+    )
 
     def worker() -> None:
         for done in (100, 200, 300):

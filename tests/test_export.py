@@ -91,8 +91,15 @@ def sample_conversations() -> list[Conversation]:
     )
     # an earlier version of the first answer, regenerated later, and what followed it
     first.branches = [
-        Message(Role.ASSISTANT, "An older plan.", model="SmolLM2 135M Instruct", id="m3-old",
-                created=t0 + 2.5, parent_id="m2", active=False),
+        Message(
+            Role.ASSISTANT,
+            "An older plan.",
+            model="SmolLM2 135M Instruct",
+            id="m3-old",
+            created=t0 + 2.5,
+            parent_id="m2",
+            active=False,
+        ),
         Message(Role.USER, "Cheaper?", id="m4-old", created=t0 + 2.7, parent_id="m3-old", active=True),
     ]
     for conv in (first, second):
@@ -143,7 +150,11 @@ def test_json_export_survives_odd_stats() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=8,
 )
@@ -220,15 +231,22 @@ B1_1 = lambda d: d["conversations"][0]["branches"][0]  # noqa: E731  conversatio
 MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("wrong format tag", _set(TOP, "format", "other.app"), ["not a Hearth export", '"format"']),
     ("missing format", _del(TOP, "format"), ["not a Hearth export"]),
-    ("newer version", _set(TOP, "version", 2), ["newer version of Hearth", "format version 2", "can read format version 1"]),
+    (
+        "newer version",
+        _set(TOP, "version", 2),
+        ["newer version of Hearth", "format version 2", "can read format version 1"],
+    ),
     ("version as text", _set(TOP, "version", "1"), ["version", 'found "1"']),
     ("version as bool", _set(TOP, "version", True), ["version", "found true"]),
     ("version zero", _set(TOP, "version", 0), ["version", "at least 1"]),
     ("exported not text", _set(TOP, "exported", 5), ['"exported"', "text"]),
     ("no conversations", _del(TOP, "conversations"), ['no "conversations" list']),
     ("conversations not a list", _set(TOP, "conversations", {}), ['"conversations" must be a list', "an object"]),
-    ("conversation not an object", lambda d: d["conversations"].insert(1, "hello"),
-     ["conversation 2: must be an object", 'found "hello"']),
+    (
+        "conversation not an object",
+        lambda d: d["conversations"].insert(1, "hello"),
+        ["conversation 2: must be an object", 'found "hello"'],
+    ),
     ("conversation id missing", _del(C2, "id"), ['conversation 2: the required field "id" is missing']),
     ("conversation id empty", _set(C2, "id", ""), ["conversation 2: id must not be empty"]),
     ("conversation id number", _set(C1, "id", 7), ["conversation 1: id must be text", "the number 7"]),
@@ -236,7 +254,11 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("title missing", _del(C1, "title"), ['conversation 1: the required field "title" is missing']),
     ("title null", _set(C1, "title", None), ["conversation 1: title must be text (found null)"]),
     ("created missing", _del(C2, "created"), ['conversation 2: the required field "created" is missing']),
-    ("created garbage text", _set(C1, "created", "yesterday"), ["conversation 1: created must be a time", '"yesterday"']),
+    (
+        "created garbage text",
+        _set(C1, "created", "yesterday"),
+        ["conversation 1: created must be a time", '"yesterday"'],
+    ),
     ("created negative", _set(C1, "created", -5), ["conversation 1: created must be a time between 1970 and 9999"]),
     ("created huge", _set(C1, "created", 1e300), ["conversation 1: created must be a time between 1970 and 9999"]),
     ("updated bool", _set(C1, "updated", False), ["conversation 1: updated must be a time", "found false"]),
@@ -244,14 +266,23 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("settings list", _set(C1, "settings", [1]), ["conversation 1: settings must be an object", "a list"]),
     ("messages missing", _del(C2, "messages"), ['conversation 2: the required field "messages" is missing']),
     ("messages object", _set(C2, "messages", {}), ["conversation 2: messages must be a list"]),
-    ("message not an object", lambda d: d["conversations"][1]["messages"].__setitem__(1, ["x"]),
-     ["conversation 2, message 2: must be an object", "a list"]),
-    ("bad role", _set(M2_3, "role", "bot"),
-     ["conversation 2, message 3: role must be one of system, user, assistant", '"bot"']),
+    (
+        "message not an object",
+        lambda d: d["conversations"][1]["messages"].__setitem__(1, ["x"]),
+        ["conversation 2, message 2: must be an object", "a list"],
+    ),
+    (
+        "bad role",
+        _set(M2_3, "role", "bot"),
+        ["conversation 2, message 3: role must be one of system, user, assistant", '"bot"'],
+    ),
     ("role missing", _del(M2_3, "role"), ['conversation 2, message 3: the required field "role" is missing']),
     ("role wrong case", _set(M1_2, "role", "User"), ["conversation 1, message 2: role must be one of"]),
-    ("bad state", _set(M2_3, "state", "done"),
-     ["conversation 2, message 3: state must be one of complete, streaming, stopped, interrupted, failed"]),
+    (
+        "bad state",
+        _set(M2_3, "state", "done"),
+        ["conversation 2, message 3: state must be one of complete, streaming, stopped, interrupted, failed"],
+    ),
     ("state null", _set(M2_3, "state", None), ["conversation 2, message 3: state must be one of", "found null"]),
     ("text missing", _del(M1_2, "text"), ['conversation 1, message 2: the required field "text" is missing']),
     ("text list", _set(M1_2, "text", ["a"]), ["conversation 1, message 2: text must be text", "a list"]),
@@ -260,13 +291,28 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], list[str]]] = [
     ("message settings text", _set(M1_2, "settings", "hot"), ["conversation 1, message 2: settings must be an object"]),
     ("message created missing", _del(M1_2, "created"), ['conversation 1, message 2: the required field "created"']),
     ("message id missing", _del(M1_2, "id"), ['conversation 1, message 2: the required field "id" is missing']),
-    ("duplicate message id", _set(M2_3, "id", "m2"), ["conversation 2, message 3: id", "also used by conversation 1, message 2"]),
+    (
+        "duplicate message id",
+        _set(M2_3, "id", "m2"),
+        ["conversation 2, message 3: id", "also used by conversation 1, message 2"],
+    ),
     ("branches not a list", _set(C1, "branches", {}), ["conversation 1: branches must be a list"]),
     ("branch parent missing", _del(B1_1, "parent"), ['conversation 1, branch message 1: the required field "parent"']),
-    ("branch parent unknown", _set(B1_1, "parent", "nowhere"),
-     ['conversation 1, branch message 1: parent "nowhere" is not a message of this conversation']),
-    ("branch active text", _set(B1_1, "active", "yes"), ["conversation 1, branch message 1: active must be true or false"]),
-    ("branch id clashes", _set(B1_1, "id", "m1"), ["conversation 1, branch message 1: id", "also used by conversation 1, message 1"]),
+    (
+        "branch parent unknown",
+        _set(B1_1, "parent", "nowhere"),
+        ['conversation 1, branch message 1: parent "nowhere" is not a message of this conversation'],
+    ),
+    (
+        "branch active text",
+        _set(B1_1, "active", "yes"),
+        ["conversation 1, branch message 1: active must be true or false"],
+    ),
+    (
+        "branch id clashes",
+        _set(B1_1, "id", "m1"),
+        ["conversation 1, branch message 1: id", "also used by conversation 1, message 1"],
+    ),
 ]
 
 
@@ -434,8 +480,12 @@ def test_html_images_become_links_and_links_show_their_target() -> None:
     parsed = _parse_html(doc)
     image_links = [a for t, a in parsed.tags if t == "a" and a.get("class") == "image-link"]
     assert image_links == [
-        {"class": "image-link", "href": "https://tracker.example/p.gif", "title": "https://tracker.example/p.gif",
-         "rel": "noopener noreferrer"}
+        {
+            "class": "image-link",
+            "href": "https://tracker.example/p.gif",
+            "title": "https://tracker.example/p.gif",
+            "rel": "noopener noreferrer",
+        }
     ]
     assert "[image: pixel]" in "".join(parsed.text)
     assert "[click](javascript:alert(1))" in "".join(parsed.text)  # refused as a link, kept as text
@@ -469,9 +519,13 @@ def test_html_several_conversations_have_a_contents_list() -> None:
 
 
 def test_render_markdown_basics() -> None:
-    out = render_markdown("~~old~~ **new** [docs](https://docs.example \"Docs\") www.example.org\n\n- [x] done\n- [ ] todo")
+    out = render_markdown(
+        '~~old~~ **new** [docs](https://docs.example "Docs") www.example.org\n\n- [x] done\n- [ ] todo'
+    )
     assert "<s>old</s>" in out and "<strong>new</strong>" in out
-    assert '<a href="https://docs.example" title="Docs — https://docs.example" rel="noopener noreferrer">docs</a>' in out
+    assert (
+        '<a href="https://docs.example" title="Docs — https://docs.example" rel="noopener noreferrer">docs</a>' in out
+    )
     assert 'href="http://www.example.org"' in out
     assert "☑ done" in out and "☐ todo" in out and "<input" not in out
 
@@ -492,9 +546,7 @@ def test_render_markdown_code_style_and_data_images() -> None:
 
 def test_render_plain() -> None:
     text = "# Title\n\nSome **bold** and [a link](https://x.example).\n\n- one\n- two\n\n```py\ncode <here>\n```"
-    assert render_plain(text) == (
-        "Title\n\nSome bold and a link (https://x.example).\n\n• one\n• two\n\ncode <here>"
-    )
+    assert render_plain(text) == ("Title\n\nSome bold and a link (https://x.example).\n\n• one\n• two\n\ncode <here>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,42 +616,90 @@ def chatgpt_sample() -> str:
     t = 1700000000.5
     mapping = {
         "root": _node("root", None, ["sys"], None),
-        "sys": _node("sys", "root", ["u1"], _cg_msg("system", [""], None,
-                                                    metadata={"is_visually_hidden_from_conversation": True})),
+        "sys": _node(
+            "sys",
+            "root",
+            ["u1"],
+            _cg_msg("system", [""], None, metadata={"is_visually_hidden_from_conversation": True}),
+        ),
         "u1": _node("u1", "sys", ["a_old", "a_new"], _cg_msg("user", ["How do I reverse a list in Python?"], t)),
-        "a_old": _node("a_old", "u1", [], _cg_msg("assistant", ["Old answer that was regenerated."], t + 1,
-                                                  metadata={"model_slug": "gpt-3.5"})),
-        "a_new": _node("a_new", "u1", ["u2_old", "u2"], _cg_msg(
-            "assistant", ["Use `xs[::-1]` or `xs.reverse()`."], t + 2,
-            metadata={"model_slug": "gpt-4o", "finish_details": {"type": "stop"}})),
+        "a_old": _node(
+            "a_old",
+            "u1",
+            [],
+            _cg_msg("assistant", ["Old answer that was regenerated."], t + 1, metadata={"model_slug": "gpt-3.5"}),
+        ),
+        "a_new": _node(
+            "a_new",
+            "u1",
+            ["u2_old", "u2"],
+            _cg_msg(
+                "assistant",
+                ["Use `xs[::-1]` or `xs.reverse()`."],
+                t + 2,
+                metadata={"model_slug": "gpt-4o", "finish_details": {"type": "stop"}},
+            ),
+        ),
         "u2_old": _node("u2_old", "a_new", [], _cg_msg("user", ["an edit the user abandoned"], t + 3)),
-        "u2": _node("u2", "a_new", ["call"], _cg_msg(
-            "user",
-            [{"content_type": "image_asset_pointer", "asset_pointer": "file-service://x"}, "What about this one?"],
-            t + 4, content_type="multimodal_text")),
-        "call": _node("call", "u2", ["tool"], _cg_msg("assistant", ["print(1)"], t + 5, content_type="code",
-                                                     recipient="python")),
+        "u2": _node(
+            "u2",
+            "a_new",
+            ["call"],
+            _cg_msg(
+                "user",
+                [{"content_type": "image_asset_pointer", "asset_pointer": "file-service://x"}, "What about this one?"],
+                t + 4,
+                content_type="multimodal_text",
+            ),
+        ),
+        "call": _node(
+            "call", "u2", ["tool"], _cg_msg("assistant", ["print(1)"], t + 5, content_type="code", recipient="python")
+        ),
         "tool": _node("tool", "call", ["a2"], _cg_msg("tool", ["1"], t + 6, content_type="execution_output")),
-        "a2": _node("a2", "tool", ["empty"], _cg_msg("assistant", ["It prints 1."], None,
-                                                    metadata={"model_slug": "gpt-4o",
-                                                              "finish_details": {"type": "interrupted"}})),
+        "a2": _node(
+            "a2",
+            "tool",
+            ["empty"],
+            _cg_msg(
+                "assistant",
+                ["It prints 1."],
+                None,
+                metadata={"model_slug": "gpt-4o", "finish_details": {"type": "interrupted"}},
+            ),
+        ),
         "empty": _node("empty", "a2", [], _cg_msg("assistant", [""], t + 8)),
     }
     # Dict order must not matter: put the abandoned branches first.
-    shuffled = {k: mapping[k] for k in ["u2_old", "a_old", "tool", "a2", "root", "empty", "u1", "call", "a_new", "sys", "u2"]}
+    shuffled = {
+        k: mapping[k] for k in ["u2_old", "a_old", "tool", "a2", "root", "empty", "u1", "call", "a_new", "sys", "u2"]
+    }
     no_current = {
         "r": _node("r", None, ["q"], None),
         "q": _node("q", "r", ["x1", "x2"], _cg_msg("user", ["Hi"], t + 100)),
         "x1": _node("x1", "q", [], _cg_msg("assistant", ["first try"], t + 101)),
         "x2": _node("x2", "q", [], _cg_msg("assistant", ["second try"], t + 102)),
     }
-    return json.dumps([
-        {"title": "Reverse a list", "create_time": t, "update_time": t + 9, "mapping": shuffled,
-         "current_node": "empty", "conversation_id": "abc", "id": "abc"},
-        {"title": None, "create_time": None, "update_time": None, "mapping": no_current, "current_node": None},
-        {"title": "Empty", "create_time": t, "update_time": t, "mapping": {"r": _node("r", None, [], None)},
-         "current_node": "r"},
-    ])
+    return json.dumps(
+        [
+            {
+                "title": "Reverse a list",
+                "create_time": t,
+                "update_time": t + 9,
+                "mapping": shuffled,
+                "current_node": "empty",
+                "conversation_id": "abc",
+                "id": "abc",
+            },
+            {"title": None, "create_time": None, "update_time": None, "mapping": no_current, "current_node": None},
+            {
+                "title": "Empty",
+                "create_time": t,
+                "update_time": t,
+                "mapping": {"r": _node("r", None, [], None)},
+                "current_node": "r",
+            },
+        ]
+    )
 
 
 def test_chatgpt_import_follows_the_current_branch() -> None:
@@ -749,6 +849,6 @@ def test_read_import_file_plain_and_zip(tmp_path: Path) -> None:
     with pytest.raises(ImportFormatError, match="Could not read nope.json"):
         read_import_file(tmp_path / "nope.json")
     latin = tmp_path / "latin.json"
-    latin.write_bytes("{\"t\": \"caf\xe9\"}".encode("latin-1"))
+    latin.write_bytes('{"t": "caf\xe9"}'.encode("latin-1"))
     with pytest.raises(ImportFormatError, match="not UTF-8"):
         read_import_file(latin)

@@ -104,7 +104,9 @@ def test_many_long_strings_add_up_to_the_memory_budget(tmp_path: Path) -> None:
 
 def test_a_llama3_8b_shaped_header_still_reads(tmp_path: Path) -> None:
     """bench/metadata.py's real-model case: 128k vocabulary, 280k merges, 291 tensors."""
-    spec = importlib.util.spec_from_file_location("bench_metadata", Path(__file__).parent.parent / "bench" / "metadata.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_metadata", Path(__file__).parent.parent / "bench" / "metadata.py"
+    )
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -125,13 +127,31 @@ _VALUE = st.one_of(
     st.tuples(st.just(6), st.floats(width=32, allow_nan=True).map(lambda v: struct.pack("<f", v))),
     st.tuples(st.just(7), st.booleans().map(lambda v: struct.pack("<B", v))),
     st.tuples(st.just(8), st.text(max_size=40).map(gstr)),
-    st.tuples(st.just(9), st.lists(st.integers(-(2**31), 2**31 - 1), max_size=80).map(
-        lambda xs: struct.pack("<IQ", 5, len(xs)) + struct.pack(f"<{len(xs)}i", *xs))),
-    st.tuples(st.just(9), st.lists(st.text(max_size=8), max_size=80).map(
-        lambda xs: struct.pack("<IQ", 8, len(xs)) + b"".join(gstr(x) for x in xs))),
+    st.tuples(
+        st.just(9),
+        st.lists(st.integers(-(2**31), 2**31 - 1), max_size=80).map(
+            lambda xs: struct.pack("<IQ", 5, len(xs)) + struct.pack(f"<{len(xs)}i", *xs)
+        ),
+    ),
+    st.tuples(
+        st.just(9),
+        st.lists(st.text(max_size=8), max_size=80).map(
+            lambda xs: struct.pack("<IQ", 8, len(xs)) + b"".join(gstr(x) for x in xs)
+        ),
+    ),
 )
-_KEY = st.sampled_from(["general.architecture", "general.name", "llama.context_length", "llama.block_count",
-                        "general.alignment", "tokenizer.chat_template", "split.count", "general.file_type"])
+_KEY = st.sampled_from(
+    [
+        "general.architecture",
+        "general.name",
+        "llama.context_length",
+        "llama.block_count",
+        "general.alignment",
+        "tokenizer.chat_template",
+        "split.count",
+        "general.file_type",
+    ]
+)
 _KVS = st.lists(st.tuples(_KEY, _VALUE), max_size=8, unique_by=lambda kv: kv[0])
 _TENSOR = st.tuples(st.text(max_size=12), st.lists(st.integers(0, 64), max_size=4), st.sampled_from([0, 1, 8, 12, 99]))
 

@@ -81,7 +81,9 @@ def test_search_filters_gguf_repos_and_sorts(hub: FakeHub) -> None:
 
     by_downloads = client.search("llama", sort="downloads")
     assert [r.repo_id for r in by_downloads] == [
-        "bob/popular-llama-gguf", "alice/Tiny-Llama-GGUF", "carol/fresh-llama-GGUF",
+        "bob/popular-llama-gguf",
+        "alice/Tiny-Llama-GGUF",
+        "carol/fresh-llama-GGUF",
     ]  # the safetensors-only repo is not a GGUF repo
     tiny = by_downloads[1]
     assert (tiny.author, tiny.downloads, tiny.likes) == ("alice", 500, 10)
@@ -90,7 +92,9 @@ def test_search_filters_gguf_repos_and_sorts(hub: FakeHub) -> None:
 
     assert [r.repo_id for r in client.search("llama", sort="likes")][0] == "carol/fresh-llama-GGUF"
     assert [r.repo_id for r in client.search("llama", sort="recent")] == [
-        "carol/fresh-llama-GGUF", "alice/Tiny-Llama-GGUF", "bob/popular-llama-gguf",
+        "carol/fresh-llama-GGUF",
+        "alice/Tiny-Llama-GGUF",
+        "bob/popular-llama-gguf",
     ]
     assert [r.repo_id for r in client.search("TINY")] == ["alice/Tiny-Llama-GGUF"]
     assert len(client.search("llama", limit=2)) == 2
@@ -157,7 +161,11 @@ def test_list_gguf_files_groups_splits_and_sorts_by_size(hub: FakeHub) -> None:
     assert files.revision == repo.sha  # downloads can be pinned to the listed commit
 
     assert [(f.quant, f.size) for f in files.files] == [
-        ("F16", 400), ("IQ2_XXS", 1000), ("Q4_K_M", 2000), ("Q8_0", 3000), ("F16", 3700),
+        ("F16", 400),
+        ("IQ2_XXS", 1000),
+        ("Q4_K_M", 2000),
+        ("Q8_0", 3000),
+        ("F16", 3700),
     ]
     projector, _, q4, _, split = files.files
     assert projector.is_projector and not q4.is_projector
@@ -172,13 +180,16 @@ def test_list_gguf_files_groups_splits_and_sorts_by_size(hub: FakeHub) -> None:
 
 
 def test_split_set_with_a_missing_part_is_marked_incomplete(hub: FakeHub) -> None:
-    hub.add_repo("erin/broken-GGUF", {
-        "m-Q4_K_M-00001-of-00003.gguf": make_content(10),
-        "m-Q4_K_M-00003-of-00003.gguf": make_content(10),
-        "../../evil-Q4_K_M.gguf": make_content(10),  # untrusted names are not even listed
-        "/abs-Q8_0.gguf": make_content(10),
-        "dir\\win-Q8_0.gguf": make_content(10),
-    })
+    hub.add_repo(
+        "erin/broken-GGUF",
+        {
+            "m-Q4_K_M-00001-of-00003.gguf": make_content(10),
+            "m-Q4_K_M-00003-of-00003.gguf": make_content(10),
+            "../../evil-Q4_K_M.gguf": make_content(10),  # untrusted names are not even listed
+            "/abs-Q8_0.gguf": make_content(10),
+            "dir\\win-Q8_0.gguf": make_content(10),
+        },
+    )
     (entry,) = HubClient(endpoint=hub.url).list_gguf_files("erin/broken-GGUF").files
     assert entry.is_split and not entry.complete and entry.size == 20
 

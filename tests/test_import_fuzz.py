@@ -32,8 +32,9 @@ from app.core.store import ConversationStore
 
 TIME_LIMIT_S = 5.0
 MEMORY_LIMIT = 64 << 20
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @contextmanager
@@ -52,8 +53,25 @@ def bounded() -> Iterator[None]:
 
 # -- values hostile to a typed reader ---------------------------------------------------------
 
-HOSTILE = [10**30, -(10**30), 2**63, 1e308, -0.0, True, None, "", "x" * 50, "\ud800", [], [1, [2]], {},
-           {"a": {"b": []}}, [["a"]], 0.5, 7]
+HOSTILE = [
+    10**30,
+    -(10**30),
+    2**63,
+    1e308,
+    -0.0,
+    True,
+    None,
+    "",
+    "x" * 50,
+    "\ud800",
+    [],
+    [1, [2]],
+    {},
+    {"a": {"b": []}},
+    [["a"]],
+    0.5,
+    7,
+]
 hostile = st.sampled_from(HOSTILE) | st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -65,30 +83,53 @@ def base_export() -> dict[str, Any]:
     conv = Conversation(
         title="t",
         settings={"temperature": 0.5, "few_shot": [["q", "a"]]},
-        messages=[Message(Role.USER, "hi", created=1e9),
-                  Message(Role.ASSISTANT, "yo", MessageState.COMPLETE, model="m", created=1e9 + 1,
-                          settings={"top_k": 40}, stats={"tokens": 2, "ttft": 0.1, "finish_reason": "stop",
-                                                         "sources": [{"number": 1, "label": "a.txt", "text": "x",
-                                                                      "cited": True}]})],
-        created=1e9, updated=1e9,
+        messages=[
+            Message(Role.USER, "hi", created=1e9),
+            Message(
+                Role.ASSISTANT,
+                "yo",
+                MessageState.COMPLETE,
+                model="m",
+                created=1e9 + 1,
+                settings={"top_k": 40},
+                stats={
+                    "tokens": 2,
+                    "ttft": 0.1,
+                    "finish_reason": "stop",
+                    "sources": [{"number": 1, "label": "a.txt", "text": "x", "cited": True}],
+                },
+            ),
+        ],
+        created=1e9,
+        updated=1e9,
     )
     return json.loads(to_json([conv]))
 
 
 # paths inside one export where a hostile value is put
 PLACES: list[tuple[Any, ...]] = [
-    ("conversations", 0, "title"), ("conversations", 0, "created"), ("conversations", 0, "id"),
-    ("conversations", 0, "settings"), ("conversations", 0, "settings", "temperature"),
-    ("conversations", 0, "settings", "few_shot"), ("conversations", 0, "settings", "stop"),
-    ("conversations", 0, "settings", "later_key"), ("conversations", 0, "pinned"),
-    ("conversations", 0, "messages", 1, "text"), ("conversations", 0, "messages", 1, "role"),
-    ("conversations", 0, "messages", 1, "model"), ("conversations", 0, "messages", 1, "created"),
-    ("conversations", 0, "messages", 1, "settings", "top_k"), ("conversations", 0, "messages", 1, "stats"),
-    ("conversations", 0, "messages", 1, "stats", "tokens"), ("conversations", 0, "messages", 1, "stats", "ttft"),
+    ("conversations", 0, "title"),
+    ("conversations", 0, "created"),
+    ("conversations", 0, "id"),
+    ("conversations", 0, "settings"),
+    ("conversations", 0, "settings", "temperature"),
+    ("conversations", 0, "settings", "few_shot"),
+    ("conversations", 0, "settings", "stop"),
+    ("conversations", 0, "settings", "later_key"),
+    ("conversations", 0, "pinned"),
+    ("conversations", 0, "messages", 1, "text"),
+    ("conversations", 0, "messages", 1, "role"),
+    ("conversations", 0, "messages", 1, "model"),
+    ("conversations", 0, "messages", 1, "created"),
+    ("conversations", 0, "messages", 1, "settings", "top_k"),
+    ("conversations", 0, "messages", 1, "stats"),
+    ("conversations", 0, "messages", 1, "stats", "tokens"),
+    ("conversations", 0, "messages", 1, "stats", "ttft"),
     ("conversations", 0, "messages", 1, "stats", "sources"),
     ("conversations", 0, "messages", 1, "stats", "sources", 0, "number"),
     ("conversations", 0, "messages", 1, "stats", "sources", 0, "label"),
-    ("conversations", 0, "messages", 1, "stats", "later_key"), ("version",),
+    ("conversations", 0, "messages", 1, "stats", "later_key"),
+    ("version",),
 ]
 
 
@@ -108,8 +149,12 @@ def assert_showable(conv: Conversation) -> None:
 
 
 @FUZZ
-@given(places=st.lists(st.sampled_from(PLACES), min_size=1, max_size=3), values=st.lists(hostile, min_size=3, max_size=3))
-def test_hearth_json_gives_conversations_that_save_and_show_or_the_typed_error(tmp_path_factory, places, values) -> None:
+@given(
+    places=st.lists(st.sampled_from(PLACES), min_size=1, max_size=3), values=st.lists(hostile, min_size=3, max_size=3)
+)
+def test_hearth_json_gives_conversations_that_save_and_show_or_the_typed_error(
+    tmp_path_factory, places, values
+) -> None:
     data = base_export()
     for place, value in zip(places, values):
         try:
@@ -133,22 +178,28 @@ def test_hearth_json_gives_conversations_that_save_and_show_or_the_typed_error(t
             assert problems == []
 
 
-@pytest.mark.parametrize("place,value,expected", [
-    (("conversations", 0, "settings", "temperature"), "hot", "settings: temperature must be a number"),
-    (("conversations", 0, "settings", "few_shot"), 5, "few_shot"),
-    (("conversations", 0, "settings", "top_k"), 10**30, "top_k"),
-    (("conversations", 0, "messages", 1, "stats", "tokens"), "many", "stats: tokens"),
-    (("conversations", 0, "messages", 1, "stats", "sources"), [{"number": "one"}], "source 1: number"),
-    (("conversations", 0, "messages", 1, "stats", "sources"), 5, "sources must be a list"),
-    (("conversations", 0, "messages", 1, "settings", "stop"), "###", "stop must be a list of text"),
-    (("conversations", 0, "created"), 10**30, "created must be a time"),
-    (("conversations", 0, "messages", 0, "created"), -(10**400), "created must be a time"),
-])
+@pytest.mark.parametrize(
+    "place,value,expected",
+    [
+        (("conversations", 0, "settings", "temperature"), "hot", "settings: temperature must be a number"),
+        (("conversations", 0, "settings", "few_shot"), 5, "few_shot"),
+        (("conversations", 0, "settings", "top_k"), 10**30, "top_k"),
+        (("conversations", 0, "messages", 1, "stats", "tokens"), "many", "stats: tokens"),
+        (("conversations", 0, "messages", 1, "stats", "sources"), [{"number": "one"}], "source 1: number"),
+        (("conversations", 0, "messages", 1, "stats", "sources"), 5, "sources must be a list"),
+        (("conversations", 0, "messages", 1, "settings", "stop"), "###", "stop must be a list of text"),
+        (("conversations", 0, "created"), 10**30, "created must be a time"),
+        (("conversations", 0, "messages", 0, "created"), -(10**400), "created must be a time"),
+    ],
+)
 def test_wrong_typed_nested_fields_refuse_the_whole_file_with_a_plain_message(place, value, expected) -> None:
     data = base_export()
     put(data, place, value)
-    text = json.dumps(data) if not (isinstance(value, int) and abs(value) > 10**300) else \
-        json.dumps(data).replace(json.dumps(value), str(value))
+    text = (
+        json.dumps(data)
+        if not (isinstance(value, int) and abs(value) > 10**300)
+        else json.dumps(data).replace(json.dumps(value), str(value))
+    )
     with pytest.raises(ImportFormatError) as info:
         from_json(text)
     assert expected in str(info.value) and "conversation 1" in str(info.value)
@@ -159,31 +210,63 @@ def test_wrong_typed_nested_fields_refuse_the_whole_file_with_a_plain_message(pl
 
 def chatgpt_base() -> list[dict[str, Any]]:
     def node(nid: str, parent: str | None, children: list[str], role: str | None, text: str) -> dict[str, Any]:
-        msg = None if role is None else {
-            "author": {"role": role}, "create_time": 1.7e9, "recipient": "all",
-            "content": {"content_type": "text", "parts": [text]}, "metadata": {"model_slug": "gpt-4"}}
+        msg = (
+            None
+            if role is None
+            else {
+                "author": {"role": role},
+                "create_time": 1.7e9,
+                "recipient": "all",
+                "content": {"content_type": "text", "parts": [text]},
+                "metadata": {"model_slug": "gpt-4"},
+            }
+        )
         return {"id": nid, "parent": parent, "children": children, "message": msg}
 
-    return [{"title": "c", "create_time": 1.7e9, "current_node": "b", "mapping": {
-        "r": node("r", None, ["a"], None, ""), "a": node("a", "r", ["b", "c"], "user", "q"),
-        "b": node("b", "a", [], "assistant", "one"), "c": node("c", "a", [], "assistant", "two")}}]
+    return [
+        {
+            "title": "c",
+            "create_time": 1.7e9,
+            "current_node": "b",
+            "mapping": {
+                "r": node("r", None, ["a"], None, ""),
+                "a": node("a", "r", ["b", "c"], "user", "q"),
+                "b": node("b", "a", [], "assistant", "one"),
+                "c": node("c", "a", [], "assistant", "two"),
+            },
+        }
+    ]
 
 
 CHATGPT_PLACES: list[tuple[Any, ...]] = [
-    (0, "title"), (0, "create_time"), (0, "update_time"), (0, "current_node"), (0, "mapping"),
-    (0, "mapping", "a", "parent"), (0, "mapping", "b", "parent"), (0, "mapping", "a", "children"),
-    (0, "mapping", "a", "message"), (0, "mapping", "b", "message", "author"),
-    (0, "mapping", "b", "message", "author", "role"), (0, "mapping", "b", "message", "create_time"),
-    (0, "mapping", "b", "message", "content"), (0, "mapping", "b", "message", "content", "content_type"),
-    (0, "mapping", "b", "message", "content", "parts"), (0, "mapping", "b", "message", "metadata"),
-    (0, "mapping", "b", "message", "metadata", "model_slug"), (0, "mapping", "b", "message", "recipient"),
-    (0, "mapping", "b", "message", "metadata", "finish_details"), (0,),
+    (0, "title"),
+    (0, "create_time"),
+    (0, "update_time"),
+    (0, "current_node"),
+    (0, "mapping"),
+    (0, "mapping", "a", "parent"),
+    (0, "mapping", "b", "parent"),
+    (0, "mapping", "a", "children"),
+    (0, "mapping", "a", "message"),
+    (0, "mapping", "b", "message", "author"),
+    (0, "mapping", "b", "message", "author", "role"),
+    (0, "mapping", "b", "message", "create_time"),
+    (0, "mapping", "b", "message", "content"),
+    (0, "mapping", "b", "message", "content", "content_type"),
+    (0, "mapping", "b", "message", "content", "parts"),
+    (0, "mapping", "b", "message", "metadata"),
+    (0, "mapping", "b", "message", "metadata", "model_slug"),
+    (0, "mapping", "b", "message", "recipient"),
+    (0, "mapping", "b", "message", "metadata", "finish_details"),
+    (0,),
 ]
 
 
 @FUZZ
-@given(places=st.lists(st.sampled_from(CHATGPT_PLACES), min_size=1, max_size=3),
-       values=st.lists(hostile, min_size=3, max_size=3))
+@given(
+    places=st.lists(st.sampled_from(CHATGPT_PLACES), min_size=1, max_size=3),
+    values=st.lists(hostile, min_size=3, max_size=3),
+)
 def test_chatgpt_json_gives_conversations_or_the_typed_error(places, values) -> None:
     data = chatgpt_base()
     for place, value in zip(places, values):
@@ -202,14 +285,17 @@ def test_chatgpt_json_gives_conversations_or_the_typed_error(places, values) -> 
         assert all(isinstance(m.model, (str, type(None))) for m in conv.all_messages())
 
 
-@pytest.mark.parametrize("place,value", [
-    ((0, "mapping", "b", "message", "author", "role"), ["assistant"]),  # unhashable where text belongs
-    ((0, "mapping", "b", "parent"), ["a"]),
-    ((0, "mapping", "a", "children"), 5),
-    ((0, "mapping", "b", "message", "content", "parts"), 5),
-    ((0, "mapping", "b", "message", "content", "content_type"), {"t": 1}),
-    ((0, "create_time"), 10**30),
-])
+@pytest.mark.parametrize(
+    "place,value",
+    [
+        ((0, "mapping", "b", "message", "author", "role"), ["assistant"]),  # unhashable where text belongs
+        ((0, "mapping", "b", "parent"), ["a"]),
+        ((0, "mapping", "a", "children"), 5),
+        ((0, "mapping", "b", "message", "content", "parts"), 5),
+        ((0, "mapping", "b", "message", "content", "content_type"), {"t": 1}),
+        ((0, "create_time"), 10**30),
+    ],
+)
 def test_chatgpt_values_of_the_wrong_type_never_escape_the_importer(place, value) -> None:
     data = chatgpt_base()
     put(data, place, value)
@@ -233,8 +319,10 @@ GOOD_ZIP = zip_bytes(json.dumps(chatgpt_base()).encode())
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.integers(0, len(GOOD_ZIP) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.none() | st.integers(0, len(GOOD_ZIP)))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, len(GOOD_ZIP) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.none() | st.integers(0, len(GOOD_ZIP)),
+)
 def test_damaged_zip_gives_conversations_or_the_typed_error(tmp_path_factory, edits, cut) -> None:
     data = bytearray(GOOD_ZIP)
     for at, byte in edits:
@@ -278,11 +366,11 @@ def test_corrupt_zips_give_the_plain_message(tmp_path: Path, damage: str) -> Non
     if damage == "truncate":
         data = data[: len(data) // 2] + data[-22:]  # the end record stays: a short member
     elif damage == "bad-deflate":
-        data[start: start + 16] = b"\xff" * 16
+        data[start : start + 16] = b"\xff" * 16
     else:  # compression method 99 (AES) in both headers: zipfile raises NotImplementedError
-        data[header + 8: header + 10] = (99).to_bytes(2, "little")
+        data[header + 8 : header + 10] = (99).to_bytes(2, "little")
         central = data.find(b"PK\x01\x02")
-        data[central + 10: central + 12] = (99).to_bytes(2, "little")
+        data[central + 10 : central + 12] = (99).to_bytes(2, "little")
     path = tmp_path / "damaged.zip"
     path.write_bytes(bytes(data))
     with pytest.raises(ImportFormatError, match="Could not read damaged.zip"):
@@ -290,7 +378,11 @@ def test_corrupt_zips_give_the_plain_message(tmp_path: Path, damage: str) -> Non
 
 
 def test_deep_nesting_anywhere_is_the_typed_error() -> None:
-    for text in ("[" * 200_000, '{"a":' * 200_000, json.dumps(base_export())[:-1] + ', "x": ' + "[" * 50_000 + "]" * 50_000 + "}"):
+    for text in (
+        "[" * 200_000,
+        '{"a":' * 200_000,
+        json.dumps(base_export())[:-1] + ', "x": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    ):
         try:
             import_any(text)
         except ImportFormatError:
@@ -299,18 +391,38 @@ def test_deep_nesting_anywhere_is_the_typed_error() -> None:
 
 # -- presets -----------------------------------------------------------------------------------
 
-PRESET_PLACES = [("presets", 0, "name"), ("presets", 0, "settings"), ("presets", 0, "settings", "top_k"),
-                 ("presets", 0, "settings", "temperature"), ("presets", 0, "settings", "stop"),
-                 ("presets", 0, "few_shot"), ("presets", 0, "system_prompt"), ("presets",), ("version",)]
+PRESET_PLACES = [
+    ("presets", 0, "name"),
+    ("presets", 0, "settings"),
+    ("presets", 0, "settings", "top_k"),
+    ("presets", 0, "settings", "temperature"),
+    ("presets", 0, "settings", "stop"),
+    ("presets", 0, "few_shot"),
+    ("presets", 0, "system_prompt"),
+    ("presets",),
+    ("version",),
+]
 
 
 @FUZZ
-@given(places=st.lists(st.sampled_from(PRESET_PLACES), min_size=1, max_size=3),
-       values=st.lists(hostile, min_size=3, max_size=3))
+@given(
+    places=st.lists(st.sampled_from(PRESET_PLACES), min_size=1, max_size=3),
+    values=st.lists(hostile, min_size=3, max_size=3),
+)
 def test_presets_import_gives_presets_that_save_or_the_typed_error(tmp_path_factory, places, values) -> None:
-    data: Any = {"format": "hearth-presets", "version": 1, "presets": [
-        {"name": "Mine", "description": "d", "system_prompt": "s", "settings": {"top_k": 5, "temperature": 0.2},
-         "few_shot": [["q", "a"]]}]}
+    data: Any = {
+        "format": "hearth-presets",
+        "version": 1,
+        "presets": [
+            {
+                "name": "Mine",
+                "description": "d",
+                "system_prompt": "s",
+                "settings": {"top_k": 5, "temperature": 0.2},
+                "few_shot": [["q", "a"]],
+            }
+        ],
+    }
     for place, value in zip(places, values):
         try:
             put(data, place, value)
@@ -329,10 +441,15 @@ def test_presets_import_gives_presets_that_save_or_the_typed_error(tmp_path_fact
             assert not isinstance(value, int) or abs(value) < 2**31
 
 
-@pytest.mark.parametrize("text", ['{"presets": [{"name": "x", "settings": {"top_k": 1000000000000}}]}',
-                                  '{"presets": [{"name": "x", "settings": {"temperature": 1' + "0" * 400 + '}}]}',
-                                  "[" * 100_000,
-                                  '{"presets": [{"name": "\\ud800"}]}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"presets": [{"name": "x", "settings": {"top_k": 1000000000000}}]}',
+        '{"presets": [{"name": "x", "settings": {"temperature": 1' + "0" * 400 + "}}]}",
+        "[" * 100_000,
+        '{"presets": [{"name": "\\ud800"}]}',
+    ],
+)
 def test_presets_import_refuses_or_saves_hostile_values(tmp_path: Path, text: str) -> None:
     store = PresetStore(tmp_path / "presets.json")
     try:

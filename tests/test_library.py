@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_model import write_random_bytes, write_tiny_llama
 
 from app import paths
 from app.core import sysinfo
@@ -29,7 +30,6 @@ from app.core.library import (
     read_model,
 )
 from app.core.sysinfo import MemoryInfo, parse_meminfo
-from tiny_model import write_random_bytes, write_tiny_llama
 
 
 def _split(folder: Path, count: int = 3, prefix: str = "big") -> list[Path]:
@@ -206,14 +206,33 @@ def test_defaults_round_trip_and_are_validated(tiny: Path) -> None:
 
 def test_old_and_damaged_records_load_and_refresh_fills_in_new_fields(tiny: Path) -> None:
     store = paths.data_dir() / "models.json"
-    store.write_text(json.dumps({"version": 1, "models": [
-        {"path": str(tiny.resolve()), "name": "old", "size": 5, "quantization": "F32",
-         "linked": True, "added": 1.0},
-        {"path": 42},  # damaged
-        "not a record",
-        {"path": "/gone/x.gguf", "name": "", "size": "big", "added": "yesterday", "linked": "no",
-         "defaults": {"n_ctx": "many", "system_prompt": 3}},
-    ]}))
+    store.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "models": [
+                    {
+                        "path": str(tiny.resolve()),
+                        "name": "old",
+                        "size": 5,
+                        "quantization": "F32",
+                        "linked": True,
+                        "added": 1.0,
+                    },
+                    {"path": 42},  # damaged
+                    "not a record",
+                    {
+                        "path": "/gone/x.gguf",
+                        "name": "",
+                        "size": "big",
+                        "added": "yesterday",
+                        "linked": "no",
+                        "defaults": {"n_ctx": "many", "system_prompt": 3},
+                    },
+                ],
+            }
+        )
+    )
     library = ModelLibrary()
     assert len(library.models()) == 2
     old, gone = library.get(tiny), library.get("/gone/x.gguf")

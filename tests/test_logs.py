@@ -55,8 +55,15 @@ def _written(path: Path) -> str:
 
 
 def _every_spelling(token: str) -> list[str]:
-    return [token, urllib.parse.quote(token, safe=""), urllib.parse.quote_plus(token), repr(token),
-            ascii(token), json.dumps(token), json.dumps({"token": token}, ensure_ascii=False)]
+    return [
+        token,
+        urllib.parse.quote(token, safe=""),
+        urllib.parse.quote_plus(token),
+        repr(token),
+        ascii(token),
+        json.dumps(token),
+        json.dumps({"token": token}, ensure_ascii=False),
+    ]
 
 
 def test_a_token_of_any_shape_is_masked_once_it_is_set(log_path: Path, memory_keyring) -> None:
@@ -83,32 +90,46 @@ def test_a_token_read_from_the_keyring_is_masked(log_path: Path, memory_keyring)
     assert token not in _written(log_path)
 
 
-@pytest.mark.parametrize("line, secret", [
-    ("headers [(b'Authorization', b'Bearer abc!def$ghi%jkl')]", "abc!def$ghi%jkl"),
-    ("Bearer abc!def$ghi%jkl", "abc!def$ghi%jkl"),
-    ("X-Api-Key: k3y-with-dashes", "k3y-with-dashes"),
-    ('{"api-key": "k3y with spaces"}', "k3y with spaces"),
-    ('{"api_key": "quoted \\"inner\\" value"}', "inner"),
-    ("OPENAI_API_KEY=sk-abcdef", "sk-abcdef"),
-    ("client_secret=shhh123", "shhh123"),
-    ("https://host/v1?access_token=zzz999&x=1", "zzz999"),
-    ("password: hunter2", "hunter2"),
-])
+@pytest.mark.parametrize(
+    "line, secret",
+    [
+        ("headers [(b'Authorization', b'Bearer abc!def$ghi%jkl')]", "abc!def$ghi%jkl"),
+        ("Bearer abc!def$ghi%jkl", "abc!def$ghi%jkl"),
+        ("X-Api-Key: k3y-with-dashes", "k3y-with-dashes"),
+        ('{"api-key": "k3y with spaces"}', "k3y with spaces"),
+        ('{"api_key": "quoted \\"inner\\" value"}', "inner"),
+        ("OPENAI_API_KEY=sk-abcdef", "sk-abcdef"),
+        ("client_secret=shhh123", "shhh123"),
+        ("https://host/v1?access_token=zzz999&x=1", "zzz999"),
+        ("password: hunter2", "hunter2"),
+    ],
+)
 def test_credential_shapes_are_masked_without_registering(line: str, secret: str) -> None:
     assert secret not in logs.redact(line)
 
 
-@pytest.mark.parametrize("line", [
-    "n_tokens=5", "max_tokens: 512", "eos_token: '</s>'", "bos_token_id=1", "tokenizer: llama",
-    "the bearer of good news", "token count: 12",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "n_tokens=5",
+        "max_tokens: 512",
+        "eos_token: '</s>'",
+        "bos_token_id=1",
+        "tokenizer: llama",
+        "the bearer of good news",
+        "token count: 12",
+    ],
+)
 def test_ordinary_lines_stay_readable(line: str) -> None:
     assert logs.redact(line) == line
 
 
 @settings(max_examples=150, deadline=None)
-@given(token=st.text(min_size=8, max_size=40).filter(lambda t: "*" not in t),
-       before=st.text(max_size=20), after=st.text(max_size=20))
+@given(
+    token=st.text(min_size=8, max_size=40).filter(lambda t: "*" not in t),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+)
 def test_any_registered_secret_never_survives_redaction(token: str, before: str, after: str) -> None:
     saved = set(logs._secrets)
     try:

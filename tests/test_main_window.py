@@ -131,7 +131,9 @@ def test_engine_killed_mid_stream_window_survives_and_restarts(qtbot, make_windo
     assert finished.args[0].state is MessageState.COMPLETE
 
 
-def test_broken_files_give_a_clear_message_and_chat_goes_on(qtbot, make_window, tmp_path: Path, demo_model: Path) -> None:
+def test_broken_files_give_a_clear_message_and_chat_goes_on(
+    qtbot, make_window, tmp_path: Path, demo_model: Path
+) -> None:
     from tiny_model import write_tiny_llama
 
     window = make_window(max_tokens=8)
@@ -230,11 +232,14 @@ def test_context_meter_counts_with_the_models_tokenizer(qtbot, make_window, demo
 
     window = make_window(max_tokens=16)
     qtbot.keyClicks(window.input, "How many tokens is this sentence?")
-    qtbot.waitUntil(lambda: window.session.context_used > 0 and window.context_meter.text().endswith("1,024 tokens"),
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: window.session.context_used > 0 and window.context_meter.text().endswith("1,024 tokens"), timeout=10_000
+    )
     llm = Llama(model_path=str(demo_model), n_ctx=256, n_threads=1, verbose=False)
-    prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-              "<|im_start|>user\nHow many tokens is this sentence?<|im_end|>\n<|im_start|>assistant\n")
+    prompt = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nHow many tokens is this sentence?<|im_end|>\n<|im_start|>assistant\n"
+    )
     expected = len(llm.tokenize(prompt.encode(), add_bos=False, special=True))
     llm.close()
     assert window.session.context_used == expected
@@ -294,8 +299,17 @@ def test_presets_export_and_import_through_the_file_menu(qtbot, make_window, tmp
     from app.core.presets import Preset
 
     window = make_window()
-    window._presets.save(Preset.from_dict({"name": "Pirate", "description": "Arr", "system_prompt": "Talk like a pirate.",
-                                           "settings": {"temperature": 1.1}, "few_shot": []}))
+    window._presets.save(
+        Preset.from_dict(
+            {
+                "name": "Pirate",
+                "description": "Arr",
+                "system_prompt": "Talk like a pirate.",
+                "settings": {"temperature": 1.1},
+                "few_shot": [],
+            }
+        )
+    )
     out = tmp_path / "mine.json"
     monkeypatch.setattr("app.ui.main_window.QFileDialog.getSaveFileName", lambda *a, **k: (str(out), ""))
     window.findChild(object, "exportPresetsAction").trigger()

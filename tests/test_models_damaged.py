@@ -88,8 +88,13 @@ def _open_window(qtbot):
     from app.ui.main_window import MainWindow
 
     store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-    session = ChatSession(ModelLibrary(), AppConfig(), store, settings=SamplingSettings(temperature=0.0, max_tokens=4),
-                          load_settings=LoadSettings(n_ctx=256, n_threads=1))
+    session = ChatSession(
+        ModelLibrary(),
+        AppConfig(),
+        store,
+        settings=SamplingSettings(temperature=0.0, max_tokens=4),
+        load_settings=LoadSettings(n_ctx=256, n_threads=1),
+    )
     window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     qtbot.addWidget(window)
     window.show()

@@ -71,7 +71,9 @@ def _drop(dialog: ModelsDialog, mime: QMimeData) -> tuple[bool, bool]:
 # -- table -----------------------------------------------------------------------------------------
 
 
-def test_table_shows_the_demo_model_and_a_tiny_model(qtmodeltester, make_dialog, demo_model: Path, tmp_path: Path) -> None:
+def test_table_shows_the_demo_model_and_a_tiny_model(
+    qtmodeltester, make_dialog, demo_model: Path, tmp_path: Path
+) -> None:
     library = ModelLibrary()
     library.ensure_demo_model()
     plain = write_tiny_llama(tmp_path / "plain.gguf", chat_template=None, n_ctx_train=256)
@@ -271,8 +273,9 @@ def test_remove_a_copied_model_says_how_much_space_is_freed(qtbot, make_dialog, 
     info = library.add_file(tiny, linked=False)
     dialog = make_dialog(library)
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Yes
+    )
     dialog.select_path(info.path)
     dialog.remove_button.click()
     assert "delete its file" in asked[0] and "frees 470 KB" in asked[0]
@@ -337,8 +340,9 @@ def test_details_show_every_key_and_the_template(qtbot, make_dialog, demo_model:
     dialog = make_dialog(library)
     dialog.select_path(str(demo_model))
     dialog.details_button.click()
-    qtbot.waitUntil(lambda: (d := dialog.findChild(QDialog, "modelDetails")) is not None and d.isVisible(),
-                    timeout=JOB_TIMEOUT)
+    qtbot.waitUntil(
+        lambda: (d := dialog.findChild(QDialog, "modelDetails")) is not None and d.isVisible(), timeout=JOB_TIMEOUT
+    )
     details = dialog.findChild(QDialog, "modelDetails")
     text = details.text.toPlainText()
     meta = library.metadata(demo_model)

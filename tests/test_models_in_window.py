@@ -31,7 +31,9 @@ def window(open_main_window, monkeypatch, tmp_path):
     return open_main_window(n_ctx=512, max_tokens=8)
 
 
-def test_switching_models_keeps_the_window_responsive(qtbot, window: MainWindow, tmp_path: Path, demo_model: Path) -> None:
+def test_switching_models_keeps_the_window_responsive(
+    qtbot, window: MainWindow, tmp_path: Path, demo_model: Path
+) -> None:
     from tiny_model import write_tiny_llama
 
     session = window.session
@@ -48,13 +50,16 @@ def test_switching_models_keeps_the_window_responsive(qtbot, window: MainWindow,
     timer.start(10)
     window.model_picker.setCurrentIndex(index)
     window.model_picker.activated.emit(index)
-    qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(tiny.resolve()),
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(tiny.resolve()),
+        timeout=60_000,
+    )
     back = window.model_picker.findData(str(demo_model))
     window.model_picker.setCurrentIndex(back)
     window.model_picker.activated.emit(back)
-    qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(demo_model),
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(demo_model), timeout=60_000
+    )
     timer.stop()
     assert len(ticks) > 5  # the event loop kept running while models loaded in the engine
     with qtbot.waitSignal(session.replyFinished, timeout=60_000) as finished:
@@ -63,15 +68,19 @@ def test_switching_models_keeps_the_window_responsive(qtbot, window: MainWindow,
     assert finished.args[0].model.startswith("SmolLM2")
 
 
-def test_models_dialog_from_the_menu_removes_the_model_in_use(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+def test_models_dialog_from_the_menu_removes_the_model_in_use(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
     from tiny_model import write_tiny_llama
 
     session = window.session
     tiny = write_tiny_llama(tmp_path / "doomed.gguf")
     session.add_model(str(tiny))
     session.select_model(str(tiny.resolve()))
-    qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(tiny.resolve()),
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(tiny.resolve()),
+        timeout=60_000,
+    )
     action = window.findChild(object, "manageModelsAction")
     action.trigger()
     dialog = window.models_dialog
@@ -100,7 +109,9 @@ def test_dropping_a_gguf_on_the_window_imports_it(qtbot, window: MainWindow, tmp
     tiny = write_tiny_llama(tmp_path / "dropped.gguf")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tiny))])
-    drop = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(drop)
     qtbot.waitUntil(lambda: window.model_picker.findData(str(tiny.resolve())) >= 0, timeout=30_000)
 
@@ -122,9 +133,13 @@ def test_download_from_the_menu_lands_in_the_model_picker(qtbot, demo_model: Pat
         hub.add_repo("alice/Tiny-GGUF", {"tiny.Q8_0.gguf": content})
         queue, client, _bridge = create_download_manager(endpoint=hub.url)
         store = ConversationStore(paths.data_dir() / "conversations.sqlite3")
-        session = ChatSession(ModelLibrary(), AppConfig(), store,
-                              settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=8),
-                              load_settings=LoadSettings(n_ctx=512, n_threads=1))
+        session = ChatSession(
+            ModelLibrary(),
+            AppConfig(),
+            store,
+            settings=SamplingSettings(temperature=0.0, seed=1, max_tokens=8),
+            load_settings=LoadSettings(n_ctx=512, n_threads=1),
+        )
         win = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"), downloads=(queue, client))
         qtbot.addWidget(win)
         win.show()
@@ -149,8 +164,10 @@ def test_download_from_the_menu_lands_in_the_model_picker(qtbot, demo_model: Pat
             assert win.info_bar.isVisible()
             win.model_picker.setCurrentIndex(index)
             win.model_picker.activated.emit(index)
-            qtbot.waitUntil(lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(path.resolve()),
-                            timeout=60_000)
+            qtbot.waitUntil(
+                lambda: session.state is EngineState.READY and session.loaded_info.model_path == str(path.resolve()),
+                timeout=60_000,
+            )
         finally:
             win.close()
             queue.close()

@@ -31,6 +31,7 @@ ICONS = ROOT / "resources" / "icons" / "hicolor"
 
 # -- icons ---------------------------------------------------------------------------------
 
+
 def test_png_icons_exist_in_every_size_and_match_the_svg(qapp) -> None:
     assert (ROOT / "resources" / "hearth.svg").is_file()
     for size in (16, 22, 24, 32, 48, 64, 128, 256, 512):
@@ -76,6 +77,7 @@ def test_icon_check_allows_another_cpus_antialiasing_but_not_an_edited_svg(qapp,
     # An edited SVG (another fill colour) is stale, however it is antialiased.
     svg = (ROOT / "resources" / "hearth.svg").read_text()
     import re
+
     colours = set(re.findall(r"#[0-9a-fA-F]{6}\b", svg))
     assert colours
     edited = tmp_path / "edited.svg"
@@ -97,8 +99,10 @@ def test_windows_and_macos_icons_hold_every_size(qapp, tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(ROOT / "packaging"))
     assert make_icons.main(["--platform-icons", str(tmp_path)]) == 0
-    for name, expected in (("hearth.ico", [16, 24, 32, 48, 64, 128, 256]),
-                           ("hearth.icns", [16, 32, 64, 128, 256, 512, 32, 64, 256, 512, 1024])):
+    for name, expected in (
+        ("hearth.ico", [16, 24, 32, 48, 64, 128, 256]),
+        ("hearth.icns", [16, 32, 64, 128, 256, 512, 32, 64, 256, 512, 1024]),
+    ):
         reader = QImageReader(str(tmp_path / name))  # Qt's own ico and icns readers
         widths = []
         for i in range(reader.imageCount()):
@@ -111,13 +115,16 @@ def test_windows_and_macos_icons_hold_every_size(qapp, tmp_path: Path) -> None:
 
 # -- desktop entry -------------------------------------------------------------------------
 
+
 def _exec_argv(exec_value: str) -> list[str]:
     """Parse an Exec value the way the Desktop Entry spec tells launchers to."""
     value, i = [], 0
     while i < len(exec_value):  # 1. string-value escapes
         c = exec_value[i]
         if c == "\\" and i + 1 < len(exec_value):
-            value.append({"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(exec_value[i + 1], "\\" + exec_value[i + 1]))
+            value.append(
+                {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(exec_value[i + 1], "\\" + exec_value[i + 1])
+            )
             i += 2
         else:
             value.append(c)
@@ -210,11 +217,14 @@ def test_the_desktop_resolves_gguf_files_to_hearth(xdg: Path, tmp_path: Path) ->
     unnamed = tmp_path / "download-part"
     unnamed.write_bytes(b"GGUF\x03\0\0\0" + b"\0" * 56)
     # Qt reads the same shared-mime-info database as file managers do.
-    code = ("import sys; from PySide6.QtCore import QMimeDatabase; db = QMimeDatabase();"
-            "print(db.mimeTypeForFile(sys.argv[1]).name(), db.mimeTypeForFile(sys.argv[2]).name())")
+    code = (
+        "import sys; from PySide6.QtCore import QMimeDatabase; db = QMimeDatabase();"
+        "print(db.mimeTypeForFile(sys.argv[1]).name(), db.mimeTypeForFile(sys.argv[2]).name())"
+    )
     env = dict(os.environ, XDG_DATA_HOME=str(xdg), XDG_DATA_DIRS="/usr/local/share:/usr/share")
-    out = subprocess.run([sys.executable, "-c", code, str(named), str(unnamed)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(named), str(unnamed)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.split() == [MIME_TYPE, MIME_TYPE], out.stderr
 
 
@@ -274,16 +284,29 @@ def test_cli_reports_an_unwritable_data_folder(tmp_path: Path, monkeypatch, caps
 
 # -- the packaged app ----------------------------------------------------------------------
 
+
 @pytest.mark.model
-def test_build_script_makes_an_app_folder_that_starts_and_loads_the_demo_model(tmp_path: Path, demo_model: Path) -> None:
+def test_build_script_makes_an_app_folder_that_starts_and_loads_the_demo_model(
+    tmp_path: Path, demo_model: Path
+) -> None:
     """packaging/build.sh --with-demo, then the frozen app as a user starts it (~1-2 min)."""
     pytest.importorskip("PyInstaller", reason="PyInstaller is a build-time tool: pip install 'pyinstaller>=6'")
     dist = tmp_path / "dist"
-    env = dict(os.environ, HEARTH_DIST_DIR=str(dist), HEARTH_BUILD_DIR=str(tmp_path / "work"),
-               HEARTH_VENV=str(Path(sys.executable).parent.parent))
+    env = dict(
+        os.environ,
+        HEARTH_DIST_DIR=str(dist),
+        HEARTH_BUILD_DIR=str(tmp_path / "work"),
+        HEARTH_VENV=str(Path(sys.executable).parent.parent),
+    )
     env.pop("HEARTH_HOME", None)
-    build = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--with-demo"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=900)
+    build = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build.sh"), "--with-demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     app_dir = dist / "Hearth"
     exe = app_dir / "Hearth"
@@ -310,8 +333,9 @@ def test_build_script_makes_an_app_folder_that_starts_and_loads_the_demo_model(t
     # is registered and the engine child (multiprocessing spawn of the frozen executable)
     # loads it: llama.cpp maps the model file into the child's memory.
     home = tmp_path / "portable"
-    proc = subprocess.Popen([str(exe), "--data-dir", str(home)], env=run_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "--data-dir", str(home)], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         models = home / "data" / "models.json"
         deadline = time.monotonic() + 90
@@ -334,8 +358,13 @@ def test_build_script_makes_an_app_folder_that_starts_and_loads_the_demo_model(t
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     # --self-test: the frozen window + engine answer one question and exit 0
-    selftest = subprocess.run([str(exe), "--data-dir", str(tmp_path / "selftest"), "--self-test"], env=run_env,
-                              capture_output=True, text=True, timeout=300)
+    selftest = subprocess.run(
+        [str(exe), "--data-dir", str(tmp_path / "selftest"), "--self-test"],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert selftest.returncode == 0, selftest.stdout + selftest.stderr[-3000:]
     assert "self-test: ok" in selftest.stdout
     size = sum(p.stat().st_size for p in app_dir.rglob("*") if p.is_file() and not p.is_symlink())

@@ -31,8 +31,15 @@ from app.ui import theme as theme_module
 from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.theme import apply_chat_font, apply_theme
 
-FIELDS = ("theme", "chat_font_size", "send_with", "default_model", "default_preset", "models_dir",
-          "max_parallel_downloads")
+FIELDS = (
+    "theme",
+    "chat_font_size",
+    "send_with",
+    "default_model",
+    "default_preset",
+    "models_dir",
+    "max_parallel_downloads",
+)
 MODELS = [("Alpha 1B Q4", "/models/alpha.gguf"), ("Beta 3B Q8", "/models/beta.gguf")]
 PRESETS = ["General assistant", "Summarize", "Write code"]
 
@@ -65,9 +72,15 @@ def test_round_trip_in_the_config_folder(tmp_path: Path) -> None:
 
     folder = tmp_path / "my models"
     folder.mkdir()
-    chosen = Preferences(theme="dark", chat_font_size=16, send_with="ctrl+enter",
-                         default_model="/models/beta.gguf", default_preset="Summarize",
-                         models_dir=str(folder), max_parallel_downloads=3)
+    chosen = Preferences(
+        theme="dark",
+        chat_font_size=16,
+        send_with="ctrl+enter",
+        default_model="/models/beta.gguf",
+        default_preset="Summarize",
+        models_dir=str(folder),
+        max_parallel_downloads=3,
+    )
     assert chosen.validate() == []
     store.save(chosen)
     assert store.path.is_file()
@@ -87,16 +100,21 @@ def test_a_damaged_file_gives_defaults(content: bytes) -> None:
 
 def test_each_bad_or_missing_value_falls_back_on_its_own() -> None:
     store = PreferencesStore()
-    store.path.write_text(json.dumps({
-        "version": 99,  # a newer version's file
-        "theme": "purple",
-        "chat_font_size": 14,
-        "send_with": 7,
-        "default_model": "/models/alpha.gguf",
-        "default_preset": "",
-        "max_parallel_downloads": 9,
-        "a_setting_from_the_future": True,
-    }), encoding="utf-8")
+    store.path.write_text(
+        json.dumps(
+            {
+                "version": 99,  # a newer version's file
+                "theme": "purple",
+                "chat_font_size": 14,
+                "send_with": 7,
+                "default_model": "/models/alpha.gguf",
+                "default_preset": "",
+                "max_parallel_downloads": 9,
+                "a_setting_from_the_future": True,
+            }
+        ),
+        encoding="utf-8",
+    )
     loaded = store.load()
     assert loaded == Preferences(chat_font_size=14, default_model="/models/alpha.gguf")
 
@@ -134,7 +152,7 @@ def test_save_turns_a_disk_error_into_plain_words(tmp_path: Path) -> None:
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -188,7 +206,10 @@ def test_font_size_limits_are_valid(size: int) -> None:
 
 def test_models_folder_problems_are_explained(tmp_path: Path, monkeypatch) -> None:
     missing = tmp_path / "nowhere"
-    assert "“" + str(missing) + "” does not exist" in fields_with_problems(Preferences(models_dir=str(missing)))["models_dir"]
+    assert (
+        "“" + str(missing) + "” does not exist"
+        in fields_with_problems(Preferences(models_dir=str(missing)))["models_dir"]
+    )
     a_file = tmp_path / "model.gguf"
     a_file.write_bytes(b"GGUF")
     assert "is a file, not a folder" in fields_with_problems(Preferences(models_dir=str(a_file)))["models_dir"]
@@ -259,9 +280,15 @@ def test_edits_are_emitted_by_apply_and_ok(qtbot, dialog: PreferencesDialog, tmp
     choose(control(dialog, "default_preset"), "Summarize")
     control(dialog, "models_dir").setText(str(tmp_path))
     type_into(qtbot, control(dialog, "max_parallel_downloads"), "3")
-    expected = Preferences(theme="dark", chat_font_size=14, send_with="ctrl+enter",
-                           default_model="/models/beta.gguf", default_preset="Summarize",
-                           models_dir=str(tmp_path), max_parallel_downloads=3)
+    expected = Preferences(
+        theme="dark",
+        chat_font_size=14,
+        send_with="ctrl+enter",
+        default_model="/models/beta.gguf",
+        default_preset="Summarize",
+        models_dir=str(tmp_path),
+        max_parallel_downloads=3,
+    )
 
     with qtbot.waitSignal(dialog.applied, timeout=1000) as blocker:
         qtbot.mouseClick(button(dialog, QDialogButtonBox.StandardButton.Apply), Qt.MouseButton.LeftButton)
@@ -305,8 +332,9 @@ def test_an_invalid_models_folder_blocks_ok_and_explains(qtbot, dialog: Preferen
     assert not dialog.isVisible()
 
 
-def test_an_unwritable_models_folder_is_explained(qtbot, dialog: PreferencesDialog, tmp_path: Path,
-                                                  monkeypatch) -> None:
+def test_an_unwritable_models_folder_is_explained(
+    qtbot, dialog: PreferencesDialog, tmp_path: Path, monkeypatch
+) -> None:
     make_unwritable(tmp_path, monkeypatch)
     control(dialog, "models_dir").setText(str(tmp_path))
     assert "not allowed to save files" in problem(dialog, "models_dir").text()
@@ -403,8 +431,13 @@ def test_dark_is_dark_everywhere_and_system_restores(qtbot, app: QApplication) -
     palette = app.palette()
     assert palette.color(QPalette.ColorRole.Window).lightness() < 80
     assert palette.color(QPalette.ColorRole.Base).lightness() < 80
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
-                 QPalette.ColorRole.ToolTipText, QPalette.ColorRole.HighlightedText):
+    for role in (
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.ToolTipText,
+        QPalette.ColorRole.HighlightedText,
+    ):
         assert palette.color(role).lightness() > 180, role
     assert palette.color(QPalette.ColorRole.Link).lightness() > 128  # links readable on dark
     assert app.style().name().lower() == "fusion"

@@ -102,8 +102,18 @@ def test_each_bad_value_names_its_field() -> None:
             problems = replace(SamplingSettings(), **{name: value}).validate(n_ctx=4096)
             assert [p.field for p in problems] == [name], (name, value, problems)
             assert problems[0].message.endswith(".")
-    edge = SamplingSettings(temperature=0, top_p=1, top_k=0, min_p=0, repeat_penalty=5, last_n_tokens=4096,
-                            presence_penalty=-2, frequency_penalty=2, max_tokens=4096, seed=2**32 - 1)
+    edge = SamplingSettings(
+        temperature=0,
+        top_p=1,
+        top_k=0,
+        min_p=0,
+        repeat_penalty=5,
+        last_n_tokens=4096,
+        presence_penalty=-2,
+        frequency_penalty=2,
+        max_tokens=4096,
+        seed=2**32 - 1,
+    )
     assert edge.validate(4096) == []
 
 
@@ -187,8 +197,15 @@ def store(tmp_path: Path) -> PresetStore:
 
 def test_builtins_cover_the_common_jobs_and_are_valid() -> None:
     names = [p.name for p in BUILTIN_PRESETS]
-    assert names == ["General assistant", "Summarize", "Translate", "Write code", "Explain code",
-                     "Creative writing", "Precise answers"]
+    assert names == [
+        "General assistant",
+        "Summarize",
+        "Translate",
+        "Write code",
+        "Explain code",
+        "Creative writing",
+        "Precise answers",
+    ]
     by_name = {p.name: p for p in BUILTIN_PRESETS}
     for preset in BUILTIN_PRESETS:
         assert preset.builtin and preset.system_prompt and preset.description
@@ -280,27 +297,40 @@ def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
 
 def test_damaged_entries_in_the_store_file_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "presets.json"
-    path.write_text(json.dumps({"presets": [
-        {"name": "Good", "settings": {"temperature": 0.3}},
-        {"name": "Bad", "settings": {"temperature": "hot"}},
-        "nonsense",
-        {"name": "Translate"},
-    ]}))
-    assert [p.name for p in PresetStore(path).list()[len(BUILTIN_PRESETS):]] == ["Good"]
+    path.write_text(
+        json.dumps(
+            {
+                "presets": [
+                    {"name": "Good", "settings": {"temperature": 0.3}},
+                    {"name": "Bad", "settings": {"temperature": "hot"}},
+                    "nonsense",
+                    {"name": "Translate"},
+                ]
+            }
+        )
+    )
+    assert [p.name for p in PresetStore(path).list()[len(BUILTIN_PRESETS) :]] == ["Good"]
     path.write_text("{ not json")
     assert PresetStore(path).list() == list(BUILTIN_PRESETS)
 
 
 def test_export_import_round_trip(store: PresetStore, tmp_path: Path) -> None:
-    store.save(Preset("Pirate", "Arr", "Talk like a pirate.", {"temperature": 1.2, "stop": ["\n\n"], "seed": 3},
-                      [("hello", "ahoy")]))
+    store.save(
+        Preset(
+            "Pirate",
+            "Arr",
+            "Talk like a pirate.",
+            {"temperature": 1.2, "stop": ["\n\n"], "seed": 3},
+            [("hello", "ahoy")],
+        )
+    )
     store.save(Preset("Terse", settings={"max_tokens": 64, "chain_of_thought": True}))
     text = store.export_json()
     assert json.loads(text)["format"] == "hearth-presets"
 
     other = PresetStore(tmp_path / "other.json")
     imported = other.import_json(text)
-    assert [p.to_dict() for p in imported] == [p.to_dict() for p in store.list()[len(BUILTIN_PRESETS):]]
+    assert [p.to_dict() for p in imported] == [p.to_dict() for p in store.list()[len(BUILTIN_PRESETS) :]]
     assert other.get("Pirate").few_shot == [("hello", "ahoy")]
     assert PresetStore(tmp_path / "other.json").get("Terse").settings == {"max_tokens": 64, "chain_of_thought": True}
     # the same file again adds nothing; a different preset under a taken name is renamed
@@ -325,8 +355,10 @@ def test_importing_exported_builtins_adds_nothing(store: PresetStore) -> None:
         ('{"presets": {"name": "x"}}', "not a list"),
         ('"just text"', "no list of presets"),
         ('{"presets": [{"name": "Ok"}, {"settings": {}}]}', "Preset 2 in the file: A preset has no name"),
-        ('{"presets": [{"name": "Ok"}, {"name": "Hot", "settings": {"temperature": "very"}}]}',
-         "temperature must be a number"),
+        (
+            '{"presets": [{"name": "Ok"}, {"name": "Hot", "settings": {"temperature": "very"}}]}',
+            "temperature must be a number",
+        ),
         ('{"presets": [{"name": "Ok"}, {"name": "Far", "settings": {"top_p": 7}}]}', "Top-p"),
         ('{"presets": [{"name": "Ok"}, {"name": "Ex", "few_shot": [["only one"]]}]}', "pair of texts"),
         ('{"presets": [{"name": "Ok"}, {"name": "Sys", "system_prompt": 5}]}', "system prompt must be text"),
@@ -338,7 +370,7 @@ def test_malformed_imports_name_the_problem_and_import_nothing(store: PresetStor
     with pytest.raises(PresetError) as caught:
         store.import_json(text)
     assert reason in str(caught.value)
-    assert [p.name for p in store.list()[len(BUILTIN_PRESETS):]] == ["Existing"]
+    assert [p.name for p in store.list()[len(BUILTIN_PRESETS) :]] == ["Existing"]
     assert store.path.read_text() == before
 
 

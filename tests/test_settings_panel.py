@@ -84,10 +84,21 @@ def test_every_setting_has_a_control_tooltip_reset_and_problem_line(panel: Setti
 
 
 def test_shown_settings_read_back_unchanged_and_set_settings_emits_nothing(qtbot, panel: SettingsPanel) -> None:
-    sampling = SamplingSettings(temperature=1.25, top_p=0.5, top_k=7, min_p=0.1, repeat_penalty=1.3,
-                                presence_penalty=0.4, frequency_penalty=-0.6, max_tokens=300,
-                                stop=["\n\n", "END"], seed=4_000_000_000, system_prompt="Be brief.\nReally.",
-                                last_n_tokens=256, chain_of_thought=True)
+    sampling = SamplingSettings(
+        temperature=1.25,
+        top_p=0.5,
+        top_k=7,
+        min_p=0.1,
+        repeat_penalty=1.3,
+        presence_penalty=0.4,
+        frequency_penalty=-0.6,
+        max_tokens=300,
+        stop=["\n\n", "END"],
+        seed=4_000_000_000,
+        system_prompt="Be brief.\nReally.",
+        last_n_tokens=256,
+        chain_of_thought=True,
+    )
     load = LoadSettings(n_ctx=2048, n_threads=1, n_gpu_layers=3, n_batch=128)
     with qtbot.assertNotEmitted(panel.settingsChanged), qtbot.assertNotEmitted(panel.loadSettingsChanged):
         panel.set_settings(sampling, load, NATIVE_CTX)
@@ -204,8 +215,11 @@ def test_stop_list_and_preset_models_are_sound(qtmodeltester, panel: SettingsPan
 
 
 def test_reset_to_default(qtbot, panel: SettingsPanel) -> None:
-    panel.set_settings(SamplingSettings(temperature=1.5, stop=["x"], system_prompt="S", last_n_tokens=8),
-                       LoadSettings(n_ctx=2048), NATIVE_CTX)
+    panel.set_settings(
+        SamplingSettings(temperature=1.5, stop=["x"], system_prompt="S", last_n_tokens=8),
+        LoadSettings(n_ctx=2048),
+        NATIVE_CTX,
+    )
     for name, default in (("temperature", 0.7), ("last_n_tokens", 64), ("stop", []), ("system_prompt", "")):
         with qtbot.waitSignal(panel.settingsChanged) as blocker:
             qtbot.mouseClick(panel.findChild(QToolButton, f"reset_{name}"), Qt.MouseButton.LeftButton)

@@ -103,8 +103,13 @@ def test_malformed_messages_are_ignored(qtbot, key: str) -> None:
 
 def _run_script(code: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 FORWARD = """
@@ -241,7 +246,8 @@ def test_socket_never_sits_in_a_folder_others_can_enter(qtbot, hostile_tmp: Path
 
 
 def test_without_a_private_folder_hearth_runs_unguarded_rather_than_in_a_shared_one(
-        qtbot, hostile_tmp: Path, tmp_path: Path) -> None:
+    qtbot, hostile_tmp: Path, tmp_path: Path
+) -> None:
     from app import paths
 
     (paths.cache_dir() / "run").write_text("not a folder")  # the last private candidate is unusable

@@ -80,7 +80,7 @@ class Gate:
 
 def test_every_field_survives_a_round_trip_through_the_file(db_path: Path) -> None:
     conv = Conversation(
-        title="Ünïcode & \"quotes\" — 日本語 🚀",
+        title='Ünïcode & "quotes" — 日本語 🚀',
         created=1_700_000_000.125,
         updated=1_700_000_500.5,
         pinned=True,
@@ -113,7 +113,11 @@ def test_every_field_survives_a_round_trip_through_the_file(db_path: Path) -> No
 
     raw = sqlite3.connect(db_path)
     assert raw.execute("SELECT role, state FROM messages ORDER BY position").fetchall() == [
-        ("system", "complete"), ("user", "complete"), ("assistant", "stopped"), ("assistant", "failed")]
+        ("system", "complete"),
+        ("user", "complete"),
+        ("assistant", "stopped"),
+        ("assistant", "failed"),
+    ]
     assert raw.execute("SELECT pinned FROM conversations").fetchone() == (1,)
     raw.close()
 
@@ -144,13 +148,19 @@ def test_list_is_pinned_first_then_most_recent_and_pages(store: ConversationStor
         save_whole(store, c)
         convs.append(c)
     summaries = store.list_conversations()
-    assert [s.title for s in summaries] == ["Chat 7", "Chat 2"] + [f"Chat {i}" for i in (11, 10, 9, 8, 6, 5, 4, 3, 1, 0)]
+    assert [s.title for s in summaries] == ["Chat 7", "Chat 2"] + [
+        f"Chat {i}" for i in (11, 10, 9, 8, 6, 5, 4, 3, 1, 0)
+    ]
     assert [s.pinned for s in summaries[:3]] == [True, True, False]
     by_id = {s.id: s for s in summaries}
     for c in convs:
         assert by_id[c.id].message_count == len(c.messages)
         assert by_id[c.id].updated == c.updated and by_id[c.id].created == c.created
-    pages = store.list_conversations(limit=5) + store.list_conversations(limit=5, offset=5) + store.list_conversations(limit=5, offset=10)
+    pages = (
+        store.list_conversations(limit=5)
+        + store.list_conversations(limit=5, offset=5)
+        + store.list_conversations(limit=5, offset=10)
+    )
     assert pages == summaries
     assert store.list_conversations(limit=5, offset=12) == []
     assert store.count_conversations() == 12
@@ -345,11 +355,55 @@ def test_search_handles_unicode_and_diacritics(store: ConversationStore) -> None
 
 
 HOSTILE = [
-    '"', '""', '"unbalanced', "'", "*", "**", "-", "-kiwi", "kiwi-", "AND", "OR", "NOT", "kiwi AND",
-    "AND kiwi", "NOT kiwi", "kiwi OR", "NEAR(kiwi", "NEAR(kiwi fig, 2)", "(", ")", "()", "^kiwi",
-    "kiwi:", "text:kiwi", "title:kiwi", "{kiwi}", "[kiwi]", "kiwi*", "*kiwi", "k*i", "+", "\\", "\x00",
-    "kiwi\x00fig", "\ud800", "kiwi \udfff", "   ", "", "\n\t", "🎉", "🎉*", "x" * 5000, "kiwi " * 300,
-    "%_", "kiwi; DROP TABLE messages; --", ":", "@", "$", "'kiwi'",
+    '"',
+    '""',
+    '"unbalanced',
+    "'",
+    "*",
+    "**",
+    "-",
+    "-kiwi",
+    "kiwi-",
+    "AND",
+    "OR",
+    "NOT",
+    "kiwi AND",
+    "AND kiwi",
+    "NOT kiwi",
+    "kiwi OR",
+    "NEAR(kiwi",
+    "NEAR(kiwi fig, 2)",
+    "(",
+    ")",
+    "()",
+    "^kiwi",
+    "kiwi:",
+    "text:kiwi",
+    "title:kiwi",
+    "{kiwi}",
+    "[kiwi]",
+    "kiwi*",
+    "*kiwi",
+    "k*i",
+    "+",
+    "\\",
+    "\x00",
+    "kiwi\x00fig",
+    "\ud800",
+    "kiwi \udfff",
+    "   ",
+    "",
+    "\n\t",
+    "🎉",
+    "🎉*",
+    "x" * 5000,
+    "kiwi " * 300,
+    "%_",
+    "kiwi; DROP TABLE messages; --",
+    ":",
+    "@",
+    "$",
+    "'kiwi'",
 ]
 
 
@@ -379,7 +433,7 @@ def test_search_treats_operators_as_words(store: ConversationStore) -> None:
 def populated_store(tmp_path_factory):
     s = ConversationStore(tmp_path_factory.mktemp("search") / "c.sqlite3")
     s.import_conversations(
-        make_conversation(f"chat {i} ünï", [f"message {i} with kiwi {i % 3} \"quoted\" - * AND"]) for i in range(20)
+        make_conversation(f"chat {i} ünï", [f'message {i} with kiwi {i % 3} "quoted" - * AND']) for i in range(20)
     )
     yield s
     s.close()
@@ -449,8 +503,9 @@ while True:
 
 def test_everything_flushed_survives_sigkill(db_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db_path)], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env
+    )
     try:
         line = proc.stdout.readline()
         assert line, "the child died before flushing"
@@ -500,7 +555,9 @@ def test_a_failing_write_is_reported_and_later_writes_still_work(db_path: Path) 
         later = Message(Role.ASSISTANT, "still saved", parent_id=conv.messages[0].id)
         store.add_message(conv.id, later, 1)
         store.flush()
-        assert errors == ["Could not save the message: its conversation is not in the database (it may have been deleted)."]
+        assert errors == [
+            "Could not save the message: its conversation is not in the database (it may have been deleted)."
+        ]
         assert threads == ["conversation-store"]
         assert store.load(conv.id).messages == conv.messages + [later]
         assert list(store.errors) == errors
@@ -563,11 +620,18 @@ def test_a_version_1_database_is_migrated_and_its_conversations_read_as_before(d
     run_migrations(raw, _MIGRATIONS[:1], StoreError("newer"))
     raw.execute("INSERT INTO conversations (id, title, created, updated) VALUES ('c1', 'Old chat', 1, 2)")
     raw.execute("INSERT INTO conversations (id, title, created, updated) VALUES ('c2', 'Other', 1, 3)")
-    rows = [("m1", "c1", 0, "user", "old question about quokkas"), ("m2", "c1", 1, "assistant", "old answer"),
-            ("m4", "c1", 3, "user", "after a deleted one"), ("m5", "c1", 4, "assistant", "last"),
-            ("n1", "c2", 0, "user", "other chat")]
-    raw.executemany("INSERT INTO messages (id, conversation_id, position, role, text, state, created) "
-                    "VALUES (?, ?, ?, ?, ?, 'complete', 10)", rows)
+    rows = [
+        ("m1", "c1", 0, "user", "old question about quokkas"),
+        ("m2", "c1", 1, "assistant", "old answer"),
+        ("m4", "c1", 3, "user", "after a deleted one"),
+        ("m5", "c1", 4, "assistant", "last"),
+        ("n1", "c2", 0, "user", "other chat"),
+    ]
+    raw.executemany(
+        "INSERT INTO messages (id, conversation_id, position, role, text, state, created) "
+        "VALUES (?, ?, ?, ?, ?, 'complete', 10)",
+        rows,
+    )
     raw.commit()
     raw.close()
 
@@ -596,11 +660,19 @@ def test_schema_and_connection_settings(store: ConversationStore, db_path: Path)
     raw = sqlite3.connect(db_path)
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    plan = " ".join(r[3] for r in raw.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM conversations ORDER BY pinned DESC, updated DESC, id LIMIT 200"))
+    plan = " ".join(
+        r[3]
+        for r in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM conversations ORDER BY pinned DESC, updated DESC, id LIMIT 200"
+        )
+    )
     assert "conversations_list_order" in plan and "TEMP B-TREE" not in plan
-    plan = " ".join(r[3] for r in raw.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE conversation_id = ? ORDER BY position", ("x",)))
+    plan = " ".join(
+        r[3]
+        for r in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE conversation_id = ? ORDER BY position", ("x",)
+        )
+    )
     assert "messages_by_conversation" in plan and "TEMP B-TREE" not in plan
     raw.close()
 
@@ -636,8 +708,13 @@ def test_store_module_does_not_import_qt() -> None:
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     source = (REPO / "app" / "core" / "store.py").read_text()
     assert "PySide6" not in source and "from app.ui" not in source and "from app.engine" not in source

@@ -26,9 +26,7 @@ def test_tiny_model_loads(tiny_llm):
 
 def test_tiny_model_streams_chat_completion(tiny_llm):
     chunks = list(
-        tiny_llm.create_chat_completion(
-            messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8, seed=1
-        )
+        tiny_llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=8, seed=1)
     )
     assert len(chunks) >= 2
     assert chunks[0]["choices"][0]["delta"].get("role") == "assistant"

@@ -27,8 +27,16 @@ from app.ui.models_dialog import ModelsDialog
 from app.ui.settings_panel import SettingsPanel
 
 HOSTILE = '<a href="file:///etc/passwd">x</a> <b>bold</b> <img src="file:///etc/hosts">'
-REFUSED_LINKS = ["file:///etc/passwd", "smb://server/share", "javascript:alert(1)", "data:text/html,<b>x</b>",
-                 "mailto:someone@example.com", "relative/page.html", "hearth-abc:copy-code/1/1", "https://"]
+REFUSED_LINKS = [
+    "file:///etc/passwd",
+    "smb://server/share",
+    "javascript:alert(1)",
+    "data:text/html,<b>x</b>",
+    "mailto:someone@example.com",
+    "relative/page.html",
+    "hearth-abc:copy-code/1/1",
+    "https://",
+]
 
 
 def shown_as(text: str | None) -> str:
@@ -57,6 +65,7 @@ def _has_anchor(text: str) -> bool:
 
 
 # -- the helpers --------------------------------------------------------------------------------
+
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab <>&;\"'/=:#!-_qtpimgahref\n")), max_size=60))
@@ -87,6 +96,7 @@ def test_make_plain_covers_a_message_boxs_text_and_informative_text(qtbot) -> No
 
 
 # -- links --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("link", REFUSED_LINKS)
 def test_only_web_links_are_opened(monkeypatch, link: str) -> None:
@@ -130,6 +140,7 @@ def test_about_dialog_license_links_open_only_web_links(qtbot, tmp_path: Path) -
 
 # -- where untrusted text is shown ---------------------------------------------------------------
 
+
 class _WindowStandIn(QWidget):
     """Just what ``MainWindow._show_source`` reads: the current conversation's messages."""
 
@@ -161,8 +172,9 @@ def test_remove_model_question_shows_the_gguf_name_as_text(qtbot, tiny: Path, mo
     dialog = ModelsDialog(library, memory=MemoryInfo(16 * 10**9, 8 * 10**9))
     qtbot.addWidget(dialog)
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.No)
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.No
+    )
     dialog.select_path(info.path)
     dialog.remove_button.click()
     assert len(asked) == 1
@@ -215,6 +227,9 @@ def test_any_conversation_title_tooltip_reads_as_written(qtbot, name: str) -> No
 def test_no_widget_follows_links_by_itself() -> None:
     """Links reach the desktop only through plain.open_web_link: no widget opens them on its own."""
     app_dir = Path(__file__).resolve().parent.parent / "app"
-    offenders = [str(p.relative_to(app_dir)) for p in app_dir.rglob("*.py")
-                 if "setOpenExternalLinks(True)" in p.read_text(encoding="utf-8")]
+    offenders = [
+        str(p.relative_to(app_dir))
+        for p in app_dir.rglob("*.py")
+        if "setOpenExternalLinks(True)" in p.read_text(encoding="utf-8")
+    ]
     assert offenders == []

@@ -71,7 +71,9 @@ def test_streamed_text_is_batched_not_sent_per_token(qtbot, worker: EngineWorker
     assert len(batches) < stats["tokens"]
 
 
-def test_not_a_gguf_is_refused_before_llama_cpp_and_the_model_stays(qtbot, worker: EngineWorker, tiny_model: Path, tmp_path: Path) -> None:
+def test_not_a_gguf_is_refused_before_llama_cpp_and_the_model_stays(
+    qtbot, worker: EngineWorker, tiny_model: Path, tmp_path: Path
+) -> None:
     info = _load(qtbot, worker, tiny_model)
     junk = tmp_path / "holiday-photo.gguf"
     junk.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 1000)
@@ -85,7 +87,9 @@ def test_not_a_gguf_is_refused_before_llama_cpp_and_the_model_stays(qtbot, worke
     assert kind2 == "loaded" and restored == info  # the old model is still loaded
 
 
-def test_a_load_that_crashes_the_engine_restores_the_previous_model(qtbot, worker: EngineWorker, tiny_model: Path, tmp_path: Path) -> None:
+def test_a_load_that_crashes_the_engine_restores_the_previous_model(
+    qtbot, worker: EngineWorker, tiny_model: Path, tmp_path: Path
+) -> None:
     from tiny_model import write_tiny_llama
 
     _load(qtbot, worker, tiny_model)

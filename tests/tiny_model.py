@@ -116,10 +116,14 @@ def _infer_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
 def _fits(value: Any, vtype: GGUFValueType) -> bool:
     """Whether ``value`` can be stored with the default type ``vtype`` of its key."""
     ints = {
-        GGUFValueType.UINT8: (0, 2**8), GGUFValueType.INT8: (-2**7, 2**7),
-        GGUFValueType.UINT16: (0, 2**16), GGUFValueType.INT16: (-2**15, 2**15),
-        GGUFValueType.UINT32: (0, 2**32), GGUFValueType.INT32: (-2**31, 2**31),
-        GGUFValueType.UINT64: (0, 2**64), GGUFValueType.INT64: (-2**63, 2**63),
+        GGUFValueType.UINT8: (0, 2**8),
+        GGUFValueType.INT8: (-(2**7), 2**7),
+        GGUFValueType.UINT16: (0, 2**16),
+        GGUFValueType.INT16: (-(2**15), 2**15),
+        GGUFValueType.UINT32: (0, 2**32),
+        GGUFValueType.INT32: (-(2**31), 2**31),
+        GGUFValueType.UINT64: (0, 2**64),
+        GGUFValueType.INT64: (-(2**63), 2**63),
     }
     if vtype in ints:
         lo, hi = ints[vtype]
@@ -177,8 +181,11 @@ def write_tiny_llama(
     wtype = np.float32 if dtype == "f32" else np.float16
 
     U32, F32, STR, BOOL, ARR = (
-        GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING,
-        GGUFValueType.BOOL, GGUFValueType.ARRAY,
+        GGUFValueType.UINT32,
+        GGUFValueType.FLOAT32,
+        GGUFValueType.STRING,
+        GGUFValueType.BOOL,
+        GGUFValueType.ARRAY,
     )
     tokens = _SPECIAL_TOKENS + _BYTE_TOKENS
     token_types = [int(TokenType.UNKNOWN), int(TokenType.CONTROL), int(TokenType.CONTROL)]
@@ -188,8 +195,7 @@ def write_tiny_llama(
     kv: dict[str, tuple[Any, GGUFValueType, GGUFValueType | None]] = {
         Keys.General.ARCHITECTURE: (_ARCH, STR, None),
         Keys.General.NAME: ("hearth-tiny-llama", STR, None),
-        Keys.General.FILE_TYPE: (
-            int(LlamaFileType.ALL_F32 if dtype == "f32" else LlamaFileType.MOSTLY_F16), U32, None),
+        Keys.General.FILE_TYPE: (int(LlamaFileType.ALL_F32 if dtype == "f32" else LlamaFileType.MOSTLY_F16), U32, None),
         _key_for("context_length"): (n_ctx_train, U32, None),
         _key_for("embedding_length"): (n_embd, U32, None),
         _key_for("block_count"): (n_layer, U32, None),

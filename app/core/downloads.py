@@ -184,8 +184,11 @@ def safe_destination(models_dir: Path, repo_id: str, filename: str) -> Path:
     bad = UnsafePathError(f"Refusing to download “{filename}”: its name would put it outside the models folder.")
     if not is_valid_repo_id(repo_id):
         raise UnsafePathError(f"“{repo_id}” is not a valid Hugging Face repo name.")
-    if not filename or filename.startswith("/") or any(c in filename for c in "\\:") or any(
-        ord(c) < 32 for c in filename
+    if (
+        not filename
+        or filename.startswith("/")
+        or any(c in filename for c in "\\:")
+        or any(ord(c) < 32 for c in filename)
     ):
         raise bad
     parts = filename.split("/")
@@ -239,7 +242,7 @@ def _write_chunk(fh: Any, data: bytes) -> None:
     """Write all of ``data`` to the (unbuffered) part file; a seam: tests make it raise ENOSPC."""
     view = memoryview(data)
     while view:
-        view = view[fh.write(view):]
+        view = view[fh.write(view) :]
 
 
 class _Transient(Exception):
@@ -324,7 +327,7 @@ class _HashFeeder:
         view = memoryview(data)
         while view:
             take = min(len(view), self.BATCH - self._used)
-            self._buf[self._used:self._used + take] = view[:take]
+            self._buf[self._used : self._used + take] = view[:take]
             self._used += take
             view = view[take:]
             if self._used == self.BATCH:
@@ -868,14 +871,16 @@ class DownloadQueue:
                 f"Hugging Face refused access to {item.filename} (error {status}). " + GATED_MESSAGE.split(": ", 1)[-1]
             )
         if status == 404:
-            raise _Permanent(
-                f"{item.filename} is no longer on Hugging Face (it may have been renamed or removed)."
-            )
+            raise _Permanent(f"{item.filename} is no longer on Hugging Face (it may have been renamed or removed).")
         if status == 416:  # we asked past the end: our part is not a prefix of this file
             self._restart_from_zero(job, fh)
             raise _Transient("The server refused to continue the partial file; starting it again.", retry_after=0)
         if status in (408, 429) or status >= 500:
-            what = "Hugging Face is limiting downloads" if status == 429 else f"Hugging Face had a problem (error {status})"
+            what = (
+                "Hugging Face is limiting downloads"
+                if status == 429
+                else f"Hugging Face had a problem (error {status})"
+            )
             raise _Transient(f"{what}.", retry_after=_retry_after(response.headers.get("Retry-After")))
         if status == 200:
             if job.offset > 0:  # Range ignored (or If-Range saw a new file): the body starts at 0

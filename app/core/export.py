@@ -188,7 +188,7 @@ def to_html(conv: Conversation | Sequence[Conversation], *, code_style: str = "d
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
@@ -358,9 +358,7 @@ def _conv_to_dict(conv: Conversation) -> dict[str, Any]:
         "messages": [_message_to_dict(m) for m in conv.messages],
     }
     if conv.branches:
-        data["branches"] = [
-            {**_message_to_dict(m), "parent": m.parent_id, "active": m.active} for m in conv.branches
-        ]
+        data["branches"] = [{**_message_to_dict(m), "parent": m.parent_id, "active": m.active} for m in conv.branches]
     return data
 
 
@@ -490,7 +488,9 @@ class _Checker:
                 parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
                 seconds = parsed.timestamp()
             except (ValueError, OverflowError, OSError):
-                raise self.fail(f"{key} must be a time: seconds since 1970 or an ISO-8601 date (found {_kind(value)})") from None
+                raise self.fail(
+                    f"{key} must be a time: seconds since 1970 or an ISO-8601 date (found {_kind(value)})"
+                ) from None
         elif _is_number(value):
             seconds = float(value)
         else:
@@ -512,7 +512,9 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
         raise ImportFormatError(f'This is not a Hearth export: the "format" field is not "{FORMAT}".')
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ImportFormatError(f"The file's format version must be a whole number of at least 1 (found {_kind(version)}).")
+        raise ImportFormatError(
+            f"The file's format version must be a whole number of at least 1 (found {_kind(version)})."
+        )
     if version > VERSION:
         raise ImportFormatError(
             f"This file was made by a newer version of Hearth (format version {version}); this "
@@ -599,8 +601,13 @@ def fresh_ids(conv: Conversation) -> Conversation:
     ids = {m.id: new_id() for m in conv.all_messages()}
 
     def fresh(m: Message) -> Message:
-        return replace(m, id=ids[m.id], parent_id=ids.get(m.parent_id) if m.parent_id else None,
-                       settings=copy.deepcopy(m.settings), stats=copy.deepcopy(m.stats))
+        return replace(
+            m,
+            id=ids[m.id],
+            parent_id=ids.get(m.parent_id) if m.parent_id else None,
+            settings=copy.deepcopy(m.settings),
+            stats=copy.deepcopy(m.stats),
+        )
 
     return replace(
         conv,
@@ -634,14 +641,12 @@ def _chatgpt_from_data(data: Any) -> list[Conversation]:
     if isinstance(data, dict) and "mapping" in data:
         data = [data]  # a single conversation
     if not isinstance(data, list):
-        raise ImportFormatError(
-            "This is not ChatGPT's conversations.json: it should be a list of conversations."
-        )
+        raise ImportFormatError("This is not ChatGPT's conversations.json: it should be a list of conversations.")
     result: list[Conversation] = []
     for ci, item in enumerate(data, 1):
         if not isinstance(item, dict) or not isinstance(item.get("mapping"), dict):
             raise ImportFormatError(
-                f"conversation {ci}: has no message tree (\"mapping\"); is this ChatGPT's conversations.json?"
+                f'conversation {ci}: has no message tree ("mapping"); is this ChatGPT\'s conversations.json?'
             )
         conv = _chatgpt_conversation(item)
         if conv.messages:
@@ -701,8 +706,11 @@ def _chatgpt_conversation(item: dict[str, Any]) -> Conversation:
 
 def _chatgpt_roots(mapping: dict[str, Any]) -> list[str]:
     """Nodes whose parent is not in the tree (a parent of any other JSON type included)."""
-    return [k for k, n in mapping.items()
-            if isinstance(n, dict) and not (isinstance(n.get("parent"), str) and n["parent"] in mapping)]
+    return [
+        k
+        for k, n in mapping.items()
+        if isinstance(n, dict) and not (isinstance(n.get("parent"), str) and n["parent"] in mapping)
+    ]
 
 
 def _chatgpt_children(node: dict[str, Any]) -> list[str]:
@@ -754,7 +762,8 @@ def _chatgpt_message(raw: Any) -> Message | None:
     author = _dict_at(raw, "author")
     role_name = author.get("role")
     role = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}.get(
-        role_name if isinstance(role_name, str) else "")
+        role_name if isinstance(role_name, str) else ""
+    )
     metadata = _dict_at(raw, "metadata")
     if role is None or metadata.get("is_visually_hidden_from_conversation"):
         return None
@@ -826,12 +835,23 @@ _CHUNK = 1 << 20
 #: each of their blocks whole, so a 600-byte member can take hundreds of megabytes at once.
 _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 #: Everything zipfile, zlib and the file system raise on a damaged or odd archive.
-_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
-                NotImplementedError, RuntimeError, ValueError, struct.error, UnicodeError)
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+    UnicodeError,
+)
 
 
-def read_import_file(path: str | os.PathLike[str],
-                     max_bytes: int | None = None) -> tuple[ImportKind, list[Conversation]]:
+def read_import_file(
+    path: str | os.PathLike[str], max_bytes: int | None = None
+) -> tuple[ImportKind, list[Conversation]]:
     """Import a file as the user picked it: a JSON file, or ChatGPT's export .zip as downloaded.
 
     Meant to run off the GUI thread. Every failure, unreadable file included, is an

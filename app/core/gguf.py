@@ -153,12 +153,38 @@ _SCALAR_STRUCTS: dict[int, struct.Struct] = {t: struct.Struct("<" + f) for t, f 
 
 #: ``enum ggml_type`` (ggml.h).  Gaps are types removed from ggml.
 GGML_TYPE_NAMES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0",
-    9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K",
-    15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S",
-    20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16",
-    26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0",
-    35: "TQ2_0", 39: "MXFP4",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    6: "Q5_0",
+    7: "Q5_1",
+    8: "Q8_0",
+    9: "Q8_1",
+    10: "Q2_K",
+    11: "Q3_K",
+    12: "Q4_K",
+    13: "Q5_K",
+    14: "Q6_K",
+    15: "Q8_K",
+    16: "IQ2_XXS",
+    17: "IQ2_XS",
+    18: "IQ3_XXS",
+    19: "IQ1_S",
+    20: "IQ4_NL",
+    21: "IQ3_S",
+    22: "IQ2_S",
+    23: "IQ4_XS",
+    24: "I8",
+    25: "I16",
+    26: "I32",
+    27: "I64",
+    28: "F64",
+    29: "IQ1_M",
+    30: "BF16",
+    34: "TQ1_0",
+    35: "TQ2_0",
+    39: "MXFP4",
 }
 
 _QK_K = 256
@@ -166,8 +192,14 @@ _QK_K = 256
 #: gguf-py.  Used to check that the tensor data the header promises is really
 #: in the file, which is how an interrupted download is usually noticed.
 _GGML_BLOCK_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
-    8: (32, 34), 9: (32, 40),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
     10: (_QK_K, 2 + 2 + _QK_K // 16 + _QK_K // 4),
     11: (_QK_K, 2 + _QK_K // 4 + _QK_K // 8 + 12),
     12: (_QK_K, 2 + 2 + _QK_K // 2 + 12),
@@ -182,7 +214,11 @@ _GGML_BLOCK_SIZES: dict[int, tuple[int, int]] = {
     21: (_QK_K, 2 + _QK_K // 4 + _QK_K // 8 + _QK_K // 32 + 4),
     22: (_QK_K, 2 + _QK_K // 4 + _QK_K // 16),
     23: (_QK_K, 2 + 2 + _QK_K // 2 + _QK_K // 64),
-    24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
     29: (_QK_K, _QK_K // 8 + _QK_K // 16 + _QK_K // 32),
     30: (1, 2),
     34: (_QK_K, 2 + 4 * 13),
@@ -193,12 +229,38 @@ _GGML_BLOCK_SIZES: dict[int, tuple[int, int]] = {
 #: ``enum llama_ftype`` (llama.h), stored as ``general.file_type``: the
 #: quantization the whole file was produced with.
 LLAMA_FTYPE_NAMES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S",
-    15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS",
-    20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S",
-    25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M",
-    30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
     38: "MXFP4_MOE",
 }
 
@@ -290,9 +352,7 @@ class GGUFMetadata:
             return None
         if isinstance(value, int):
             return value
-        if isinstance(value, list) and value and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        ):
+        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return max(v for v in value if isinstance(v, int))
         return None
 
@@ -548,9 +608,7 @@ class _Cursor:
     def string_length(self, limit: int, what: str) -> int:
         n = self.u64()
         if n > limit:
-            raise self.error(
-                f"{what} claims to be {n:,} bytes long, which no real model has — the file is corrupt"
-            )
+            raise self.error(f"{what} claims to be {n:,} bytes long, which no real model has — the file is corrupt")
         if n > self.remaining:
             raise self.error(_TRUNCATED)
         return n
@@ -690,8 +748,11 @@ def _check_counts(cur: _Cursor, tensor_count: int, kv_count: int) -> None:
             raise cur.error(f"the header claims {count:,} {what}, which no real model has — the file is corrupt")
     if kv_count * _MIN_KV_BYTES + tensor_count * _MIN_TENSOR_INFO_BYTES > cur.remaining:
         raise cur.error(_TRUNCATED)
-    cur.charge((kv_count + tensor_count) * _WORK_ITEM, kv_count * _MEM_VALUE + tensor_count * _MEM_TENSOR,
-               f"{kv_count:,} metadata entries and {tensor_count:,} tensors")
+    cur.charge(
+        (kv_count + tensor_count) * _WORK_ITEM,
+        kv_count * _MEM_VALUE + tensor_count * _MEM_TENSOR,
+        f"{kv_count:,} metadata entries and {tensor_count:,} tensors",
+    )
 
 
 def _read_header(cur: _Cursor) -> tuple[int, dict[str, object], list[TensorInfo]]:
@@ -738,12 +799,7 @@ def _check_tensor_data(cur: _Cursor, kv: dict[str, object], infos: list[tuple[Te
     if not infos:
         return
     alignment = kv.get("general.alignment", 32)
-    if (
-        not isinstance(alignment, int)
-        or isinstance(alignment, bool)
-        or alignment <= 0
-        or alignment & (alignment - 1)
-    ):
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
         raise cur.error(f"invalid data alignment {alignment!r} — the file is corrupt")
     data_start = -(-cur.offset // alignment) * alignment
     size = cur.offset + cur.remaining

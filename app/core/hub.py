@@ -45,13 +45,9 @@ from huggingface_hub.utils import get_session, hf_raise_for_status
 
 DEFAULT_TIMEOUT = 15.0
 
-GATED_MESSAGE = (
-    "This repo is gated: accept its license on huggingface.co and add an access token in Settings."
-)
+GATED_MESSAGE = "This repo is gated: accept its license on huggingface.co and add an access token in Settings."
 OFFLINE_MESSAGE = "Hugging Face could not be reached — check your connection."
-UNAUTHORIZED_MESSAGE = (
-    "Hugging Face refused the access token: check it in Settings (or remove it for public models)."
-)
+UNAUTHORIZED_MESSAGE = "Hugging Face refused the access token: check it in Settings (or remove it for public models)."
 
 SortKey = Literal["downloads", "likes", "recent"]
 # Our sort names → the Hub's ``sort`` query values (what HfApi.list_models sends).
@@ -151,8 +147,23 @@ _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 # First path segments of huggingface.co pages that are not model repos.
 _NOT_MODEL_PREFIXES = {
-    "datasets", "spaces", "models", "docs", "blog", "settings", "organizations", "collections",
-    "papers", "api", "login", "join", "pricing", "tasks", "learn", "buckets", "kernels",
+    "datasets",
+    "spaces",
+    "models",
+    "docs",
+    "blog",
+    "settings",
+    "organizations",
+    "collections",
+    "papers",
+    "api",
+    "login",
+    "join",
+    "pricing",
+    "tasks",
+    "learn",
+    "buckets",
+    "kernels",
 }
 
 
@@ -362,8 +373,7 @@ class HubClient:
         except Exception as exc:
             raise _translate(exc, f"The repo {repo_id}") from exc
         rows = [
-            (s.rfilename, s.lfs.size if s.lfs else s.size, s.lfs.sha256 if s.lfs else None)
-            for s in info.siblings or []
+            (s.rfilename, s.lfs.size if s.lfs else s.size, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []
         ]
         return RepoFiles(
             repo_id=info.id or repo_id,

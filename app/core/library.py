@@ -110,10 +110,16 @@ class ModelDefaults:
         problems: list[Problem] = []
         if self.n_ctx is not None:
             if not self.MIN_CTX <= self.n_ctx <= self.MAX_CTX:
-                problems.append(Problem("n_ctx", f"Context length must be between {self.MIN_CTX} and {self.MAX_CTX:,}."))
+                problems.append(
+                    Problem("n_ctx", f"Context length must be between {self.MIN_CTX} and {self.MAX_CTX:,}.")
+                )
             elif context_length and self.n_ctx > context_length:
-                problems.append(Problem(
-                    "n_ctx", f"Context length cannot exceed what the model was trained for ({context_length:,} tokens)."))
+                problems.append(
+                    Problem(
+                        "n_ctx",
+                        f"Context length cannot exceed what the model was trained for ({context_length:,} tokens).",
+                    )
+                )
         if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             problems.append(Problem("n_gpu_layers", "GPU layers must be 0 or more (-1 puts every layer on the GPU)."))
         if self.n_threads is not None and not 1 <= self.n_threads <= self.MAX_THREADS:
@@ -350,8 +356,9 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
     parts = split_parts(_resolve(path))
     for i, part in enumerate(parts if len(parts) > 1 else [], 1):
         if not part.exists():
-            raise GGUFError(part, f"part {i} of {len(parts)} of this split model is missing "
-                                  "— all parts must be in the same folder")
+            raise GGUFError(
+                part, f"part {i} of {len(parts)} of this split model is missing — all parts must be in the same folder"
+            )
     metas = [read_gguf(part) for part in parts]
     info = ModelInfo.from_metadata(metas[0], name=name, linked=linked)
     info.path = str(_resolve(parts[0]))
@@ -397,7 +404,7 @@ def _destinations(parts: list[Path], folder: Path) -> tuple[list[Path], bool]:
             dests = [folder / p.name for p in parts]
         elif split:
             stem = first.name[: -len("-00001-of-00000.gguf")]
-            tail = [p.name[len(stem):] for p in parts]
+            tail = [p.name[len(stem) :] for p in parts]
             dests = [folder / f"{stem}-{attempt}{t}" for t in tail]
         else:
             dests = [folder / f"{first.stem}-{attempt}{first.suffix}"]
@@ -765,8 +772,17 @@ class ModelLibrary:
             old = self._models.get(fresh.path)
             if old is None:
                 continue
-            for name in ("size", "architecture", "parameters", "quantization", "context_length",
-                         "has_chat_template", "template_problem", "parameter_count", "kv_bytes_per_token"):
+            for name in (
+                "size",
+                "architecture",
+                "parameters",
+                "quantization",
+                "context_length",
+                "has_chat_template",
+                "template_problem",
+                "parameter_count",
+                "kv_bytes_per_token",
+            ):
                 setattr(old, name, getattr(fresh, name))
             self._stale.discard(old.path)
             result.updated.append(old)

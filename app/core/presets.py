@@ -112,11 +112,7 @@ class Preset:
             raise PresetError(f"{where}: “few_shot” must be a list of [user, assistant] pairs.")
         few_shot: list[tuple[str, str]] = []
         for pair in raw_shots:
-            if (
-                not isinstance(pair, (list, tuple))
-                or len(pair) != 2
-                or not all(isinstance(part, str) for part in pair)
-            ):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(part, str) for part in pair):
                 raise PresetError(f"{where}: each example must be a pair of texts [user, assistant].")
             few_shot.append((pair[0], pair[1]))
         return cls(name, description, system_prompt, settings, few_shot, builtin=False)
@@ -128,9 +124,14 @@ def _cleaned(preset: Preset) -> Preset:
     settings = dict(preset.settings)
     if "stop" in settings:
         settings["stop"] = [clean_text(s) for s in settings["stop"]]
-    return replace(preset, name=clean_text(preset.name), description=clean_text(preset.description),
-                   system_prompt=clean_text(preset.system_prompt), settings=settings,
-                   few_shot=[(clean_text(u), clean_text(a)) for u, a in preset.few_shot])
+    return replace(
+        preset,
+        name=clean_text(preset.name),
+        description=clean_text(preset.description),
+        system_prompt=clean_text(preset.system_prompt),
+        settings=settings,
+        few_shot=[(clean_text(u), clean_text(a)) for u, a in preset.few_shot],
+    )
 
 
 def _type_problem(kind: str, value: Any) -> str | None:
@@ -309,8 +310,9 @@ class PresetStore:
             new_name = self._unique_name(f"{original.name} (copy)")
         elif self.get(new_name) is not None:
             raise PresetError(f"A preset called “{new_name.strip()}” already exists.")
-        copy = replace(original, name=new_name, builtin=False, settings=dict(original.settings),
-                       few_shot=list(original.few_shot))
+        copy = replace(
+            original, name=new_name, builtin=False, settings=dict(original.settings), few_shot=list(original.few_shot)
+        )
         return self.save(copy)
 
     def delete(self, name: str) -> None:
@@ -372,8 +374,11 @@ class PresetStore:
         imported: list[Preset] = []
         taken = {_key(p.name) for p in BUILTIN_PRESETS} | {_key(p.name) for p in users}
         for preset in parsed:
-            if any(_same_content(preset, existing) for existing in (*BUILTIN_PRESETS, *users)
-                   if _key(existing.name) == _key(preset.name)):
+            if any(
+                _same_content(preset, existing)
+                for existing in (*BUILTIN_PRESETS, *users)
+                if _key(existing.name) == _key(preset.name)
+            ):
                 continue
             if _key(preset.name) in taken:
                 preset = replace(preset, name=_unique(f"{preset.name} (imported)", taken))
@@ -399,8 +404,9 @@ class PresetStore:
 
     def _write(self, users: builtins.list[Preset]) -> None:
         try:
-            write_json(self.path, {"format": FORMAT, "version": FORMAT_VERSION,
-                                   "presets": [p.to_dict() for p in users]})
+            write_json(
+                self.path, {"format": FORMAT, "version": FORMAT_VERSION, "presets": [p.to_dict() for p in users]}
+            )
         except OSError as exc:
             raise PresetError(f"Could not save presets to {self.path}: {exc.strerror or exc}.") from None
         self._user = users
@@ -448,7 +454,7 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     """
     stripped = text.lstrip()
     if stripped.startswith(_OPEN):
-        body = stripped[len(_OPEN):]
+        body = stripped[len(_OPEN) :]
         end = body.find(_CLOSE)
         if end < 0:
             # Streaming: hide a closing tag that has only partly arrived ("</thi").
@@ -457,10 +463,10 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
                     body = body[:-cut]
                     break
             return body.strip(), ""
-        return body[:end].strip(), body[end + len(_CLOSE):].lstrip()
+        return body[:end].strip(), body[end + len(_CLOSE) :].lstrip()
     end = text.find(_CLOSE)
     if end >= 0 and _OPEN not in text[:end]:
-        return text[:end].strip(), text[end + len(_CLOSE):].lstrip()
+        return text[:end].strip(), text[end + len(_CLOSE) :].lstrip()
     return None, text
 
 

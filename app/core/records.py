@@ -210,8 +210,9 @@ def _as_dict(label: str, value: Any, strict: bool) -> dict[str, Any] | None:
     return value
 
 
-def check_settings(value: Any, *, strict: bool = True, conversation: bool = False,
-                   label: str = "settings") -> tuple[dict[str, Any] | None, list[str]]:
+def check_settings(
+    value: Any, *, strict: bool = True, conversation: bool = False, label: str = "settings"
+) -> tuple[dict[str, Any] | None, list[str]]:
     """A settings dict (a conversation's own, or the snapshot a reply was written with).
 
     ``conversation``: it may also hold ``few_shot``, a list of ``[user, assistant]`` texts.
@@ -290,7 +291,7 @@ def _check_sources(value: Any, f: _Fields) -> list[dict[str, Any]] | None:
         ok = all([s.known(key, kind) for key, kind in _SOURCE_KINDS.items()])
         if not ok or "number" not in s.out:
             if ok:
-                s.problem("the required field \"number\" is missing")
+                s.problem('the required field "number" is missing')
             f.notes += s.notes
             return None
         s.rest(_SOURCE_KINDS)

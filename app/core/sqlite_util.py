@@ -9,8 +9,14 @@ import sqlite3
 log = logging.getLogger(__name__)
 
 
-def connect(path: str | os.PathLike[str], *, timeout: float, writer: bool = True, cache_kib: int | None = None,
-            what: str = "database") -> sqlite3.Connection:
+def connect(
+    path: str | os.PathLike[str],
+    *,
+    timeout: float,
+    writer: bool = True,
+    cache_kib: int | None = None,
+    what: str = "database",
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), usable from any thread.
 
     A writer puts the file in WAL mode (readers never block the writer, a crash never

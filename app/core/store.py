@@ -211,9 +211,11 @@ def migrate(conn: sqlite3.Connection) -> int:
     is refused rather than guessed at.
     """
     assert len(_MIGRATIONS) == SCHEMA_VERSION
-    return run_migrations(conn, _MIGRATIONS, StoreError(
-        "The conversation database was written by a newer version of Hearth; update Hearth to open it."
-    ))
+    return run_migrations(
+        conn,
+        _MIGRATIONS,
+        StoreError("The conversation database was written by a newer version of Hearth; update Hearth to open it."),
+    )
 
 
 # -- value conversion --------------------------------------------------------------------------
@@ -466,8 +468,9 @@ class ConversationStore:
     def _connect(self, writer: bool) -> sqlite3.Connection:
         try:
             # readers get a bigger page cache: search touches many pages
-            return connect(self.path, timeout=5.0, writer=writer, cache_kib=None if writer else 16000,
-                           what="conversation database")
+            return connect(
+                self.path, timeout=5.0, writer=writer, cache_kib=None if writer else 16000, what="conversation database"
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"Could not open the conversation database {self.path}: {_reason(exc)}.") from exc
 
@@ -808,8 +811,17 @@ class ConversationStore:
         """
         params = (-1 if limit is None else max(0, int(limit)), max(0, int(offset)))
         rows = self._read(lambda c: c.execute(sql, params).fetchall())
-        return [ConversationSummary(_row_text(r[0]), _row_text(r[1]), _row_time(r[2], 0.0), _row_time(r[3], 0.0),
-                                    bool(r[4]) if isinstance(r[4], (int, float)) else False, r[5]) for r in rows]
+        return [
+            ConversationSummary(
+                _row_text(r[0]),
+                _row_text(r[1]),
+                _row_time(r[2], 0.0),
+                _row_time(r[3], 0.0),
+                bool(r[4]) if isinstance(r[4], (int, float)) else False,
+                r[5],
+            )
+            for r in rows
+        ]
 
     def count_conversations(self) -> int:
         count: int = self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
@@ -916,31 +928,36 @@ def _conversation_from_rows(row: tuple[Any, ...], rows: list[tuple[Any, ...]], n
     """Build the records from raw rows, repairing what a damaged row holds (see ``load``)."""
     conv_id = _row_text(row[0])
     created = _row_time(row[2], 0.0)
-    settings, found = check_settings(_from_json(row[5], "the chat settings", notes), strict=False,
-                                      conversation=True, label="the chat settings")
+    settings, found = check_settings(
+        _from_json(row[5], "the chat settings", notes), strict=False, conversation=True, label="the chat settings"
+    )
     notes += found
     messages: list[Message] = []
     for n, m in enumerate(rows, 1):
         label = f"message {n}"
-        msg_settings, found = check_settings(_from_json(m[4], f"{label}: settings", notes), strict=False,
-                                             label=f"{label}: settings")
+        msg_settings, found = check_settings(
+            _from_json(m[4], f"{label}: settings", notes), strict=False, label=f"{label}: settings"
+        )
         notes += found
-        stats, found = check_stats(_from_json(m[5], f"{label}: figures", notes), strict=False,
-                                   label=f"{label}: figures")
+        stats, found = check_stats(
+            _from_json(m[5], f"{label}: figures", notes), strict=False, label=f"{label}: figures"
+        )
         notes += found
         parent = m[8]
-        messages.append(Message(
-            role=_enum(Role, m[0], Role.ASSISTANT),
-            text=_row_text(m[1]),
-            state=_enum(MessageState, m[2], MessageState.COMPLETE),
-            model=_row_text(m[3]) if m[3] is not None else None,
-            settings=msg_settings,
-            stats=stats,
-            created=_row_time(m[6], created),
-            id=_row_text(m[7]),
-            parent_id=_row_text(parent) if parent is not None else None,
-            active=bool(m[9]) if isinstance(m[9], (int, float)) else True,
-        ))
+        messages.append(
+            Message(
+                role=_enum(Role, m[0], Role.ASSISTANT),
+                text=_row_text(m[1]),
+                state=_enum(MessageState, m[2], MessageState.COMPLETE),
+                model=_row_text(m[3]) if m[3] is not None else None,
+                settings=msg_settings,
+                stats=stats,
+                created=_row_time(m[6], created),
+                id=_row_text(m[7]),
+                parent_id=_row_text(parent) if parent is not None else None,
+                active=bool(m[9]) if isinstance(m[9], (int, float)) else True,
+            )
+        )
     conv = Conversation(
         title=_row_text(row[1]),
         id=conv_id,
@@ -953,7 +970,9 @@ def _conversation_from_rows(row: tuple[Any, ...], rows: list[tuple[Any, ...]], n
     return conv
 
 
-def open_or_move_aside(path: str | Path, on_error: Callable[[str], None] | None = None) -> tuple[ConversationStore, str | None]:
+def open_or_move_aside(
+    path: str | Path, on_error: Callable[[str], None] | None = None
+) -> tuple[ConversationStore, str | None]:
     """Open the store; if the file is damaged or from a newer Hearth, keep it untouched under
     a new name and start a fresh history, returning a note that says where the old one is.
 
@@ -972,6 +991,8 @@ def open_or_move_aside(path: str | Path, on_error: Callable[[str], None] | None 
             if part.exists():
                 os.replace(part, Path(str(aside) + suffix))
         store = ConversationStore(path, on_error=on_error)
-        note = (f"Your conversation history could not be opened ({exc}). It was kept, unchanged, at "
-                f"{aside}, and Hearth started a new history.")
+        note = (
+            f"Your conversation history could not be opened ({exc}). It was kept, unchanged, at "
+            f"{aside}, and Hearth started a new history."
+        )
         return store, note

@@ -176,8 +176,13 @@ class _Server:
         messages, prompt_tokens, dropped = self.fit_messages(request.messages, settings.max_tokens)
         n_ctx = self.llm.n_ctx()
         if prompt_tokens >= n_ctx - 4:
-            self.conn.send(p.Error("chat", f"This message is longer than the model's context ({prompt_tokens:,} of "
-                                   f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings."))
+            self.conn.send(
+                p.Error(
+                    "chat",
+                    f"This message is longer than the model's context ({prompt_tokens:,} of "
+                    f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings.",
+                )
+            )
             return
         self.conn.send(p.PromptInfo(prompt_tokens, n_ctx, dropped, self.model_path or ""))
         started = time.perf_counter()
@@ -242,8 +247,13 @@ class _Server:
         if request.model_path is None:
             self.conn.send(p.EmbedderLoaded(None, 0))
             return
-        kwargs: dict[str, Any] = {"model_path": request.model_path, "embedding": True, "n_ctx": 512,
-                                  "n_batch": 512, "verbose": False}
+        kwargs: dict[str, Any] = {
+            "model_path": request.model_path,
+            "embedding": True,
+            "n_ctx": 512,
+            "n_batch": 512,
+            "verbose": False,
+        }
         if request.n_threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = request.n_threads
         try:
@@ -299,8 +309,6 @@ def _formatter(llm: Any, template: str) -> Any:
             return ""
 
     try:
-        return Jinja2ChatFormatter(
-            template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
-        )
+        return Jinja2ChatFormatter(template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()))
     except Exception:  # a template Jinja cannot compile: count without it
         return None

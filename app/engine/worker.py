@@ -89,7 +89,9 @@ class EngineWorker(QObject):
         try:
             read_gguf(request.model_path)  # a clear message for files that are not models at all
         except (GGUFError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, GGUFError) else f"{Path(request.model_path).name}: {exc.strerror or exc}"
+            reason = (
+                str(exc) if isinstance(exc, GGUFError) else f"{Path(request.model_path).name}: {exc.strerror or exc}"
+            )
             self.loadFailed.emit(reason)
             if self._info is not None:  # nothing was unloaded: the old model is still there
                 self.loaded.emit(self._info)

@@ -92,12 +92,23 @@ BUNDLED: tuple[tuple[str, str | None, str, str], ...] = (
 
 # GGUF ``general.license`` values are free text, usually Hugging Face's lower-case ids.
 _SPDX = {
-    "apache-2.0": "Apache-2.0", "mit": "MIT", "bsd-2-clause": "BSD-2-Clause", "bsd-3-clause": "BSD-3-Clause",
-    "cc-by-4.0": "CC-BY-4.0", "cc-by-sa-4.0": "CC-BY-SA-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0",
-    "gpl-3.0": "GPL-3.0", "lgpl-3.0": "LGPL-3.0", "mpl-2.0": "MPL-2.0", "openrail": "OpenRAIL",
-    "llama2": "Llama 2 Community License", "llama3": "Llama 3 Community License",
-    "llama3.1": "Llama 3.1 Community License", "llama3.2": "Llama 3.2 Community License",
-    "gemma": "Gemma Terms of Use", "other": "other (see the model card)",
+    "apache-2.0": "Apache-2.0",
+    "mit": "MIT",
+    "bsd-2-clause": "BSD-2-Clause",
+    "bsd-3-clause": "BSD-3-Clause",
+    "cc-by-4.0": "CC-BY-4.0",
+    "cc-by-sa-4.0": "CC-BY-SA-4.0",
+    "cc-by-nc-4.0": "CC-BY-NC-4.0",
+    "gpl-3.0": "GPL-3.0",
+    "lgpl-3.0": "LGPL-3.0",
+    "mpl-2.0": "MPL-2.0",
+    "openrail": "OpenRAIL",
+    "llama2": "Llama 2 Community License",
+    "llama3": "Llama 3 Community License",
+    "llama3.1": "Llama 3.1 Community License",
+    "llama3.2": "Llama 3.2 Community License",
+    "gemma": "Gemma Terms of Use",
+    "other": "other (see the model card)",
 }
 
 
@@ -138,8 +149,12 @@ def _demo_component() -> Component | None:
             license_ = (meta.get("License") if isinstance(meta, email.message.Message) else None) or ""
         except importlib.metadata.PackageNotFoundError:
             pass
-    return Component(DEMO_NAME, _version(DEMO_DISTRIBUTION), license_ or "unknown",
-                     "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct")
+    return Component(
+        DEMO_NAME,
+        _version(DEMO_DISTRIBUTION),
+        license_ or "unknown",
+        "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+    )
 
 
 def collect_about_info() -> AboutInfo:
@@ -174,8 +189,12 @@ def _named(widget, name: str):
 class AboutDialog(QDialog):
     """Version, bundled components and their licenses, data folders, "Open data folder"."""
 
-    def __init__(self, info: AboutInfo | None = None, parent: QWidget | None = None,
-                 open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl) -> None:
+    def __init__(
+        self,
+        info: AboutInfo | None = None,
+        parent: QWidget | None = None,
+        open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl,
+    ) -> None:
         super().__init__(parent)
         _named(self, "aboutDialog")
         self.info = info or collect_about_info()
@@ -198,8 +217,9 @@ class AboutDialog(QDialog):
         font.setBold(True)
         self.title_label.setFont(font)
         title.addWidget(self.title_label)
-        blurb = QLabel("Chat with language models that run entirely on your own computer. "
-                       "Nothing you type leaves the machine.")
+        blurb = QLabel(
+            "Chat with language models that run entirely on your own computer. Nothing you type leaves the machine."
+        )
         blurb.setWordWrap(True)
         title.addWidget(blurb)
         head.addLayout(title, 1)
@@ -249,8 +269,11 @@ class AboutDialog(QDialog):
             rows.append(f"<tr><td>{name}</td><td>{html.escape(c.version)}</td><td>{html.escape(c.license)}</td></tr>")
         demo = self.info.demo_model
         if demo is not None:
-            model_html = (f"<p><b>Demo model</b>: {html.escape(demo.name)} — license <b>{html.escape(demo.license)}</b>"
-                          + (f' (<a href="{html.escape(demo.url)}">model card</a>)' if demo.url else "") + ".</p>")
+            model_html = (
+                f"<p><b>Demo model</b>: {html.escape(demo.name)} — license <b>{html.escape(demo.license)}</b>"
+                + (f' (<a href="{html.escape(demo.url)}">model card</a>)' if demo.url else "")
+                + ".</p>"
+            )
         else:
             model_html = "<p>The demo model is not installed. Models you download keep their own licenses: see each model's page.</p>"
         return (
@@ -258,10 +281,11 @@ class AboutDialog(QDialog):
             "It includes these components, each under its own license:</p>"
             "<table cellspacing='0' cellpadding='3'>"
             "<tr><th align='left'>Component</th><th align='left'>Version</th><th align='left'>License</th></tr>"
-            + "".join(rows) + "</table>"
+            + "".join(rows)
+            + "</table>"
             + model_html
             + "<p>Qt and PySide6 are used under the GNU LGPL version 3 as shared libraries, which you may "
-              "replace with your own builds of the same version.</p>"
+            "replace with your own builds of the same version.</p>"
         )
 
     def licenses_text(self) -> str:

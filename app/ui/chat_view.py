@@ -116,8 +116,23 @@ _CHUNK_CHARS = 12_000
 _BOTTOM_SLACK = 8  # px: "at the bottom" despite rounding and the document margin
 # Languages whose Pygments lexers are loaded ahead of time (see _warm_up_renderer).
 _COMMON_LANGUAGES = (
-    "python", "javascript", "typescript", "bash", "sh", "json", "c", "cpp", "rust", "go",
-    "java", "html", "css", "sql", "yaml", "toml", "diff",
+    "python",
+    "javascript",
+    "typescript",
+    "bash",
+    "sh",
+    "json",
+    "c",
+    "cpp",
+    "rust",
+    "go",
+    "java",
+    "html",
+    "css",
+    "sql",
+    "yaml",
+    "toml",
+    "diff",
 )
 _warm_up_started = False
 
@@ -536,9 +551,7 @@ class ChatView(QTextBrowser):
         if self._first_rendered:
             n = self._first_rendered
             label = f"↑ {n:,} earlier message{'s' if n != 1 else ''} — scroll up or click to show"
-            top.insertHtml(
-                f'<a href="{self._scheme}:earlier" style="color: {_GREY}">{html.escape(label)}</a>'
-            )
+            top.insertHtml(f'<a href="{self._scheme}:earlier" style="color: {_GREY}">{html.escape(label)}</a>')
 
     def _header_html(self, message: Message) -> str:
         who = "You" if message.role is Role.USER else (message.model or "Assistant")
@@ -558,8 +571,7 @@ class ChatView(QTextBrowser):
             lang = html.escape(block.fence or "code")
             body = (
                 f'<p style="margin-top: 6px; margin-bottom: 0px; color: {_GREY}; font-size: small">'
-                f'{lang}&nbsp;&nbsp;<a href="{self._scheme}:copy-code/{message_id}/{index}">Copy</a></p>'
-                + body
+                f'{lang}&nbsp;&nbsp;<a href="{self._scheme}:copy-code/{message_id}/{index}">Copy</a></p>' + body
             )
         if block.kind == REASONING:
             body = f'<div style="color: {_GREY}">{body}</div>'
@@ -583,11 +595,14 @@ class ChatView(QTextBrowser):
         def arrow(glyph: str, step: str, enabled: bool, what: str) -> str:
             if not enabled:
                 return f'<span style="color: {_GREY}; {look}">&nbsp;{glyph}&nbsp;</span>'
-            return (f'<a href="{self._scheme}:variant/{message.id}/{step}" style="text-decoration: none; {look}" '
-                    f'title="{what} version">&nbsp;{glyph}&nbsp;</a>')
+            return (
+                f'<a href="{self._scheme}:variant/{message.id}/{step}" style="text-decoration: none; {look}" '
+                f'title="{what} version">&nbsp;{glyph}&nbsp;</a>'
+            )
 
         return (
-            arrow("‹", "prev", number > 1, "Previous") + f"&nbsp;{number}/{count}&nbsp;"
+            arrow("‹", "prev", number > 1, "Previous")
+            + f"&nbsp;{number}/{count}&nbsp;"
             + arrow("›", "next", number < count, "Next")
         )
 
@@ -610,11 +625,7 @@ class ChatView(QTextBrowser):
             parts.append(f'<a href="{self._scheme}:copy-md/{message.id}" {link}>Copy</a>')
             parts.append(f'<a href="{self._scheme}:copy-text/{message.id}" {link}>Copy as text</a>')
         if parts:
-            out += (
-                f'<p style="margin-top: 2px; color: {_GREY}; font-size: small">'
-                + " · ".join(parts)
-                + "</p>"
-            )
+            out += f'<p style="margin-top: 2px; color: {_GREY}; font-size: small">' + " · ".join(parts) + "</p>"
         sources = (message.stats or {}).get("sources") or []
         if sources:
             links = []
@@ -623,7 +634,7 @@ class ChatView(QTextBrowser):
                 note = "" if src.get("cited") else " (retrieved, not cited)"
                 links.append(
                     f'<a href="{self._scheme}:source/{message.id}/{int(src["number"])}" style="color: {colour}">'
-                    f'[{int(src["number"])}] {html.escape(str(src.get("label", "")))}</a>{html.escape(note)}'
+                    f"[{int(src['number'])}] {html.escape(str(src.get('label', '')))}</a>{html.escape(note)}"
                 )
             out += '<p style="margin-top: 2px; font-size: small">Sources: ' + " · ".join(links) + "</p>"
         return out

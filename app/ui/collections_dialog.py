@@ -30,9 +30,13 @@ class CollectionsDialog(QDialog):
         self.setWindowTitle("Document collections")
         self.session = session
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Ticked collections are searched for this conversation's questions. "
-                                "A collection follows its folder: changed and new files are indexed again "
-                                "when a conversation that uses it is opened; removed files drop out."))
+        layout.addWidget(
+            QLabel(
+                "Ticked collections are searched for this conversation's questions. "
+                "A collection follows its folder: changed and new files are indexed again "
+                "when a conversation that uses it is opened; removed files drop out."
+            )
+        )
         self.list = QListWidget()
         self.list.setObjectName("collectionList")
         self.list.setAccessibleName("collectionList")
@@ -51,8 +55,10 @@ class CollectionsDialog(QDialog):
         self.embedder = QComboBox()
         self.embedder.setObjectName("embeddingModel")
         self.embedder.setAccessibleName("embeddingModel")
-        self.embedder.setToolTip("Keywords (BM25) need no extra model. An embedding model (a GGUF such as "
-                                 "nomic-embed-text or bge) adds search by meaning, combined with keywords.")
+        self.embedder.setToolTip(
+            "Keywords (BM25) need no extra model. An embedding model (a GGUF such as "
+            "nomic-embed-text or bge) adds search by meaning, combined with keywords."
+        )
         search_row.addWidget(self.embedder, 1)
         layout.addLayout(search_row)
         self.embedding_status = QLabel("")
@@ -80,8 +86,11 @@ class CollectionsDialog(QDialog):
     def _indexed(self, report) -> None:
         self.reload()
         skipped = report.skipped if report is not None else []
-        self.skipped.setText("Not indexed: " + "; ".join(s.reason for s in skipped[:20])
-                             + (f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""))
+        self.skipped.setText(
+            "Not indexed: "
+            + "; ".join(s.reason for s in skipped[:20])
+            + (f"; and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+        )
         self.skipped.setVisible(bool(skipped))
 
     def reload(self) -> None:
@@ -113,8 +122,9 @@ class CollectionsDialog(QDialog):
         self.session.set_embedding_model(self.embedder.itemData(row))
 
     def _toggled(self, item: QListWidgetItem) -> None:
-        self.session.set_collection_enabled(item.data(Qt.ItemDataRole.UserRole),
-                                            item.checkState() == Qt.CheckState.Checked)
+        self.session.set_collection_enabled(
+            item.data(Qt.ItemDataRole.UserRole), item.checkState() == Qt.CheckState.Checked
+        )
 
     def _new(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder of documents")

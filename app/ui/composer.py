@@ -33,7 +33,7 @@ class MessageInput(QPlainTextEdit):
         self.setFixedHeight(lines * line + frame)
 
     def set_send_with(self, mode: str) -> None:
-        """"enter": Enter sends; "ctrl+enter": Enter adds a line and Ctrl+Enter sends."""
+        """ "enter": Enter sends; "ctrl+enter": Enter adds a line and Ctrl+Enter sends."""
         self.send_with = mode
         self.setPlaceholderText(
             "Message the model — Ctrl+Enter sends, Enter adds a line"

@@ -86,8 +86,9 @@ class ConversationListModel(QAbstractListModel):
 
     def best_hit_message(self, conversation_id: str) -> str | None:
         """While searching: the id of the best matching message in that conversation."""
-        return next((h.message_id for h in self._search or [] if h.conversation_id == conversation_id
-                     and h.message_id), None)
+        return next(
+            (h.message_id for h in self._search or [] if h.conversation_id == conversation_id and h.message_id), None
+        )
 
     def _append(self, summaries: list[Any]) -> None:
         self._rows += self._rows_for(summaries)
@@ -158,8 +159,13 @@ class ConversationListModel(QAbstractListModel):
 
     def roleNames(self) -> dict[int, QByteArray]:
         names = super().roleNames()
-        names.update({self.IdRole: QByteArray(b"conversationId"), self.KindRole: QByteArray(b"kind"),
-                      self.PinnedRole: QByteArray(b"pinned")})
+        names.update(
+            {
+                self.IdRole: QByteArray(b"conversationId"),
+                self.KindRole: QByteArray(b"kind"),
+                self.PinnedRole: QByteArray(b"pinned"),
+            }
+        )
         return names
 
     # -- helpers --------------------------------------------------------------------------

@@ -355,8 +355,12 @@ class _RowTable(QAbstractTableModel):
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
     def _valid(self, index: QModelIndex | QPersistentModelIndex) -> bool:
-        return (index.isValid() and not index.parent().isValid() and 0 <= index.row() < len(self._rows)
-                and 0 <= index.column() < len(self.COLUMNS))
+        return (
+            index.isValid()
+            and not index.parent().isValid()
+            and 0 <= index.row() < len(self._rows)
+            and 0 <= index.column() < len(self.COLUMNS)
+        )
 
 
 class DownloadColumn(enum.IntEnum):
@@ -726,7 +730,11 @@ class QuantFileModel(_RowTable):
         return self._best
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == QuantColumn.RAM:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.ToolTipRole
+            and section == QuantColumn.RAM
+        ):
             return "Estimated memory to run it: file size × 1.1 + 0.5 GB"
         return super().headerData(section, orientation, role)
 

@@ -361,7 +361,9 @@ class DownloadsDialog(QDialog):
         sort = self.sortCombo.currentData()
         self.searchStatus.setText("Searching…")
         hub = self.hub
-        self.tasks.submit(lambda: hub.search(text, sort=sort, limit=SEARCH_LIMIT), partial(self._searched, ticket, text))
+        self.tasks.submit(
+            lambda: hub.search(text, sort=sort, limit=SEARCH_LIMIT), partial(self._searched, ticket, text)
+        )
 
     def _sort_changed(self, _index: int) -> None:
         # The Hub's order again: a column the user sorted by would hide the new order.
@@ -410,8 +412,9 @@ class DownloadsDialog(QDialog):
 
         self.tasks.submit(work, partial(self._listed, ticket, repo_id))
 
-    def _listed(self, ticket: int, repo_id: str, result: tuple[RepoFiles, MemoryInfo] | None,
-                error: BaseException | None) -> None:
+    def _listed(
+        self, ticket: int, repo_id: str, result: tuple[RepoFiles, MemoryInfo] | None, error: BaseException | None
+    ) -> None:
         if ticket != self._files_ticket:
             return
         if error is not None:
@@ -438,9 +441,12 @@ class DownloadsDialog(QDialog):
         if not files.files:
             lines.append("This repo has no GGUF files Hearth can use.")
         if files.gated:
-            lines.append(GATED_MESSAGE if not self._has_token else
-                         "This repo is gated: your access token is used; if the download is refused, "
-                         "accept its license on huggingface.co.")
+            lines.append(
+                GATED_MESSAGE
+                if not self._has_token
+                else "This repo is gated: your access token is used; if the download is refused, "
+                "accept its license on huggingface.co."
+            )
             if not self._has_token:
                 lines.append("(Use “Access token…” above to add the token.)")
         return " ".join(lines)
@@ -542,7 +548,10 @@ class DownloadsDialog(QDialog):
 
     def _confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(
-            self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self,
+            title,
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
@@ -616,8 +625,7 @@ def _enqueue(hub: HubClient, queue: DownloadQueue, repo: RepoFiles, f: QuantFile
     for filename, size, sha in zip(f.filenames, f.part_sizes or [f.size], f.parts_sha256 or [f.sha256]):
         try:
             access = hub.check_access(repo.repo_id, filename, revision=repo.revision)
-            queue.add(repo.repo_id, filename, access.url, total=size if size is not None else access.size,
-                      sha256=sha)
+            queue.add(repo.repo_id, filename, access.url, total=size if size is not None else access.size, sha256=sha)
         except AlreadyDownloaded as exc:
             problems.append(str(exc))
         except (HubError, DownloadError) as exc:
@@ -651,8 +659,7 @@ def _memory_note(memory: MemoryInfo) -> str:
     if not memory.total:
         return "This computer's memory could not be read, so Hearth can't tell which files fit."
     free = f", {human_size(memory.available)} free now" if memory.available is not None else ""
-    return (f"This computer has {human_size(memory.total)} of memory{free}. "
-            "Memory needed ≈ file size × 1.1 + 0.5 GB.")
+    return f"This computer has {human_size(memory.total)} of memory{free}. Memory needed ≈ file size × 1.1 + 0.5 GB."
 
 
 def _base(path: str) -> str:

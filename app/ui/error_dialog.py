@@ -55,7 +55,7 @@ def _named(widget, name: str):
 
 
 class ErrorDialog(QDialog):
-    """"Something went wrong", a collapsible details box and "Copy details"."""
+    """ "Something went wrong", a collapsible details box and "Copy details"."""
 
     def __init__(self, details: str, log_path: str | Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,7 +82,9 @@ class ErrorDialog(QDialog):
         self.log_label.setWordWrap(True)
         self.log_label.setTextFormat(Qt.TextFormat.PlainText)
         self.log_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.log_label.setText(f"Details were also written to the log file:\n{self._log_path}" if self._log_path else "")
+        self.log_label.setText(
+            f"Details were also written to the log file:\n{self._log_path}" if self._log_path else ""
+        )
         self.log_label.setVisible(bool(self._log_path))
         layout.addWidget(self.log_label)
 

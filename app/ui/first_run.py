@@ -42,8 +42,9 @@ class FirstRunWidget(QFrame):
     addModel = Signal()
     download = Signal()
 
-    def __init__(self, demo_available: bool | None = None, download_available: bool = True,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, demo_available: bool | None = None, download_available: bool = True, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         _named(self, "firstRun")
         if demo_available is None:
@@ -78,12 +79,17 @@ class FirstRunWidget(QFrame):
         self.intro.setAlignment(Qt.AlignmentFlag.AlignCenter)
         column.addWidget(self.intro)
 
-        self.demo_button = self._button("Use the demo model", "useDemoButton",
-                                        "SmolLM2 135M Instruct: small and quick, good for trying Hearth out")
-        self.add_button = self._button("Add a model file…", "addModelFileButton",
-                                       "Choose a .gguf model file on this computer (it stays where it is)")
-        self.download_button = self._button("Download a model", "downloadModelButton",
-                                            "Search Hugging Face for a model and download it")
+        self.demo_button = self._button(
+            "Use the demo model", "useDemoButton", "SmolLM2 135M Instruct: small and quick, good for trying Hearth out"
+        )
+        self.add_button = self._button(
+            "Add a model file…",
+            "addModelFileButton",
+            "Choose a .gguf model file on this computer (it stays where it is)",
+        )
+        self.download_button = self._button(
+            "Download a model", "downloadModelButton", "Search Hugging Face for a model and download it"
+        )
         for button in (self.demo_button, self.add_button, self.download_button):
             column.addWidget(button, 0, Qt.AlignmentFlag.AlignHCenter)
         self.demo_button.clicked.connect(self.useDemo)
@@ -126,6 +132,7 @@ class FirstRunWidget(QFrame):
     def set_download_available(self, available: bool) -> None:
         self.download_button.setEnabled(available)
         self.download_button.setToolTip(
-            "Search Hugging Face for a model and download it" if available
+            "Search Hugging Face for a model and download it"
+            if available
             else "Downloading is not available in this copy of Hearth"
         )

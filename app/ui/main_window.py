@@ -92,8 +92,13 @@ class NoticeBar(QFrame):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: ChatSession, presets: PresetStore, downloads=None,
-                 preferences: tuple[PreferencesStore, Preferences] | None = None) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        presets: PresetStore,
+        downloads=None,
+        preferences: tuple[PreferencesStore, Preferences] | None = None,
+    ) -> None:
         """``downloads`` is (DownloadQueue, HubClient) for the download manager, or None;
         ``preferences`` is (store, loaded preferences), or None for defaults not saved."""
         super().__init__()
@@ -145,7 +150,9 @@ class MainWindow(QMainWindow):
 
         docs = QHBoxLayout()
         self.attach_button = _named(QPushButton("Attach files…"), "attachButton")
-        self.attach_button.setToolTip("Add documents this conversation can answer from (.txt, .md, .pdf, .docx, .html, code)")
+        self.attach_button.setToolTip(
+            "Add documents this conversation can answer from (.txt, .md, .pdf, .docx, .html, code)"
+        )
         self.use_documents = _named(QCheckBox("Use documents"), "useDocuments")
         self.use_documents.setToolTip("Look up the passages that best match each question and let the model cite them")
         self.documents_label = _named(QLabel(""), "documentsLabel")
@@ -154,7 +161,9 @@ class MainWindow(QMainWindow):
         self.sources_budget.setSingleStep(250)
         self.sources_budget.setValue(session.sources_budget)
         self.sources_budget.setSuffix(" tokens")
-        self.sources_budget.setToolTip("How much of the context retrieved passages may use (counted in the context meter)")
+        self.sources_budget.setToolTip(
+            "How much of the context retrieved passages may use (counted in the context meter)"
+        )
         self.indexing_bar = _named(QProgressBar(), "indexingBar")
         self.indexing_bar.setMaximumWidth(160)
         self.indexing_cancel = _named(QPushButton("Cancel"), "cancelIndexing")
@@ -252,7 +261,8 @@ class MainWindow(QMainWindow):
         self.undo_bar.action.clicked.connect(self._undo_delete)
         # from a search result, the branch holding the best match is the one shown
         self.sidebar.activated.connect(
-            lambda cid: session.open_conversation(cid, reveal=self.conversation_model.best_hit_message(cid)))
+            lambda cid: session.open_conversation(cid, reveal=self.conversation_model.best_hit_message(cid))
+        )
         self.sidebar.newRequested.connect(self._new_chat)
         self.sidebar.renameRequested.connect(self._rename)
         self.sidebar.deleteRequested.connect(session.delete_conversation)
@@ -297,7 +307,12 @@ class MainWindow(QMainWindow):
         for text, shortcut, name, slot in (
             ("&New chat", "Ctrl+N", "newChatAction", self._new_chat),
             ("&Search chats", "Ctrl+F", "searchAction", self._focus_search),
-            ("&Export this conversation…", "Ctrl+E", "exportAction", lambda: self._export([self.session.conversation.id])),
+            (
+                "&Export this conversation…",
+                "Ctrl+E",
+                "exportAction",
+                lambda: self._export([self.session.conversation.id]),
+            ),
             ("Export &all conversations…", None, "exportAllAction", lambda: self._export(None)),
             ("&Import conversations…", None, "importAction", self._import),
             ("Import &presets…", None, "importPresetsAction", self._import_presets),
@@ -349,8 +364,9 @@ class MainWindow(QMainWindow):
     def show_models(self) -> ModelsDialog:
         if self.models_dialog is None:
             model = self.session.current_model
-            dialog = ModelsDialog(self.session.library, model.path if model else None, self,
-                                  n_ctx=self.session.load_settings.n_ctx)
+            dialog = ModelsDialog(
+                self.session.library, model.path if model else None, self, n_ctx=self.session.load_settings.n_ctx
+            )
             dialog.aboutToRemove.connect(self.session.unload_if_current)
             dialog.modelsChanged.connect(self.session.modelsChanged)
             dialog.modelChosen.connect(self.session.select_model)
@@ -405,8 +421,11 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:
         """GGUF files join the model library; any other files are attached as documents."""
         models = gguf_paths_from_mime(event.mimeData())
-        others = [u.toLocalFile() for u in event.mimeData().urls()
-                  if u.isLocalFile() and u.toLocalFile() not in models and not u.toLocalFile().lower().endswith(".gguf")]
+        others = [
+            u.toLocalFile()
+            for u in event.mimeData().urls()
+            if u.isLocalFile() and u.toLocalFile() not in models and not u.toLocalFile().lower().endswith(".gguf")
+        ]
         if models or others:
             event.acceptProposedAction()
         if models:
@@ -418,7 +437,9 @@ class MainWindow(QMainWindow):
 
     def _attach(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
-            self, "Attach documents", "",
+            self,
+            "Attach documents",
+            "",
             "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.py *.js *.ts *.c *.cpp *.h *.java *.rs *.go *.rb *.sh *.json *.yaml *.yml *.toml *.csv);;All files (*)",
         )
         if files:
@@ -501,8 +522,13 @@ class MainWindow(QMainWindow):
 
     def show_preferences(self) -> PreferencesDialog:
         models = [(m.label() if m.exists else f"{m.name} (missing)", m.path) for m in self.session.library.models()]
-        dialog = PreferencesDialog(self.prefs, models, [p.name for p in self._presets.list()], self,
-                                   default_models_dir=str(paths.default_models_dir()))
+        dialog = PreferencesDialog(
+            self.prefs,
+            models,
+            [p.name for p in self._presets.list()],
+            self,
+            default_models_dir=str(paths.default_models_dir()),
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.applied.connect(self.apply_preferences)
         dialog.open()
@@ -554,9 +580,12 @@ class MainWindow(QMainWindow):
             self.chat_view.highlight(terms)
 
     def _rename(self, conversation_id: str) -> None:
-        current = self.conversation_model.data(
-            self.conversation_model.index(self.conversation_model.row_of(conversation_id), 0)
-        ) or ""
+        current = (
+            self.conversation_model.data(
+                self.conversation_model.index(self.conversation_model.row_of(conversation_id), 0)
+            )
+            or ""
+        )
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current.removeprefix("📌 "))
         if ok:
             self.session.rename_conversation(conversation_id, title)
@@ -565,7 +594,9 @@ class MainWindow(QMainWindow):
         message = next((m for m in self.session.conversation.messages if m.id == message_id), None)
         if message is None:
             return
-        text, ok = QInputDialog.getMultiLineText(self, "Edit and resend", "Your message (later replies are replaced):", message.text)
+        text, ok = QInputDialog.getMultiLineText(
+            self, "Edit and resend", "Your message (later replies are replaced):", message.text
+        )
         if ok and text.strip() and text != message.text:
             self.session.edit_and_resend(message_id, text)
 
@@ -605,8 +636,9 @@ class MainWindow(QMainWindow):
             self.notice_bar.show_message(f"No presets were imported: {exc}")
             return
         self.settings_panel.refresh_presets()
-        self.info_bar.show_message(f"Imported {len(added)} preset{'s' if len(added) != 1 else ''}: "
-                                   + ", ".join(p.name for p in added))
+        self.info_bar.show_message(
+            f"Imported {len(added)} preset{'s' if len(added) != 1 else ''}: " + ", ".join(p.name for p in added)
+        )
 
     def _export_presets(self) -> None:
         from app.core.export import ExportError
@@ -685,8 +717,10 @@ class MainWindow(QMainWindow):
         self.context_bar.setMaximum(max(size, 1))
         self.context_bar.setValue(min(used, size))
         if used > size * 0.8:
-            note = ("Near the end of the model's context: the oldest turns will be left out of the prompt "
-                    "(the system prompt is kept). Start a new chat or raise the context length to keep them.")
+            note = (
+                "Near the end of the model's context: the oldest turns will be left out of the prompt "
+                "(the system prompt is kept). Start a new chat or raise the context length to keep them."
+            )
             self.context_meter.setStyleSheet("color: #c62828;" if used >= size else "color: #e65100;")
         else:
             note = "How much of the model's context this conversation uses"

@@ -67,7 +67,7 @@ HEADER_TIPS = {
     Column.TEMPLATE: "The chat template: the file's own, one you chose, or none (a base model)",
     Column.RAM: "Estimated memory to run the model on the CPU at its context length, against this computer",
     Column.STATUS: "linked: your file, used where it is · copied: stored in Hearth's models folder · "
-                   "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
+    "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
 }
 
 FIT_COLOURS = {
@@ -242,12 +242,17 @@ class ModelTableModel(QAbstractTableModel):
             font.setBold(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (
-            Column.SIZE, Column.PARAMETERS, Column.CONTEXT, Column.RAM
+            Column.SIZE,
+            Column.PARAMETERS,
+            Column.CONTEXT,
+            Column.RAM,
         ):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
-    def setData(self, index: QModelIndex | QPersistentModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+    def setData(
+        self, index: QModelIndex | QPersistentModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole
+    ) -> bool:
         if not index.isValid() or index.column() != Column.NAME or role != Qt.ItemDataRole.EditRole:
             return False
         row = self._rows[index.row()]
@@ -313,8 +318,10 @@ class ModelTableModel(QAbstractTableModel):
         if role == PATH_ROLE:
             return row.info.path
         if role == Qt.ItemDataRole.ToolTipRole:
-            return plain_tip(f"{row.info.path}\nThis file cannot be used: {row.problem}\n"
-                             "Download it again, or remove it from the models folder.")
+            return plain_tip(
+                f"{row.info.path}\nThis file cannot be used: {row.problem}\n"
+                "Download it again, or remove it from the models folder."
+            )
         if role == Qt.ItemDataRole.ForegroundRole:
             return FIT_COLOURS[Fit.WONT_FIT]
         return None

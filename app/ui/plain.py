@@ -80,9 +80,13 @@ def make_plain(widget: QWidget) -> QWidget:
 
 def ask(parent: QWidget | None, title: str, text: str) -> bool:
     """A Yes/No question (No is the default) whose text may hold untrusted names."""
-    answer = QMessageBox.question(parent, title, as_plain(text),
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
+    answer = QMessageBox.question(
+        parent,
+        title,
+        as_plain(text),
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
     return answer == QMessageBox.StandardButton.Yes
 
 

@@ -49,12 +49,11 @@ _HELP = {
     "default_preset": "The preset a new conversation starts with (its instructions, sampling values and examples).",
     "models_dir": "Where downloaded and copied models are kept. Leave empty for the default folder.",
     "max_parallel_downloads": "How many model files download at the same time. More can be faster on a "
-                              "fast connection, but each one is slower.",
+    "fast connection, but each one is slower.",
 }
 
 _THEMES = (("Same as the system", "system"), ("Light", "light"), ("Dark", "dark"))
-_SEND_WITH = (("Enter (Shift+Enter adds a line)", "enter"),
-              ("Ctrl+Enter (Enter adds a line)", "ctrl+enter"))
+_SEND_WITH = (("Enter (Shift+Enter adds a line)", "enter"), ("Ctrl+Enter (Enter adds a line)", "ctrl+enter"))
 
 # The same marks as the settings panel; problem text gets a red readable on the background.
 _STYLE = '*[invalid="true"] { border: 1px solid %s; border-radius: 3px; } QLabel[role="problem"] { color: %s; }'
@@ -203,8 +202,9 @@ class PreferencesDialog(QDialog):
         combo.currentIndexChanged.connect(self._edited)
         return combo
 
-    def _add_row(self, form: QFormLayout, name: str, label_text: str, control: QWidget,
-                 row_widget: QWidget | None = None) -> None:
+    def _add_row(
+        self, form: QFormLayout, name: str, label_text: str, control: QWidget, row_widget: QWidget | None = None
+    ) -> None:
         """Label and control, with the (hidden) problem line under the control."""
         plain = label_text.replace("&", "")
         control.setObjectName(f"pref_{name}")

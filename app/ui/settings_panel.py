@@ -74,61 +74,140 @@ class _Spin:
 
 
 _SAMPLING_SPINS = (
-    _Spin("temperature", "Temperature",
-          "How adventurous the wording is: low (0–0.3) is focused and repeatable, high (1 and up) "
-          "is varied and creative; 0 always picks the likeliest word.", 0, 10, 0.05, 3),
-    _Spin("top_p", "Top-p",
-          "Only consider the likeliest words whose chances add up to this: low keeps replies safe "
-          "and narrow, 1 considers every word.", 0, 1, 0.01, 3),
-    _Spin("top_k", "Top-k",
-          "Only consider this many of the likeliest words: low is focused, high is varied; "
-          "0 turns the limit off.", 0, 1_000_000, 1),
-    _Spin("min_p", "Min-p",
-          "Ignore words less likely than this share of the likeliest one: higher is more focused, "
-          "0 turns it off.", 0, 1, 0.01, 3),
-    _Spin("repeat_penalty", "Repetition penalty",
-          "Discourages repeating recent words: 1 is off, a little higher (1.1–1.3) repeats less, "
-          "much higher makes the wording odd.", 0, 10, 0.05, 2),
-    _Spin("last_n_tokens", "Repetition window",
-          "How many recent tokens the repetition penalties look back over: small only stops "
-          "tight loops, large avoids repeats across the whole reply; 0 turns it off.",
-          0, 10_000_000, 16),
-    _Spin("presence_penalty", "Presence penalty",
-          "Nudges towards new words and topics: positive avoids anything already said, "
-          "negative encourages reuse; 0 is off.", -10, 10, 0.1, 2),
-    _Spin("frequency_penalty", "Frequency penalty",
-          "Penalizes words by how often they already appeared: positive repeats less, "
-          "negative allows more; 0 is off.", -10, 10, 0.1, 2),
-    _Spin("max_tokens", "Max new tokens",
-          "The longest a reply may be, in tokens (roughly ¾ of a word each): low cuts replies "
-          "short, high allows long answers.", 0, 10_000_000, 64),
+    _Spin(
+        "temperature",
+        "Temperature",
+        "How adventurous the wording is: low (0–0.3) is focused and repeatable, high (1 and up) "
+        "is varied and creative; 0 always picks the likeliest word.",
+        0,
+        10,
+        0.05,
+        3,
+    ),
+    _Spin(
+        "top_p",
+        "Top-p",
+        "Only consider the likeliest words whose chances add up to this: low keeps replies safe "
+        "and narrow, 1 considers every word.",
+        0,
+        1,
+        0.01,
+        3,
+    ),
+    _Spin(
+        "top_k",
+        "Top-k",
+        "Only consider this many of the likeliest words: low is focused, high is varied; 0 turns the limit off.",
+        0,
+        1_000_000,
+        1,
+    ),
+    _Spin(
+        "min_p",
+        "Min-p",
+        "Ignore words less likely than this share of the likeliest one: higher is more focused, 0 turns it off.",
+        0,
+        1,
+        0.01,
+        3,
+    ),
+    _Spin(
+        "repeat_penalty",
+        "Repetition penalty",
+        "Discourages repeating recent words: 1 is off, a little higher (1.1–1.3) repeats less, "
+        "much higher makes the wording odd.",
+        0,
+        10,
+        0.05,
+        2,
+    ),
+    _Spin(
+        "last_n_tokens",
+        "Repetition window",
+        "How many recent tokens the repetition penalties look back over: small only stops "
+        "tight loops, large avoids repeats across the whole reply; 0 turns it off.",
+        0,
+        10_000_000,
+        16,
+    ),
+    _Spin(
+        "presence_penalty",
+        "Presence penalty",
+        "Nudges towards new words and topics: positive avoids anything already said, "
+        "negative encourages reuse; 0 is off.",
+        -10,
+        10,
+        0.1,
+        2,
+    ),
+    _Spin(
+        "frequency_penalty",
+        "Frequency penalty",
+        "Penalizes words by how often they already appeared: positive repeats less, negative allows more; 0 is off.",
+        -10,
+        10,
+        0.1,
+        2,
+    ),
+    _Spin(
+        "max_tokens",
+        "Max new tokens",
+        "The longest a reply may be, in tokens (roughly ¾ of a word each): low cuts replies "
+        "short, high allows long answers.",
+        0,
+        10_000_000,
+        64,
+    ),
 )
 
 _LOAD_SPINS = (
-    _Spin("n_ctx", "Context length",
-          "How much text the model keeps in mind at once, in tokens: higher remembers more of the "
-          "chat but needs more memory.", 0, 100_000_000, 256),
-    _Spin("n_threads", "CPU threads",
-          "Processor threads used to generate: Auto picks for this computer; more can be faster, "
-          "up to the number of cores.", 0, 4096, 1, special="Auto"),
-    _Spin("n_gpu_layers", "GPU layers",
-          "Model layers placed on the graphics card: 0 runs on the processor only; more is faster "
-          "while the card has memory for them; All puts every layer there.",
-          -1, 100_000, 1, special="All"),
-    _Spin("n_batch", "Batch size",
-          "Prompt tokens read in one step: higher reads long prompts faster but needs more memory.",
-          0, 10_000_000, 64),
+    _Spin(
+        "n_ctx",
+        "Context length",
+        "How much text the model keeps in mind at once, in tokens: higher remembers more of the "
+        "chat but needs more memory.",
+        0,
+        100_000_000,
+        256,
+    ),
+    _Spin(
+        "n_threads",
+        "CPU threads",
+        "Processor threads used to generate: Auto picks for this computer; more can be faster, "
+        "up to the number of cores.",
+        0,
+        4096,
+        1,
+        special="Auto",
+    ),
+    _Spin(
+        "n_gpu_layers",
+        "GPU layers",
+        "Model layers placed on the graphics card: 0 runs on the processor only; more is faster "
+        "while the card has memory for them; All puts every layer there.",
+        -1,
+        100_000,
+        1,
+        special="All",
+    ),
+    _Spin(
+        "n_batch",
+        "Batch size",
+        "Prompt tokens read in one step: higher reads long prompts faster but needs more memory.",
+        0,
+        10_000_000,
+        64,
+    ),
 )
 
 _HELP = {
     "seed": "Where randomness starts: the same seed, settings and prompt give the same reply; "
-            "tick Random for a fresh reply each time.",
-    "stop": "The reply ends as soon as the model writes one of these. Type \\n for a new line "
-            "and \\t for a tab.",
+    "tick Random for a fresh reply each time.",
+    "stop": "The reply ends as soon as the model writes one of these. Type \\n for a new line and \\t for a tab.",
     "system_prompt": "Standing instructions the model reads before the chat: who it should be "
-                     "and how it should answer.",
+    "and how it should answer.",
     "chain_of_thought": "Asks the model to think step by step before answering; its reasoning "
-                        "is shown apart from the answer. Slower, often better at puzzles and maths.",
+    "is shown apart from the answer. Slower, often better at puzzles and maths.",
 }
 
 
@@ -302,8 +381,9 @@ class SettingsPanel(QWidget):
         self._picker.setObjectName("presetPicker")
         self._picker.setAccessibleName("Preset")
         self._picker.setPlaceholderText("Choose a preset…")
-        self._picker.setToolTip("A ready-made starting point for a kind of job: system prompt, "
-                                "sampling values and examples.")
+        self._picker.setToolTip(
+            "A ready-made starting point for a kind of job: system prompt, sampling values and examples."
+        )
         self._picker.activated.connect(self._apply_preset_at)
         self._picker.currentIndexChanged.connect(lambda _i: self._update_preset_buttons())
         row.addWidget(self._picker, 1)
@@ -356,8 +436,9 @@ class SettingsPanel(QWidget):
         grid = QGridLayout(box)
         self._stop_list = QListWidget()
         self._stop_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self._stop_list.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                        | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self._stop_list.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
         self._stop_list.setMaximumHeight(110)
         self._stop_list.itemChanged.connect(self._edited)
         self._stop_list.itemSelectionChanged.connect(self._update_stop_buttons)
@@ -412,8 +493,10 @@ class SettingsPanel(QWidget):
         layout = QVBoxLayout(box)
         hint = self._note("examplesNote")
         hint.setWordWrap(True)
-        hint.setText("Example questions and answers the model sees before your chat, to show it the style "
-                     "or format you want. A preset can bring its own.")
+        hint.setText(
+            "Example questions and answers the model sees before your chat, to show it the style "
+            "or format you want. A preset can bring its own."
+        )
         layout.addWidget(hint)
         self._examples = QListWidget()
         self._examples.setObjectName("fewShotList")
@@ -438,8 +521,10 @@ class SettingsPanel(QWidget):
         """GPU layers only matter when llama.cpp was built with a GPU backend."""
         spin = self._spins["n_gpu_layers"]
         spin.setEnabled(available)
-        spin.setToolTip(spin.toolTip().split("\n\n")[0] + ("" if available else
-                        "\n\nThis build of llama.cpp runs on the CPU only, so this setting has no effect."))
+        spin.setToolTip(
+            spin.toolTip().split("\n\n")[0]
+            + ("" if available else "\n\nThis build of llama.cpp runs on the CPU only, so this setting has no effect.")
+        )
 
     def few_shot(self) -> list[tuple[str, str]]:
         return list(self._few_shot)
@@ -483,8 +568,9 @@ class SettingsPanel(QWidget):
             self._add_row(grid, spec.name, spec.label, spec.help, self._make_spin(spec))
         self._apply_load = QPushButton("Reload model with these settings")
         self._apply_load.setObjectName("applyLoadSettings")
-        self._apply_load.setToolTip("Reload the model with the context length, threads, GPU layers "
-                                    "and batch size above.")
+        self._apply_load.setToolTip(
+            "Reload the model with the context length, threads, GPU layers and batch size above."
+        )
         self._apply_load.clicked.connect(self._send_load_settings)
         grid.addWidget(self._apply_load, grid.rowCount(), 0, 1, 3)
         return box
@@ -510,8 +596,15 @@ class SettingsPanel(QWidget):
         self._spins[spec.name] = spin
         return spin
 
-    def _add_row(self, grid: QGridLayout, name: str, label_text: str, help_text: str,
-                 control: QWidget, row_widget: QWidget | None = None) -> None:
+    def _add_row(
+        self,
+        grid: QGridLayout,
+        name: str,
+        label_text: str,
+        help_text: str,
+        control: QWidget,
+        row_widget: QWidget | None = None,
+    ) -> None:
         """Label, control, reset button, and the (hidden) problem line under them."""
         row = grid.rowCount()
         control.setObjectName(f"setting_{name}")
@@ -684,21 +777,29 @@ class SettingsPanel(QWidget):
     def _save_as(self) -> None:
         current = self._store.get(self._picker.currentText()) if self._picker.currentIndex() >= 0 else None
         suggested = current.name if current is not None and not current.builtin else ""
-        name, ok = QInputDialog.getText(self, "Save preset", "Name for these settings:",
-                                        QLineEdit.EchoMode.Normal, suggested)
+        name, ok = QInputDialog.getText(
+            self, "Save preset", "Name for these settings:", QLineEdit.EchoMode.Normal, suggested
+        )
         name = name.strip()
         if not ok or not name:
             return
         existing = self._store.get(name)
-        if existing is not None and not existing.builtin and not self._confirm(
-            "Replace preset", f"Replace your preset “{existing.name}” with the current settings?"
+        if (
+            existing is not None
+            and not existing.builtin
+            and not self._confirm("Replace preset", f"Replace your preset “{existing.name}” with the current settings?")
         ):
             return
         sampling = self.settings()
         values = {k: v for k, v in sampling.to_dict().items() if k != "system_prompt"}
         few_shot = list(self._current_preset.few_shot) if self._current_preset else []
-        preset = Preset(name, existing.description if existing and not existing.builtin else "",
-                        sampling.system_prompt, values, few_shot)
+        preset = Preset(
+            name,
+            existing.description if existing and not existing.builtin else "",
+            sampling.system_prompt,
+            values,
+            few_shot,
+        )
         try:
             saved = self._store.save(preset)
         except PresetError as exc:

@@ -309,14 +309,14 @@ class ReplyStream:
                 self._mode = REASONING
                 self.has_reasoning = True
                 self._splitter = BlockSplitter(REASONING, in_parts=self.in_parts)
-                buf = head[len(_THINK_OPEN):].lstrip("\n")
+                buf = head[len(_THINK_OPEN) :].lstrip("\n")
             else:
                 self._mode = ANSWER
         if self._mode == REASONING:
             end = buf.find(_THINK_CLOSE)
             if end < 0:
                 keep = _held_back(buf, _THINK_CLOSE)
-                self._pending = buf[len(buf) - keep:] if keep else ""
+                self._pending = buf[len(buf) - keep :] if keep else ""
                 self._to_splitter(buf[: len(buf) - keep])
                 return
             self._to_splitter(buf[:end])
@@ -324,14 +324,14 @@ class ReplyStream:
             self._mode = ANSWER
             self._splitter = BlockSplitter(ANSWER, in_parts=self.in_parts)
             self._strip_leading = True
-            buf = buf[end + len(_THINK_CLOSE):]
+            buf = buf[end + len(_THINK_CLOSE) :]
         if not self.has_reasoning:  # watch for an orphan </think>
             end = buf.find(_THINK_CLOSE)
             if end >= 0 and self._orphan_close_at(buf, end):
-                self._reinterpret(self.answer_text + buf[:end], buf[end + len(_THINK_CLOSE):])
+                self._reinterpret(self.answer_text + buf[:end], buf[end + len(_THINK_CLOSE) :])
                 return
             keep = _held_back(buf, _THINK_CLOSE) if end < 0 else 0
-            self._pending = buf[len(buf) - keep:] if keep else ""
+            self._pending = buf[len(buf) - keep :] if keep else ""
             buf = buf[: len(buf) - keep]
         self._to_splitter(buf)
 
