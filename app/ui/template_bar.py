@@ -9,7 +9,7 @@ model and the model reloads with it.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.core.chat_templates import KNOWN_TEMPLATES
 
@@ -27,13 +27,15 @@ class TemplateBar(QFrame):
             " #templateBar QLabel { color: #3e2723; background: transparent; }"
         )
         self._path = ""
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 8, 4)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(8, 4, 8, 4)
         self.label = QLabel()
         self.label.setObjectName("templateBarText")
         self.label.setTextFormat(Qt.TextFormat.PlainText)  # the model's name is untrusted text
         self.label.setWordWrap(True)
-        layout.addWidget(self.label, 1)
+        outer.addWidget(self.label)
+        layout = QHBoxLayout()  # the choice under the explanation, so neither is squeezed
+        outer.addLayout(layout)
         self.combo = QComboBox()
         self.combo.setObjectName("templateChoice")
         self.combo.setAccessibleName("Chat template")
@@ -45,6 +47,7 @@ class TemplateBar(QFrame):
         self.use_button.setAccessibleName("Use this chat template")
         self.use_button.clicked.connect(self._use)
         layout.addWidget(self.use_button)
+        layout.addStretch(1)
         close = QPushButton("Dismiss")
         close.setObjectName("templateDismiss")
         close.setAccessibleName("Dismiss")
