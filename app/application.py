@@ -34,6 +34,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="open the window, load the model, generate a few tokens, print the result and exit "
         "(exit code 0: everything works)",
     )
+    from app import cli_endpoints
+
+    cli_endpoints.add_arguments(parser)
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser.parse_args(argv)
 
@@ -45,6 +48,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     from app.desktop_entry import handle_cli
 
     if (code := handle_cli(args)) is not None:
+        return code
+    from app import cli_endpoints
+
+    if (code := cli_endpoints.handle(args)) is not None:
         return code
     from app.logs import install_excepthook, setup_logging
 

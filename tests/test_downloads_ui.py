@@ -67,7 +67,7 @@ def isolated(tmp_path: Path, monkeypatch):
     before = keyring.get_keyring()
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
-    monkeypatch.setattr(secrets, "_session_token", None)
+    monkeypatch.setattr(secrets, "_session", {})
     yield backend
     keyring.set_keyring(before)
 

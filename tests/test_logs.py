@@ -41,7 +41,7 @@ def log_path():
 @pytest.fixture
 def memory_keyring(monkeypatch):
     before = keyring.get_keyring()
-    monkeypatch.setattr(secrets, "_session_token", None)
+    monkeypatch.setattr(secrets, "_session", {})
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
     yield backend

@@ -27,7 +27,7 @@ class LockedKeyring(MemoryKeyring):
 @pytest.fixture(autouse=True)
 def restore_keyring(monkeypatch):
     before = keyring.get_keyring()
-    monkeypatch.setattr(secrets, "_session_token", None)
+    monkeypatch.setattr(secrets, "_session", {})
     yield
     keyring.set_keyring(before)
 
@@ -108,7 +108,7 @@ def test_a_keyring_that_refuses_keeps_the_token_for_the_session(caplog) -> None:
 
 
 def test_a_working_keyring_replaces_the_session_token(memory_keyring: MemoryKeyring, monkeypatch) -> None:
-    monkeypatch.setattr(secrets, "_session_token", "hf_session")
+    monkeypatch.setattr(secrets, "_session", {secrets.USERNAME: "hf_session"})
     assert secrets.get_token() == "hf_session"
     secrets.set_token(TOKEN)
     assert secrets.get_token() == TOKEN and memory_keyring.passwords[(SERVICE, USERNAME)] == TOKEN

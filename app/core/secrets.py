@@ -1,4 +1,5 @@
-"""The Hugging Face access token, kept in the system keyring and nowhere else on disk.
+"""Secrets (the Hugging Face access token, endpoint API keys), kept in the system keyring and
+nowhere else on disk.
 
 A token opens the user's gated and private repos, so it is a password: it goes to the
 operating system's keyring (Secret Service on Linux, Keychain on macOS, Credential Locker
@@ -14,6 +15,7 @@ API::
 
     get_token() -> str | None            # keyring first, else the session-only token
     set_token(token: str | None) -> None # None/"" deletes; may raise TokenStorageUnavailable
+    get_secret(name) / set_secret(name, value)   # the same for any named secret (endpoint API keys)
     storage_available() -> bool          # a real keyring backend is configured
     TokenStorageUnavailable(Exception)   # str() is a sentence for the user
 
@@ -34,7 +36,16 @@ from app.logs import add_secret
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SERVICE", "USERNAME", "TokenStorageUnavailable", "get_token", "set_token", "storage_available"]
+__all__ = [
+    "SERVICE",
+    "USERNAME",
+    "TokenStorageUnavailable",
+    "get_secret",
+    "get_token",
+    "set_secret",
+    "set_token",
+    "storage_available",
+]
 
 # The keyring entry: service and user name, as the OS keyring manager shows them.
 SERVICE = "hearth"
@@ -54,8 +65,8 @@ class TokenStorageUnavailable(Exception):
 
 
 _lock = threading.Lock()
-# Only set when the keyring could not take the token: the session-only fallback.
-_session_token: str | None = None
+# Only set when the keyring could not take a secret: the session-only fallback, by entry name.
+_session: dict[str, str] = {}
 
 
 def _no_backend() -> bool:
@@ -67,67 +78,77 @@ def _no_backend() -> bool:
 
 
 def storage_available() -> bool:
-    """Whether a token set now would survive a restart (used to word the Settings note)."""
+    """Whether a secret set now would survive a restart (used to word the Settings note)."""
     return not _no_backend()
 
 
-def get_token() -> str | None:
-    """The saved token, or the session-only one, or None.
+def get_secret(name: str) -> str | None:
+    """The secret saved under ``name`` (a keyring user name under :data:`SERVICE`), or the
+    session-only one, or None.
 
-    A keyring that cannot be read is not an error here: the app works without a token
-    (public models), so it logs that (never the token) and carries on.
+    A keyring that cannot be read is not an error here: the caller works without it (or
+    asks again), so it logs that (never the secret) and carries on.
     """
     with _lock:
-        if _session_token is not None:
-            return _session_token
+        if name in _session:
+            return _session[name]
     if _no_backend():
         return None
     try:
-        token = keyring.get_password(SERVICE, USERNAME)
+        value = keyring.get_password(SERVICE, name)
     except Exception as exc:  # NoKeyringError, a locked or broken backend, D-Bus errors
-        log.warning("could not read the access token from the system keyring: %s", type(exc).__name__)
+        log.warning("could not read %s from the system keyring: %s", name, type(exc).__name__)
         return None
-    if token:
-        add_secret(token)  # whatever its shape, it never reaches the log
-    return token or None
+    if value:
+        add_secret(value)  # whatever its shape, it never reaches the log
+    return value or None
 
 
-def set_token(token: str | None) -> None:
-    """Save ``token`` (stripped) in the keyring; ``None`` or an empty string deletes it.
+def set_secret(name: str, value: str | None) -> None:
+    """Save ``value`` (stripped) under ``name``; ``None`` or an empty string deletes it.
 
-    Raises :class:`TokenStorageUnavailable` when there is no usable keyring: the token is
-    then kept in memory, so :func:`get_token` returns it until the app quits.
+    Raises :class:`TokenStorageUnavailable` when there is no usable keyring: the secret is
+    then kept in memory, so :func:`get_secret` returns it until the app quits.
     """
-    global _session_token
-    value = (token or "").strip() or None
+    value = (value or "").strip() or None
     if value is not None:
         add_secret(value)  # before anything can log it: the patterns only know the usual shapes
     if value is None:
         with _lock:
-            _session_token = None
+            _session.pop(name, None)
         if _no_backend():
             return  # nothing can have been stored
         try:
-            keyring.delete_password(SERVICE, USERNAME)
+            keyring.delete_password(SERVICE, name)
         except keyring.errors.PasswordDeleteError:
             pass  # there was none
         except Exception as exc:
-            log.warning("could not delete the access token from the system keyring: %s", type(exc).__name__)
+            log.warning("could not delete %s from the system keyring: %s", name, type(exc).__name__)
         return
     if _no_backend():
         with _lock:
-            _session_token = value
+            _session[name] = value
         raise TokenStorageUnavailable(NO_KEYRING_MESSAGE)
     try:
-        keyring.set_password(SERVICE, USERNAME, value)
+        keyring.set_password(SERVICE, name, value)
     except keyring.errors.NoKeyringError:
         with _lock:
-            _session_token = value
+            _session[name] = value
         raise TokenStorageUnavailable(NO_KEYRING_MESSAGE) from None
     except Exception as exc:  # PasswordSetError, InitError (locked / no Secret Service), D-Bus
-        log.warning("the system keyring refused the access token: %s", type(exc).__name__)
+        log.warning("the system keyring refused %s: %s", name, type(exc).__name__)
         with _lock:
-            _session_token = value
+            _session[name] = value
         raise TokenStorageUnavailable(KEYRING_REFUSED_MESSAGE) from None
     with _lock:
-        _session_token = None  # the keyring has it now: a later change there is what counts
+        _session.pop(name, None)  # the keyring has it now: a later change there is what counts
+
+
+def get_token() -> str | None:
+    """The Hugging Face access token (see :func:`get_secret`)."""
+    return get_secret(USERNAME)
+
+
+def set_token(token: str | None) -> None:
+    """Save or delete the Hugging Face access token (see :func:`set_secret`)."""
+    set_secret(USERNAME, token)
