@@ -103,6 +103,18 @@ class PromptInfo:
     n_ctx: int
     dropped_turns: int  # oldest turns left out so the prompt fits (the system prompt is kept)
     model_path: str = ""  # the model that is answering: the reply is recorded as its
+    # False: prompt_tokens is an estimate (a remote server that cannot count); the UI shows ≈.
+    # A remote backend may send a second, exact PromptInfo before Done when the server's usage says.
+    counted_exactly: bool = True
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A remote server asked us to wait (HTTP 429 Retry-After): the request is retried after
+    ``seconds``; ``reason`` is a plain sentence for the status line."""
+
+    seconds: float
+    reason: str
 
 
 @dataclass(frozen=True)
