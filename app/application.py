@@ -68,6 +68,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from app.core.store import StoreError, open_or_move_aside
     from app.resources import icon_path
     from app.session import ChatSession
+    from app.ui.lazy_downloads import LazyDownloads
     from app.ui.main_window import MainWindow
     from app.ui.theme import apply_theme
 
@@ -113,37 +114,50 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 1
     session = ChatSession(ModelLibrary(), AppConfig(), store)
     session.default_model = prefs.default_model
-    from app.core.documents.index import DocumentIndex, DocumentIndexError
-
-    try:
-        session.documents = DocumentIndex()
-    except DocumentIndexError as exc:  # chat still works; documents say why they don't
-        session.documents = None
-        store_note = (store_note + "\n" if store_note else "") + f"Documents are unavailable: {exc}"
     store.on_error = session.storeError.emit
-    from app.ui.downloads import create_download_manager
-
-    queue, hub, _bridge = create_download_manager()
-    queue.set_max_parallel(prefs.max_parallel_downloads)
+    downloads = LazyDownloads(prefs.max_parallel_downloads)  # made when the dialog opens
     window = MainWindow(
         session,
         PresetStore(paths.config_dir() / "presets.json"),
-        downloads=(queue, hub),
+        downloads=downloads,
         preferences=(prefs_store, prefs),
     )
     if prefs.models_dir and prefs.usable_models_dir() is None:
         window.info_bar.show_message(
             f"Your models folder “{prefs.models_dir}” is not available now; using the default folder until it is back."
         )
-    instance.messageReceived.connect(window.handle_launch_args)
-    window.show()
-    session.start()
-    if files:
-        window.handle_launch_args(files)
-    if args.self_test:
-        _self_test(qt_app, session, window)
+    # Files from this launch and from later ones wait for the session to start: a model
+    # imported before the engine's start would be loaded into a child that start replaces.
+    launches: list[list[str]] | None = [files] if files else []
+
+    def on_launch(more: list[str]) -> None:
+        if launches is None:
+            window.handle_launch_args(more)
+        else:
+            launches.append(more)
+
+    instance.messageReceived.connect(on_launch)
     if store_note:
         window.notice_bar.show_message(store_note)
+
+    def after_first_frame() -> None:
+        """What the first frame does not need: the document index (numpy, the readers), the
+        engine child and the model, pending downloads (the Hub's HTTP stack), the launch files."""
+        nonlocal launches
+        note = _open_documents(session)
+        if note:
+            window.notice_bar.show_message((store_note + "\n" if store_note else "") + note)
+        session.start()
+        if downloads.pending():
+            downloads.get()  # the queue marks transfers cut off last time as paused
+        waiting, launches = launches or [], None
+        for launch in waiting:
+            window.handle_launch_args(launch)
+        if args.self_test:
+            _self_test(qt_app, session, window)
+
+    window.show()
+    call_after_first_frame(window, after_first_frame)
 
     # Ctrl+C in the terminal closes the window in order; the timer lets Python see the signal.
     signal.signal(signal.SIGINT, lambda *_: window.close())
@@ -153,9 +167,51 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     code = qt_app.exec()
     session.shutdown()
-    queue.close()  # partial downloads stay on disk and are listed as paused next time
+    downloads.close()  # partial downloads stay on disk and are listed as paused next time
     instance.close()  # last: a launch during shutdown still finds this instance, not the database
     return code
+
+
+def _open_documents(session) -> str | None:
+    """Give the session its document index; a note for the user when it cannot be opened."""
+    from app.core.documents.index import DocumentIndex, DocumentIndexError
+
+    try:
+        session.documents = DocumentIndex()
+    except DocumentIndexError as exc:  # chat still works; documents say why they don't
+        session.documents = None
+        return f"Documents are unavailable: {exc}"
+    session.documentsChanged.emit()  # the Attach and Collections buttons come on
+    return None
+
+
+def call_after_first_frame(window, callback, fallback_ms: int = 5000) -> None:
+    """Run ``callback`` once, on the event loop turn after ``window`` first paints.
+
+    The window must never wait for what comes after it (the engine child, the model, the
+    imports those need): a zero-time timer set at show() can fire before the window system
+    has asked for the first paint, so the paint itself is the signal. Should no paint come (a
+    window that is never exposed), the fallback timer runs it all the same."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    state = {"done": False}
+
+    def fire() -> None:
+        if not state["done"]:
+            state["done"] = True
+            window.removeEventFilter(watcher)
+            if window.isVisible():  # not when the window was closed first: the app is ending
+                callback()
+
+    class _FirstPaint(QObject):
+        def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+            if watched is window and event.type() == QEvent.Type.Paint and not state["done"]:
+                QTimer.singleShot(0, fire)
+            return False
+
+    watcher = _FirstPaint(window)
+    window.installEventFilter(watcher)
+    QTimer.singleShot(fallback_ms, fire)
 
 
 def _check_document_readers() -> str | None:

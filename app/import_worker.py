@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.conversation import Conversation, MessageState
-from app.core.export import ImportFormatError, ImportKind, fresh_ids, read_import_file
+
+if TYPE_CHECKING:
+    # imported where used: export brings markdown-it and Pygments, which start-up does not need
+    from app.core.export import ImportKind
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ class ImportResult:
 
 def prepare_import(path: str) -> ImportResult:
     """Read, validate and give fresh ids; never raises (a failure is ``error``)."""
+    from app.core.export import ImportFormatError, fresh_ids, read_import_file
+
     try:
         kind, conversations = read_import_file(path)
     except ImportFormatError as exc:

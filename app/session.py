@@ -17,9 +17,6 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core.config import AppConfig
 from app.core.conversation import Conversation, Message, MessageState, Role
-from app.core.documents.index import DocumentIndex, DocumentIndexError
-from app.core.documents.retrieval import build_context, cited_numbers, retrieve, with_context
-from app.core.export import ExportError, fresh_ids, save_export
 from app.core.gguf import GGUFError
 from app.core.library import (
     LibraryError,
@@ -40,6 +37,10 @@ from app.import_worker import ImportResult, ImportWorker
 
 if TYPE_CHECKING:
     import numpy as np  # for annotations; at run time numpy is imported where it is used
+
+    # Documents (numpy, the readers) and export (markdown-it, Pygments) are imported where they
+    # are used: the window's first frame needs neither (tests/test_startup.py).
+    from app.core.documents.index import DocumentIndex
 
 
 class EngineState(str, enum.Enum):
@@ -386,6 +387,8 @@ class ChatSession(QObject):
 
     def export_conversations(self, path: str, fmt: str, conversation_ids: list[str] | None = None) -> bool:
         """Write the given conversations (all when None) to ``path``; errors become messages."""
+        from app.core.export import ExportError, save_export
+
         try:
             if conversation_ids is None:
                 conversation_ids = [c.id for c in self.store.list_conversations()]
@@ -668,6 +671,8 @@ class ChatSession(QObject):
             pinned=False,
             settings={**self.settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]},
         )
+        from app.core.export import fresh_ids
+
         copy = fresh_ids(source)
         copy.created = copy.updated = time.time()
         self.store.restore_conversation(copy)
@@ -828,6 +833,8 @@ class ChatSession(QObject):
         for this conversation; other conversations can switch it on too."""
         if self.documents is None or self.indexing:
             return False
+        from app.core.documents.index import DocumentIndexError
+
         try:
             collection = self.documents.create_collection(name, folder)
         except DocumentIndexError as exc:
@@ -856,6 +863,7 @@ class ChatSession(QObject):
         ]
         if not ids:
             return False
+        from app.core.documents.index import DocumentIndexError
 
         def job(progress, cancel):
             report = None
@@ -875,6 +883,7 @@ class ChatSession(QObject):
             self.errorMessage.emit("Documents are still being indexed; try again when that has finished.")
             return False
         self._indexing_cancel.clear()
+        from app.core.documents.index import DocumentIndexError
 
         def work() -> None:
             # indexingFinished is what ends the progress bar: it is sent whatever happens
@@ -899,6 +908,10 @@ class ChatSession(QObject):
         self._indexing_cancel.set()
 
     def _has_documents(self) -> bool:
+        if self.documents is None:
+            return False
+        from app.core.documents.index import DocumentIndexError
+
         try:
             return self.documents is not None and bool(self.documents.conversation_collection_ids(self.conversation.id))
         except DocumentIndexError:
@@ -970,6 +983,9 @@ class ChatSession(QObject):
         self._citations = []
         if self.documents is None:
             return messages
+        from app.core.documents.index import DocumentIndexError
+        from app.core.documents.retrieval import build_context, retrieve, with_context
+
         try:
             ids = self.documents.conversation_collection_ids(self.conversation.id)
             question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
@@ -999,6 +1015,8 @@ class ChatSession(QObject):
             return
         reply.state = state
         if self._citations:
+            from app.core.documents.retrieval import cited_numbers
+
             used = set(cited_numbers(reply.text, len(self._citations)))
             stats = dict(
                 stats,

@@ -33,7 +33,7 @@ from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.conversation import Message, MessageState, Role  # noqa: E402
-from app.ui.chat_view import ChatView  # noqa: E402
+from app.ui.chat_view import ChatView, _warm_up_renderer  # noqa: E402
 
 RATE = 200  # tokens/s
 BATCH_MS = 40
@@ -229,9 +229,10 @@ def main() -> None:
         f"history: {len(history)} messages, {sum(len(m.text) for m in history):,} characters"
     )
 
-    # The view loads the highlighter's lexers on a thread when it is first made (see
-    # chat_view._warm_up_renderer); in the app that happens at start, while the model loads.
-    ChatView().deleteLater()
+    # The view loads the highlighter's lexers on a thread when it first draws a message (see
+    # chat_view._warm_up_renderer); in the app that happens after the first frame, while the
+    # model loads. Done here first, so the figures below are of streaming, not of imports.
+    _warm_up_renderer()
     for thread in threading.enumerate():
         if thread.name == "markdown-warm-up":
             thread.join()

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 
 @dataclass(frozen=True)
 class ChatTemplate:
@@ -105,6 +102,9 @@ def template_problem(template: str | None) -> str | None:
         return "no chat template"
     if not template.strip():
         return "an empty chat template"
+    import jinja2  # here, not at the top: the window's first frame does not need Jinja (~50 ms)
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     try:
         ImmutableSandboxedEnvironment(loader=jinja2.BaseLoader()).from_string(template)
     except jinja2.TemplateError as exc:

@@ -28,10 +28,8 @@ from __future__ import annotations
 import logging
 import threading
 
-import keyring
-import keyring.errors
-from keyring.backends import fail
-
+# keyring is imported in the functions that use it: it finds its backends at import (~0.1 s),
+# which Hearth's start does not need (the token is read when downloads first need it).
 from app.logs import add_secret
 
 log = logging.getLogger(__name__)
@@ -71,6 +69,9 @@ _session: dict[str, str] = {}
 
 def _no_backend() -> bool:
     """True when keyring has nothing better than its fail backend (it would raise anyway)."""
+    import keyring
+    from keyring.backends import fail
+
     try:
         return isinstance(keyring.get_keyring(), fail.Keyring)
     except Exception:  # keyring's own configuration is broken: treat as no keyring
@@ -94,6 +95,8 @@ def get_secret(name: str) -> str | None:
             return _session[name]
     if _no_backend():
         return None
+    import keyring
+
     try:
         value = keyring.get_password(SERVICE, name)
     except Exception as exc:  # NoKeyringError, a locked or broken backend, D-Bus errors
@@ -110,6 +113,9 @@ def set_secret(name: str, value: str | None) -> None:
     Raises :class:`TokenStorageUnavailable` when there is no usable keyring: the secret is
     then kept in memory, so :func:`get_secret` returns it until the app quits.
     """
+    import keyring
+    import keyring.errors
+
     value = (value or "").strip() or None
     if value is not None:
         add_secret(value)  # before anything can log it: the patterns only know the usual shapes

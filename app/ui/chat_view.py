@@ -83,7 +83,6 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QMenu, QTextBrowser, QTextEdit, QToolButton, QToolTip, QWidget
 
 from app.core.conversation import Message, MessageState, Role
-from app.core.markdown_html import render_markdown, render_plain
 from app.ui.plain import WEB_SCHEMES, open_web_link, plain_tip
 from app.ui.stream_markdown import (
     REASONING,
@@ -150,10 +149,21 @@ def _warm_up_renderer() -> None:
     _warm_up_started = True
 
     def work() -> None:
+        from app.core.markdown_html import render_markdown
+
         for language in _COMMON_LANGUAGES:
             render_markdown(f"```{language}\nx = 1\n```")
 
     threading.Thread(target=work, name="markdown-warm-up", daemon=True).start()
+
+
+def _render_markdown(text: str, code_style: str) -> str:
+    """markdown-it and Pygments are imported when the first message is drawn, not at start
+    (the window's first frame does not need them); the lexers then load on a thread."""
+    from app.core.markdown_html import render_markdown
+
+    _warm_up_renderer()
+    return render_markdown(text, code_style=code_style)
 
 
 @dataclass
@@ -204,7 +214,7 @@ class ChatView(QTextBrowser):
         # The markdown renderer; tests wrap it to count calls. Dark palettes get a dark style.
         dark = self.palette().base().color().lightness() < 128
         self._code_style = "monokai" if dark else "default"
-        self.markdown: Callable[[str], str] = lambda text: render_markdown(text, code_style=self._code_style)
+        self.markdown: Callable[[str], str] = lambda text: _render_markdown(text, self._code_style)
         self.refused_resources: list[str] = []  # what the document asked for (and did not get)
         # (number, how many) of a message among its variants (regenerated replies, edits);
         # the window points this at the open conversation.
@@ -235,7 +245,6 @@ class ChatView(QTextBrowser):
         self.jump_button.hide()
 
         self._reset_document()
-        _warm_up_renderer()
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -862,6 +871,8 @@ class ChatView(QTextBrowser):
     def _copy_message(self, entry: _Entry, as_text: bool) -> None:
         text = self._answer_markdown(entry)
         if as_text and entry.message.role is Role.ASSISTANT:
+            from app.core.markdown_html import render_plain
+
             self._to_clipboard(render_plain(text), "Message copied as plain text")
         else:
             self._to_clipboard(text, "Message copied as plain text" if as_text else "Message copied as Markdown")

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, paths
-from app.core.export import EXPORT_FORMATS
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
 from app.session import ChatSession, EngineState
@@ -39,15 +38,18 @@ from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
 from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.ui.first_run import FirstRunWidget
-from app.ui.models_dialog import ModelsDialog, gguf_paths_from_mime
+from app.ui.lazy_downloads import LazyDownloads
 from app.ui.plain import make_plain, plain_tip
-from app.ui.preferences_dialog import PreferencesDialog
 from app.ui.settings_panel import SettingsPanel
 from app.ui.template_bar import TemplateBar
 from app.ui.theme import apply_chat_font, apply_theme
 
 if TYPE_CHECKING:
+    # Dialogs and export are imported when first opened or used: the first frame needs none
+    # of them (tests/test_startup.py), and the downloads dialog brings the Hub's HTTP stack.
     from app.ui.downloads_dialog import DownloadsDialog
+    from app.ui.models_dialog import ModelsDialog
+    from app.ui.preferences_dialog import PreferencesDialog
 
 
 def _named(widget, name: str):
@@ -99,14 +101,17 @@ class MainWindow(QMainWindow):
         downloads=None,
         preferences: tuple[PreferencesStore, Preferences] | None = None,
     ) -> None:
-        """``downloads`` is (DownloadQueue, HubClient) for the download manager, or None;
-        ``preferences`` is (store, loaded preferences), or None for defaults not saved."""
+        """``downloads`` is a :class:`LazyDownloads` (or a made (DownloadQueue, HubClient)) for
+        the download manager, or None; ``preferences`` is (store, loaded preferences), or None
+        for defaults not saved."""
         super().__init__()
         self.session = session
         self._prefs_store: PreferencesStore | None
         self._prefs_store, self.prefs = preferences or (None, Preferences())
         self._presets = presets
-        self._downloads = downloads
+        self._downloads: LazyDownloads | None = (
+            LazyDownloads.of(*downloads) if isinstance(downloads, tuple) else downloads
+        )
         self.downloads_dialog: DownloadsDialog | None = None
         self.models_dialog: ModelsDialog | None = None
         self.setAcceptDrops(True)
@@ -363,6 +368,8 @@ class MainWindow(QMainWindow):
 
     def show_models(self) -> ModelsDialog:
         if self.models_dialog is None:
+            from app.ui.models_dialog import ModelsDialog
+
             model = self.session.current_model
             dialog = ModelsDialog(
                 self.session.library, model.path if model else None, self, n_ctx=self.session.load_settings.n_ctx
@@ -407,7 +414,7 @@ class MainWindow(QMainWindow):
         if self.downloads_dialog is None:
             from app.ui.downloads_dialog import DownloadsDialog
 
-            queue, hub = self._downloads
+            queue, hub = self._downloads.get()
             self.downloads_dialog = DownloadsDialog(queue, hub, self)
             self.downloads_dialog.modelDownloaded.connect(self.session.model_downloaded)
         self.downloads_dialog.show()
@@ -420,6 +427,8 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:
         """GGUF files join the model library; any other files are attached as documents."""
+        from app.ui.models_dialog import gguf_paths_from_mime
+
         models = gguf_paths_from_mime(event.mimeData())
         others = [
             u.toLocalFile()
@@ -521,6 +530,8 @@ class MainWindow(QMainWindow):
         self.input.setFocus()
 
     def show_preferences(self) -> PreferencesDialog:
+        from app.ui.preferences_dialog import PreferencesDialog
+
         models = [(m.label() if m.exists else f"{m.name} (missing)", m.path) for m in self.session.library.models()]
         dialog = PreferencesDialog(
             self.prefs,
@@ -547,11 +558,11 @@ class MainWindow(QMainWindow):
         self.send_button.setToolTip("Send (Ctrl+Enter)" if prefs.send_with == "ctrl+enter" else "Send (Enter)")
         self.session.default_model = prefs.default_model
         if self._downloads is not None:
-            self._downloads[0].set_max_parallel(prefs.max_parallel_downloads)
+            self._downloads.set_max_parallel(prefs.max_parallel_downloads)
         if prefs.models_dir != old.models_dir:
             paths.set_models_dir(prefs.usable_models_dir())
             if self._downloads is not None:
-                self._downloads[0].models_dir = paths.models_dir()
+                self._downloads.set_models_dir(paths.models_dir())
             self.session.refresh_models()  # read on a worker thread; the picker fills after
 
     def _focus_search(self) -> None:
@@ -605,6 +616,8 @@ class MainWindow(QMainWindow):
         self.session.undo_delete()
 
     def _export(self, conversation_ids: list[str] | None) -> None:
+        from app.core.export import EXPORT_FORMATS
+
         filters = [f"{label} (*{suffix})" for label, suffix in EXPORT_FORMATS.values()]
         base = self.session.conversation.title if conversation_ids else "Hearth conversations"
         safe = "".join(c for c in base if c.isalnum() or c in " -_").strip() or "conversation"

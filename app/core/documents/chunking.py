@@ -30,10 +30,13 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import numpy as np
+from functools import cache
+from typing import TYPE_CHECKING
 
 from app.core.documents.extract import ExtractionCancelled, Section
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_WORDS = 200
 DEFAULT_OVERLAP = 40
@@ -65,10 +68,17 @@ _LAST_PARAGRAPH_END = re.compile(r"(?s).*\S(?=[^\S\n]*\n[^\S\n]*\n)")
 #: ...or that ends a sentence (closing quotes and brackets may follow the mark).
 _LAST_SENTENCE_END = re.compile(r"(?s).*[.!?:;。！？…][\"')\]”’»]*(?=\s)")
 
-# Every character str.isspace() accepts is below U+3001; a lookup table over code points
-# finds them for the whole text at once.
-_SPACE_TABLE = np.zeros(0x3002, dtype=bool)
-_SPACE_TABLE[[c for c in range(0x3001) if chr(c).isspace()]] = True
+
+@cache
+def _space_table() -> np.ndarray:
+    """Every character str.isspace() accepts is below U+3001; a lookup table over code points
+    finds them for the whole text at once. Made (and numpy imported) at the first chunking,
+    not when the app starts: opening the document index does not need numpy."""
+    import numpy as np
+
+    table = np.zeros(0x3002, dtype=bool)
+    table[[c for c in range(0x3001) if chr(c).isspace()]] = True
+    return table
 
 
 def _word_spans(text: str, max_word: int) -> tuple[list[int], list[int]]:
@@ -79,8 +89,10 @@ def _word_spans(text: str, max_word: int) -> tuple[list[int], list[int]]:
     """
     if not text:
         return [], []
+    import numpy as np
+
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-    space = _SPACE_TABLE[np.minimum(codes, 0x3001)]
+    space = _space_table()[np.minimum(codes, 0x3001)]
     word = ~space
     edges = np.diff(word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
