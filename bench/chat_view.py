@@ -230,8 +230,9 @@ def main() -> None:
     )
 
     # The view loads the highlighter's lexers on a thread when it first draws a message (see
-    # chat_view._warm_up_renderer); in the app that happens after the first frame, while the
-    # model loads. Done here first, so the figures below are of streaming, not of imports.
+    # chat_view._warm_up_renderer); in the app that is just after the first frame, when the last
+    # conversation opens, or at the first message sent. Done here first, so the figures below
+    # are of streaming, not of imports.
     _warm_up_renderer()
     for thread in threading.enumerate():
         if thread.name == "markdown-warm-up":
