@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core.config import AppConfig
+from app.core.connections import Connection, ConnectionStore
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.gguf import GGUFError
 from app.core.library import (
@@ -29,6 +30,7 @@ from app.core.library import (
     scan_models_dir,
 )
 from app.core.presets import effective_system_prompt, few_shot_turns
+from app.core.remote_models import parse_remote_ref, remote_model_info
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.engine import protocol as p
@@ -131,6 +133,10 @@ class ChatSession(QObject):
         # the embedded question, while a reply is being prepared (False: keyword search only this time)
         self._query_vector: np.ndarray | Literal[False] | None = None
         self._pending_send = False
+        self.connections = ConnectionStore()  # servers whose models the picker offers too
+        self.remote_models: dict[str, ModelInfo] = {}  # by remote:// reference, as last listed
+        self.remote_status: dict[str, str] = {}  # connection name -> why it did not answer ("" ok)
+        self.context_exact = True  # False: the context meter shows a remote server's estimate (≈)
         self._wanted_model: str | None = None  # the load asked for last, until it ends
         self._loading_path: str | None = None  # the load the engine is working on
         self._stop_requested = False
@@ -164,6 +170,8 @@ class ChatSession(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.crashed.connect(self._on_crashed)
+        self.worker.waiting.connect(self.statusText)
+        self.worker.interrupted.connect(self._on_interrupted)
         self.storeError.connect(self.errorMessage)
         self._offThreadDone.connect(self._off_thread_done)
         self._readers: list[threading.Thread] = []  # header reads in flight (models folder, files)
@@ -190,6 +198,7 @@ class ChatSession(QObject):
         # folder never keeps the window from appearing: a model the library knows loads at
         # once, and otherwise the choice waits for the scan (_models_scanned).
         self.refresh_models(first_start=True)
+        self.refresh_remote_models()  # what the connections serve, asked on a worker thread
         model = self._initial_model()
         if model is not None:
             self.select_model(model.path)
@@ -227,8 +236,12 @@ class ChatSession(QObject):
 
     # -- intents -----------------------------------------------------------------------------
 
+    def model_info(self, path: str) -> ModelInfo | None:
+        """A model file in the library, or a model a connection serves (``remote://…``)."""
+        return self.library.get(path) or self.remote_models.get(path)
+
     def select_model(self, path: str) -> None:
-        model = self.library.get(path)
+        model = self.model_info(path)
         if model is None or self.state in (EngineState.GENERATING, EngineState.CLOSED):
             return
         self.current_model = model
@@ -256,8 +269,61 @@ class ChatSession(QObject):
                 load.n_gpu_layers,
                 load.n_batch,
                 chat_template=model.defaults.chat_template,
+                remote=self._remote_target(model),
             )
         )
+
+    def _remote_target(self, model: ModelInfo) -> p.RemoteTarget | None:
+        ref = parse_remote_ref(model.path) if model.remote is not None else None
+        connection = self.connections.get(ref[0]) if ref is not None else None
+        if ref is None or connection is None:
+            return None
+        return p.RemoteTarget(connection.name, connection.base_url, ref[1])
+
+    # -- connections (models served by other programs) ------------------------------------
+
+    def set_connections(self, store: ConnectionStore) -> None:
+        self.connections = store
+
+    def refresh_remote_models(self) -> None:
+        """Ask every connection what it serves, on a worker thread; the picker lists the
+        answers grouped by connection, and a connection that does not answer says why."""
+        connections = self.connections.all()
+        if not connections:
+            if self.remote_models or self.remote_status:
+                self.remote_models, self.remote_status = {}, {}
+                self.modelsChanged.emit()
+            return
+
+        def list_all() -> list[tuple[Connection, list[ModelInfo], str]]:
+            from app.engine.remote import RemoteBackend
+
+            results = []
+            for connection in connections:
+                backend = RemoteBackend(connection.base_url, ConnectionStore.api_key(connection))
+                try:
+                    found = backend.models()
+                    infos = [remote_model_info(connection, m.id, m.context_length) for m in found]
+                    results.append((connection, infos, ""))
+                except Exception as exc:  # said in words in the picker; RemoteError's are plain
+                    results.append((connection, [], str(exc) or type(exc).__name__))
+                finally:
+                    backend.close()
+            return results
+
+        self._read_off_thread(list_all, self._remote_listed)
+
+    def _remote_listed(self, results, error: BaseException | None) -> None:
+        if error is not None or results is None:
+            return
+        models: dict[str, ModelInfo] = {}
+        status: dict[str, str] = {}
+        for connection, infos, problem in results:
+            for info in infos:
+                models[info.path] = info
+            status[connection.name] = problem
+        self.remote_models, self.remote_status = models, status
+        self.modelsChanged.emit()
 
     def set_chat_template(self, path: str, key: str | None) -> None:
         """Use a known chat template for a model (None: the GGUF's own), saved with the
@@ -763,17 +829,19 @@ class ChatSession(QObject):
         self._count_serial += 1
         self._countPrompt.emit(messages, self._count_serial)
 
-    def _on_prompt_counted(self, count: int, serial: int) -> None:
+    def _on_prompt_counted(self, count: int, serial: int, exact: bool = True) -> None:
         if serial == self._count_serial and self.loaded_info is not None:
             self.context_used = count
+            self.context_exact = exact
             self.contextChanged.emit(count, self.loaded_info.n_ctx)
 
     def _on_prompt_info(self, info: p.PromptInfo) -> None:
         if self._reply is not None and info.model_path:
-            answering = self.library.get(info.model_path)  # the reply is recorded as the model that wrote it
+            answering = self.model_info(info.model_path)  # the reply is recorded as the model that wrote it
             self._reply.model = answering.name if answering else Path(info.model_path).name
         self._prompt_tokens = info.prompt_tokens
         self.context_used = info.prompt_tokens
+        self.context_exact = info.counted_exactly
         self.contextChanged.emit(info.prompt_tokens, info.n_ctx)
         if info.dropped_turns:
             self.infoMessage.emit(
@@ -1040,7 +1108,7 @@ class ChatSession(QObject):
 
     def _on_loading(self, path: str) -> None:
         self._loading_path = path
-        model = self.library.get(path)
+        model = self.model_info(path)
         name = model.name if model else Path(path).name
         self._set_state(EngineState.LOADING, f"Loading {name}…")
 
@@ -1051,7 +1119,7 @@ class ChatSession(QObject):
         if self._wanted_model is not None and info.model_path != self._wanted_model:
             return  # an earlier load ended; the model asked for since is next in the engine's queue
         self._wanted_model = None
-        model = self.library.get(info.model_path)
+        model = self.model_info(info.model_path)
         if model is not None and (self.current_model is None or self.current_model.path != model.path):
             self.current_model = model  # a failed load fell back to this one
             self.currentModelChanged.emit(model.path)
@@ -1130,6 +1198,13 @@ class ChatSession(QObject):
 
     def _on_failed(self, message: str) -> None:
         self._finish_reply(MessageState.FAILED, {})
+        self.errorMessage.emit(message)
+        if self.state is not EngineState.CLOSED:
+            self._set_state(EngineState.READY, message)
+
+    def _on_interrupted(self, message: str) -> None:
+        """A remote reply was cut off mid-stream: what arrived is kept, marked interrupted."""
+        self._finish_reply(MessageState.INTERRUPTED, {})
         self.errorMessage.emit(message)
         if self.state is not EngineState.CLOSED:
             self._set_state(EngineState.READY, message)

@@ -187,3 +187,23 @@ def test_the_dialog_adds_tests_and_removes_a_connection(qtbot, monkeypatch) -> N
     with qtbot.waitSignal(dialog.connectionsChanged):
         qtbot.mouseClick(dialog.remove_button, Qt.MouseButton.LeftButton)
     assert dialog.table.rowCount() == 0 and ConnectionStore().all() == []
+
+
+def test_the_settings_panel_marks_what_a_server_ignores(qtbot) -> None:
+    from PySide6.QtWidgets import QLabel, QWidget
+
+    from app.core.presets import PresetStore
+    from app.ui.settings_panel import SettingsPanel
+
+    panel = SettingsPanel(PresetStore(paths.config_dir() / "presets.json"))
+    qtbot.addWidget(panel)
+    panel.show()
+    top_k, min_p = (panel.findChild(QWidget, f"setting_{n}") for n in ("top_k", "min_p"))
+    help_text = top_k.toolTip()
+    panel.set_ignored(frozenset({"top_k", "min_p"}), "Ollama")
+    assert not top_k.isEnabled() and not min_p.isEnabled()
+    assert top_k.toolTip() == "Ollama ignores this setting."
+    note = panel.findChild(QLabel, "ignoredNote")
+    assert note.isVisible() and "Ollama ignores: Min-p, Top-k" in note.text()
+    panel.set_ignored(frozenset(), "")
+    assert top_k.isEnabled() and min_p.isEnabled() and top_k.toolTip() == help_text and not note.isVisible()

@@ -164,6 +164,9 @@ class ModelInfo:
     kv_bytes_per_token: int | None = None  # f16 KV cache bytes per token of context
     source: str | None = None  # for a copy: the file it was copied from
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    # For a model served by another program: the connection's name (path is then a
+    # "remote://connection/model" reference, see core.remote_models). Never stored in the library.
+    remote: str | None = None
 
     @property
     def file_name(self) -> str:
@@ -176,7 +179,7 @@ class ModelInfo:
 
     @property
     def exists(self) -> bool:
-        return all(p.is_file() for p in self.parts)
+        return self.remote is not None or all(p.is_file() for p in self.parts)
 
     @property
     def status(self) -> str:
@@ -194,6 +197,8 @@ class ModelInfo:
     def label(self) -> str:
         """What the model picker shows: name, quantization and size, and when the model has no
         usable chat template, that it is a base model."""
+        if self.remote is not None:
+            return self.name  # “model · connection”: no file, no size
         extra = ", ".join(x for x in (self.quantization, human_size(self.size)) if x)
         text = f"{self.name} ({extra})" if extra else self.name
         if self.needs_template:
@@ -228,7 +233,7 @@ class ModelInfo:
         """A stored record, or ``None`` when it is too damaged to use (others still load)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
             return None
-        names = {f.name for f in fields(cls)} - {"defaults"}
+        names = {f.name for f in fields(cls)} - {"defaults", "remote"}  # the library holds files only
         try:
             info = cls(**{k: v for k, v in raw.items() if k in names})
         except TypeError:

@@ -14,6 +14,16 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class RemoteTarget:
+    """Where a remote model is served: a saved connection (its key is read from the keyring
+    by the engine worker, never carried in a request) and the server's own model id."""
+
+    connection: str
+    base_url: str
+    model_id: str
+
+
+@dataclass(frozen=True)
 class Load:
     model_path: str
     n_ctx: int = 4096
@@ -22,6 +32,9 @@ class Load:
     n_batch: int = 512
     # A known chat template (core.chat_templates key) to use instead of the GGUF's own.
     chat_template: str | None = None
+    # Set for a model served by another program: the worker talks to that server instead of
+    # the local engine process (model_path is then the model's "remote://…" reference).
+    remote: RemoteTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,8 @@ class Loaded:
     chat_format: str
     template_from_gguf: bool
     load_seconds: float
+    # SamplingSettings fields the backend would ignore (a remote server that has no such knob)
+    ignored_settings: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

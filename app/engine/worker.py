@@ -9,14 +9,18 @@ directly from the GUI thread and only touch thread-safe primitives.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.gguf import GGUFError, read_gguf
 from app.engine import protocol as p
 from app.engine.client import EngineClient, EngineCrashed, EngineError
+
+if TYPE_CHECKING:  # the HTTP stack is imported when a remote model is first picked
+    from app.engine.remote import RemoteBackend
 
 
 class EngineWorker(QObject):
@@ -34,13 +38,16 @@ class EngineWorker(QObject):
     failed = Signal(str)  # the request failed; the engine is still up
     crashed = Signal(str)  # the engine process died; restart() brings it back
     tokenCount = Signal(int)
-    promptCounted = Signal(int, int)  # tokens of the conversation + draft, request serial
+    # tokens of the conversation + draft, request serial, exact (False: a remote server's estimate)
+    promptCounted = Signal(int, int, bool)
     promptInfo = Signal(object)  # protocol.PromptInfo, before the first tokens
     streamStats = Signal(int, float)  # tokens so far, seconds since the first token
     unloaded = Signal()
     embedderLoaded = Signal(int)  # vector size (0: no embedding model)
     embedderFailed = Signal(str)
     embedded = Signal(object, object, str)  # ids, vectors, tag
+    waiting = Signal(str)  # a remote server asked us to wait (429): what to show meanwhile
+    interrupted = Signal(str)  # a remote reply was cut off; what arrived is kept (message why)
     stopped = Signal()  # shutdown() finished
 
     def __init__(self, flush_interval: float = 0.04, client: EngineClient | None = None) -> None:
@@ -50,11 +57,18 @@ class EngineWorker(QObject):
         self._model: p.Load | None = None  # the last model that loaded fine
         self._info: p.Loaded | None = None  # and what the engine said about it
         self._busy = False
+        # Remote servers, one backend per connection; the chat model is served by the local
+        # engine (self._client) or by one of these (self._active).
+        self._remotes: dict[str, RemoteBackend] = {}
+        self._active: EngineClient | RemoteBackend = self._client
 
     # -- called directly from the GUI thread ---------------------------------------------
 
     def cancel(self) -> None:
         self._client.cancel()
+        active = self._active  # one read: the worker thread may switch it
+        if active is not self._client:
+            active.cancel()
 
     def kill(self) -> None:
         self._client.kill()
@@ -86,6 +100,9 @@ class EngineWorker(QObject):
     @Slot(object)
     def load(self, request: p.Load) -> None:
         self.loading.emit(request.model_path)
+        if request.remote is not None:
+            self._load_remote(request, request.remote)
+            return
         try:
             read_gguf(request.model_path)  # a clear message for files that are not models at all
         except (GGUFError, OSError) as exc:
@@ -115,12 +132,46 @@ class EngineWorker(QObject):
             self.loadFailed.emit(str(exc))
             self._restore_previous(request)
             return
-        self._model, self._info = request, info
+        self._model, self._info, self._active = request, info, self._client
         self.loaded.emit(info)
+
+    def _load_remote(self, request: p.Load, target: p.RemoteTarget) -> None:
+        """Select a model on another server: no weights move, the server is asked what it
+        serves and how long its context is. A failure keeps the model the person had."""
+        try:
+            backend = self._remote_backend(target)
+            info = backend.load(replace(request, model_path=target.model_id, remote=None))
+        except EngineError as exc:
+            self.loadFailed.emit(str(exc))
+            if self._info is not None:
+                self.loaded.emit(self._info)
+            return
+        # the reference the session knows; and the knobs this server would ignore, for the panel
+        info = replace(info, model_path=request.model_path, ignored_settings=backend.ignored_settings())
+        self._model, self._info, self._active = request, info, backend
+        self.loaded.emit(info)
+
+    def _remote_backend(self, target: p.RemoteTarget) -> RemoteBackend:
+        backend = self._remotes.get(target.connection)
+        if backend is None or backend.root != target.base_url:
+            if backend is not None:
+                backend.close()
+            from app.core.connections import ConnectionStore
+            from app.engine.remote import RemoteBackend
+
+            connection = ConnectionStore().get(target.connection)
+            key = ConnectionStore.api_key(connection) if connection is not None else None  # keyring: this thread
+            backend = RemoteBackend(target.base_url, key)
+            self._remotes[target.connection] = backend
+        return backend
 
     def _restore_previous(self, failed: p.Load) -> None:
         """Keep the user chatting with the model they had before the failed load."""
         previous, self._model, self._info = self._model, None, None
+        if previous is not None and previous.remote is not None and previous.model_path != failed.model_path:
+            self.loading.emit(previous.model_path)
+            self._load_remote(previous, previous.remote)  # nothing of it lived in the engine
+            return
         if previous is None or previous.model_path == failed.model_path or not self._client.alive:
             return
         self.loading.emit(previous.model_path)
@@ -129,7 +180,7 @@ class EngineWorker(QObject):
         except EngineError as exc:
             self.loadFailed.emit(str(exc))
             return
-        self._model, self._info = previous, info
+        self._model, self._info, self._active = previous, info, self._client
         self.loaded.emit(info)
 
     @Slot(object, object)
@@ -152,14 +203,18 @@ class EngineWorker(QObject):
             last_flush = time.monotonic()
 
         try:
-            for event in self._client.chat(p.Chat(messages, settings), tick=self.flush_interval):
+            for event in self._active.chat(p.Chat(messages, settings), tick=self.flush_interval):
                 if isinstance(event, p.Delta):
                     pending.append(event.text)
                     count += 1  # llama-cpp-python streams one chunk per token
                     if first is None:
                         first = time.monotonic()
                 elif isinstance(event, p.PromptInfo):
+                    if self._active is not self._client and self._info is not None:
+                        event = replace(event, model_path=self._info.model_path)  # the remote:// ref
                     self.promptInfo.emit(event)
+                elif isinstance(event, p.Waiting):
+                    self.waiting.emit(event.reason)
                 elif isinstance(event, p.Done):
                     flush()
                     self.streamStats.emit(count, time.monotonic() - first if first else 0.0)
@@ -172,7 +227,9 @@ class EngineWorker(QObject):
             self.crashed.emit(str(exc))
         except EngineError as exc:
             flush()
-            self.failed.emit(str(exc))
+            # A remote stream cut after text arrived: the reply is kept and marked interrupted.
+            remote = self._active is not self._client
+            (self.interrupted if remote and count else self.failed).emit(str(exc))
 
     @Slot()
     def unload(self) -> None:
@@ -209,7 +266,12 @@ class EngineWorker(QObject):
     @Slot(object, int)
     def count_prompt(self, messages: list[dict[str, str]], serial: int) -> None:
         try:
-            self.promptCounted.emit(self._client.count_prompt(messages), serial)
+            active = self._active
+            if isinstance(active, EngineClient):
+                self.promptCounted.emit(active.count_prompt(messages), serial, True)
+            else:
+                count, exact = active.count_prompt_info(messages)
+                self.promptCounted.emit(count, serial, exact)
         except EngineCrashed as exc:
             self.crashed.emit(str(exc))
         except EngineError:
@@ -227,6 +289,8 @@ class EngineWorker(QObject):
     @Slot()
     def shutdown(self) -> None:
         self._client.stop()
+        for backend in self._remotes.values():
+            backend.close()
         self.stopped.emit()
         thread = QThread.currentThread()
         if thread is not None:

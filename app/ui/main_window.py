@@ -47,6 +47,7 @@ from app.ui.theme import apply_chat_font, apply_theme
 if TYPE_CHECKING:
     # Dialogs and export are imported when first opened or used: the first frame needs none
     # of them (tests/test_startup.py), and the downloads dialog brings the Hub's HTTP stack.
+    from app.ui.connections_dialog import ConnectionsDialog
     from app.ui.downloads_dialog import DownloadsDialog
     from app.ui.models_dialog import ModelsDialog
     from app.ui.preferences_dialog import PreferencesDialog
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         )
         self.downloads_dialog: DownloadsDialog | None = None
         self.models_dialog: ModelsDialog | None = None
+        self.connections_dialog: ConnectionsDialog | None = None
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(900, 700)
@@ -131,6 +133,15 @@ class MainWindow(QMainWindow):
         self.model_picker.setMinimumWidth(320)
         self.model_picker.setToolTip("The model that answers in this chat")
         top.addWidget(self.model_picker, 1)
+        # Says plainly when this chat's text goes to another computer (a remote model).
+        self.remote_badge = _named(QLabel(), "remoteBadge")
+        self.remote_badge.setTextFormat(Qt.TextFormat.PlainText)
+        self.remote_badge.setStyleSheet(
+            "#remoteBadge { background: #fff4e5; color: #3e2723; border: 1px solid #e0a040;"
+            " border-radius: 4px; padding: 1px 6px; }"
+        )
+        self.remote_badge.hide()
+        top.addWidget(self.remote_badge)
         self.add_model_button = _named(QPushButton("Add model file…"), "addModelButton")
         top.addWidget(self.add_model_button)
         layout.addLayout(top)
@@ -345,6 +356,7 @@ class MainWindow(QMainWindow):
             ("&Manage models…", "Ctrl+M", "manageModelsAction", self.show_models),
             ("&Download models…", "Ctrl+D", "downloadModelsAction", self.show_downloads),
             ("&Add model file…", None, "addModelAction", self._add_model),
+            ("&Connections…", None, "connectionsAction", self.show_connections),
         ):
             action = models.addAction(text)
             action.setObjectName(name)
@@ -365,6 +377,17 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self.show_about)
 
     # -- intents ----------------------------------------------------------------------------
+
+    def show_connections(self) -> ConnectionsDialog:
+        """Models > Connections…: servers whose models the picker offers."""
+        if self.connections_dialog is None:
+            from app.ui.connections_dialog import ConnectionsDialog
+
+            self.connections_dialog = ConnectionsDialog(self.session.connections, parent=self)
+            self.connections_dialog.connectionsChanged.connect(self.session.refresh_remote_models)
+        self.connections_dialog.show()
+        self.connections_dialog.raise_()
+        return self.connections_dialog
 
     def show_models(self) -> ModelsDialog:
         if self.models_dialog is None:
@@ -706,16 +729,48 @@ class MainWindow(QMainWindow):
         current = self.session.current_model.path if self.session.current_model else None
         self.model_picker.blockSignals(True)
         self.model_picker.clear()
+        remote = self.session.remote_status
+        if remote:
+            self._picker_heading("On this computer")
         for model in self.session.library.models():
             label = model.label() if model.exists else f"{model.name} (missing)"
             self.model_picker.addItem(label, model.path)
         for damaged in self.session.library.damaged():  # listed with why, never choosable
-            self.model_picker.addItem(f"{damaged.file_name} (damaged: {damaged.reason})", None)
-            self.model_picker.model().item(self.model_picker.count() - 1).setEnabled(False)
+            self._picker_heading(f"{damaged.file_name} (damaged: {damaged.reason})", indent=False)
+        for connection in self.session.connections.all():
+            if connection.name not in remote:
+                continue
+            where = "this computer" if connection.is_local else connection.host
+            self._picker_heading(f"{connection.name} — on {where}")
+            if remote[connection.name]:
+                self._picker_heading(f"not answering: {remote[connection.name]}", indent=True)
+            for model in self.session.remote_models.values():
+                if model.remote == connection.name:
+                    self.model_picker.addItem(model.label(), model.path)
         self.model_picker.blockSignals(False)
         self._show_current_model(current)
         # No models at all: the welcome screen instead of an empty chat.
         self.chat_stack.setCurrentWidget(self.first_run if not self.session.library.models() else self.chat_view)
+
+    def _picker_heading(self, text: str, indent: bool = False) -> None:
+        """A line in the picker that is not a model (a group's title, a problem): never chosen."""
+        self.model_picker.addItem(("    " if indent else "") + text, None)
+        item = self.model_picker.model().item(self.model_picker.count() - 1)
+        item.setEnabled(False)
+
+    def _show_remote_badge(self) -> None:
+        model = self.session.current_model
+        connection = self.session.connections.get(model.remote) if model and model.remote else None
+        if connection is None or connection.is_local:
+            self.remote_badge.hide()
+            return
+        self.remote_badge.setText(f"Sent to {connection.host}")
+        self.remote_badge.setToolTip(
+            f"What you type in this chat, and the documents it retrieves, are sent to {connection.name} "
+            f"({connection.base_url}) to be answered there."
+        )
+        self.remote_badge.setAccessibleName(f"This chat is sent to {connection.host}")
+        self.remote_badge.show()
 
     def _show_template_status(self, path: str, problem: str) -> None:
         model = self.session.library.get(path)
@@ -724,9 +779,11 @@ class MainWindow(QMainWindow):
     def _show_current_model(self, path: str | None) -> None:
         index = self.model_picker.findData(path) if path else -1
         self.model_picker.setCurrentIndex(index)
+        self._show_remote_badge()
 
     def _show_context(self, used: int, size: int) -> None:
-        self.context_meter.setText(f"{used:,} / {size:,} tokens")
+        about = "" if self.session.context_exact else "≈ "  # a remote server that cannot count says so
+        self.context_meter.setText(f"{about}{used:,} / {size:,} tokens")
         self.context_bar.setMaximum(max(size, 1))
         self.context_bar.setValue(min(used, size))
         if used > size * 0.8:
@@ -749,6 +806,11 @@ class MainWindow(QMainWindow):
         if state is EngineState.READY:
             self.crash_bar.hide()
             self._count_timer.start()  # a model loaded or a reply ended: count again
+            info = self.session.loaded_info
+            # knobs a remote server has no use for are marked in the panel, not silently dropped
+            self.settings_panel.set_ignored(
+                info.ignored_settings if info else frozenset(), info.chat_format if info else ""
+            )
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.session.shutdown()

@@ -236,6 +236,12 @@ class SettingsPanel(QWidget):
         content = QWidget()
         content.setObjectName("settingsContent")
         column = QVBoxLayout(content)
+        # For a model on another server: which of these knobs that server would ignore.
+        self._ignored_note = self._note("ignoredNote")
+        self._ignored_note.setWordWrap(True)
+        self._ignored_note.hide()
+        self._ignored: frozenset[str] = frozenset()
+        column.addWidget(self._ignored_note)
         column.addWidget(self._build_preset_section())
         column.addWidget(self._build_sampling_section())
         column.addWidget(self._build_stop_section())
@@ -302,6 +308,29 @@ class SettingsPanel(QWidget):
             self._native_note.setText(f"This model was trained for up to {native_ctx:,} tokens of context.")
         self._native_note.setVisible(bool(native_ctx))
         self._revalidate(emit=False)
+
+    def set_ignored(self, names: frozenset[str], server: str = "") -> None:
+        """Mark the settings the model's server would ignore (a remote server without such a
+        knob): disabled, with the reason, rather than silently dropped."""
+        for name in self._ignored - names:
+            control = self._controls.get(name)
+            if control is not None:
+                control.setEnabled(True)
+                control.setToolTip(control.property("plainHelp") or control.toolTip())
+        for name in names:
+            control = self._controls.get(name)
+            if control is None:
+                continue
+            if control.property("plainHelp") is None:
+                control.setProperty("plainHelp", control.toolTip())
+            control.setEnabled(False)
+            control.setToolTip(f"{server or 'This server'} ignores this setting.")
+        self._ignored = frozenset(names)
+        labels = sorted(self._controls[n].accessibleName() for n in names if n in self._controls)
+        self._ignored_note.setText(
+            f"{server or 'This server'} ignores: {', '.join(labels)}. They stay as they are for other models."
+        )
+        self._ignored_note.setVisible(bool(labels))
 
     def settings(self) -> SamplingSettings:
         """The sampling settings as shown, valid or not (see :meth:`problems`)."""
