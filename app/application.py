@@ -181,7 +181,7 @@ def _open_documents(session) -> str | None:
     except DocumentIndexError as exc:  # chat still works; documents say why they don't
         session.documents = None
         return f"Documents are unavailable: {exc}"
-    session.documentsChanged.emit()  # the Attach and Collections buttons come on
+    session.docs.documentsChanged.emit()  # the Attach and Collections buttons come on
     return None
 
 

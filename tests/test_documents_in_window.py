@@ -32,8 +32,8 @@ def test_attached_documents_are_retrieved_cited_and_shown(
     other.write_text("Bread needs flour, water, salt and yeast. Knead it for ten minutes.\n")
     broken = tmp_path / "scan.pdf"
     broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
-    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as finished:
-        assert session.attach_files([str(notes), str(other), str(broken)])
+    with qtbot.waitSignal(session.docs.indexingFinished, timeout=60_000) as finished:
+        assert session.docs.attach_files([str(notes), str(other), str(broken)])
     report = finished.args[0]
     assert report.added == 2 and [Path(s.path).name for s in report.skipped] == ["scan.pdf"]
     assert "scan.pdf" in window.notice_bar.label.text()  # the unreadable file is listed with its reason
@@ -59,7 +59,7 @@ def test_attached_documents_are_retrieved_cited_and_shown(
         qtbot.keyClicks(window.input, "Who built the lighthouse?")
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
     assert not (done.args[0].stats or {}).get("sources")
-    assert not session.retrieval_enabled()
+    assert not session.docs.retrieval_enabled()
 
 
 def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
@@ -71,7 +71,7 @@ def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_pat
     dialog = window.show_collections()
     monkeypatch.setattr("app.ui.collections_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
     monkeypatch.setattr("app.ui.collections_dialog.QInputDialog.getText", lambda *a, **k: ("Handbook", True))
-    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as done:
+    with qtbot.waitSignal(session.docs.indexingFinished, timeout=60_000) as done:
         qtbot.mouseClick(dialog.new_button, Qt.MouseButton.LeftButton)
     assert done.args[0].added == 2
     assert dialog.list.count() == 1 and dialog.list.item(0).checkState() == Qt.CheckState.Checked
@@ -86,7 +86,7 @@ def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_pat
     (folder / "a.md").write_text("# Parking\n\nStaff now park in the new garage on Oak Road.\n")
     conv_id = session.conversation.id
     session.new_conversation()
-    with qtbot.waitSignal(session.indexingFinished, timeout=60_000) as synced:
+    with qtbot.waitSignal(session.docs.indexingFinished, timeout=60_000) as synced:
         session.open_conversation(conv_id)
     report = synced.args[0]
     assert report.updated == 1 and report.removed == 1
@@ -101,13 +101,13 @@ def test_hybrid_retrieval_with_an_embedding_model(qtbot, window: MainWindow, tmp
     session = window.session
     notes = tmp_path / "notes.md"
     notes.write_text("# Island\n\n" + FACT + "\n\n# Ferry\n\nThe ferry leaves at noon on Sundays.\n")
-    with qtbot.waitSignal(session.indexingFinished, timeout=60_000):
-        session.attach_files([str(notes)])
+    with qtbot.waitSignal(session.docs.indexingFinished, timeout=60_000):
+        session.docs.attach_files([str(notes)])
     dialog = window.show_collections()
     row = dialog.embedder.findData(str(demo_model))
     assert row > 0
     statuses: list[str] = []
-    session.embeddingStatus.connect(statuses.append)
+    session.docs.embeddingStatus.connect(statuses.append)
     dialog.embedder.setCurrentIndex(row)
     dialog.embedder.activated.emit(row)
     qtbot.waitUntil(lambda: any("every passage is embedded" in s for s in statuses), timeout=120_000)
@@ -146,8 +146,8 @@ def test_settings_panel_stays_whole_through_indexing(qtbot, window: MainWindow, 
     qtbot.waitUntil(whole)
     notes = tmp_path / "notes.md"
     notes.write_text("# Korrin Island\n\n" + FACT + "\n")
-    with qtbot.waitSignal(window.session.indexingFinished, timeout=60_000):
-        assert window.session.attach_files([str(notes)])
+    with qtbot.waitSignal(window.session.docs.indexingFinished, timeout=60_000):
+        assert window.session.docs.attach_files([str(notes)])
     qtbot.wait(100)
     whole()
     assert window.sources_budget.isVisible() and not window.indexing_bar.isVisible()

@@ -236,16 +236,16 @@ def test_the_progress_bar_ends_whatever_the_indexing_job_raises(qtbot, docs: Pat
         raise NotImplementedError("a bug somewhere in indexing")
 
     try:
-        with qtbot.waitSignal(session.indexingFinished, timeout=30_000) as first:
-            assert session.attach_files([str(docs / "p.html"), str(docs / "n.txt")])
+        with qtbot.waitSignal(session.docs.indexingFinished, timeout=30_000) as first:
+            assert session.docs.attach_files([str(docs / "p.html"), str(docs / "n.txt")])
         assert first.args[0].added == 2  # the odd charset no longer stops anything
         monkeypatch.setattr(DocumentIndex, "attach_files", explode)
         errors: list[str] = []
         session.errorMessage.connect(errors.append)
-        with qtbot.waitSignal(session.indexingFinished, timeout=30_000) as second:
-            assert session.attach_files([str(docs / "n.txt")])
+        with qtbot.waitSignal(session.docs.indexingFinished, timeout=30_000) as second:
+            assert session.docs.attach_files([str(docs / "n.txt")])
         assert second.args[0] is None and "a bug somewhere" in errors[-1]
-        qtbot.waitUntil(lambda: not session.indexing)
+        qtbot.waitUntil(lambda: not session.docs.indexing)
         assert window.indexing_bar.isHidden()
     finally:
         session.documents.close()
@@ -377,7 +377,7 @@ def test_the_collections_dialog_lists_a_link_out_of_the_folder(qtbot, tmp_path: 
         qtbot.addWidget(dialog)
         monkeypatch.setattr("app.ui.collections_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
         monkeypatch.setattr("app.ui.collections_dialog.QInputDialog.getText", lambda *a, **k: ("Shared", True))
-        with qtbot.waitSignal(session.indexingFinished, timeout=30_000):
+        with qtbot.waitSignal(session.docs.indexingFinished, timeout=30_000):
             qtbot.mouseClick(dialog.new_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: not dialog.skipped.isHidden())
         assert dialog.skipped.text() == f"Not indexed: <b>leak.txt {LINKS_OUTSIDE}"

@@ -190,7 +190,7 @@ def test_a_download_and_an_added_file_are_read_off_the_gui_thread(qtbot, monkeyp
         reads = _HeldReads(monkeypatch)
         downloaded = paths.models_dir() / "downloaded.gguf"
         shutil.copyfile(tiny, downloaded)
-        session.model_downloaded(str(downloaded))
+        session.models.model_downloaded(str(downloaded))
         monkeypatch.setattr("app.ui.main_window.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(tiny)], ""))
         window.first_run.addModel.emit()
         assert not reads.done.is_set(), "a header was read on the GUI thread"

@@ -71,7 +71,7 @@ class CollectionsDialog(QDialog):
         self.skipped.setWordWrap(True)
         self.skipped.hide()
         layout.addWidget(self.skipped)
-        session.embeddingStatus.connect(self.embedding_status.setText)
+        session.docs.embeddingStatus.connect(self.embedding_status.setText)
         self.embedder.activated.connect(self._embedder_chosen)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.close)
@@ -79,8 +79,8 @@ class CollectionsDialog(QDialog):
         self.new_button.clicked.connect(self._new)
         self.delete_button.clicked.connect(self._delete)
         self.list.itemChanged.connect(self._toggled)
-        session.documentsChanged.connect(self.reload)
-        session.indexingFinished.connect(self._indexed)
+        session.docs.documentsChanged.connect(self.reload)
+        session.docs.indexingFinished.connect(self._indexed)
         self.reload()
 
     def _indexed(self, report) -> None:
@@ -112,17 +112,17 @@ class CollectionsDialog(QDialog):
         for model in self.session.library.models():
             if model.exists:
                 self.embedder.addItem(f"Keywords + meaning: {model.name}", model.path)
-        at = self.embedder.findData(self.session.embedding_model) if self.session.embedding_model else 0
+        at = self.embedder.findData(self.session.docs.embedding_model) if self.session.docs.embedding_model else 0
         self.embedder.setCurrentIndex(max(at, 0))
         self.embedder.blockSignals(False)
         self.new_button.setEnabled(index is not None)
         self.delete_button.setEnabled(index is not None and self.list.count() > 0)
 
     def _embedder_chosen(self, row: int) -> None:
-        self.session.set_embedding_model(self.embedder.itemData(row))
+        self.session.docs.set_embedding_model(self.embedder.itemData(row))
 
     def _toggled(self, item: QListWidgetItem) -> None:
-        self.session.set_collection_enabled(
+        self.session.docs.set_collection_enabled(
             item.data(Qt.ItemDataRole.UserRole), item.checkState() == Qt.CheckState.Checked
         )
 
@@ -132,7 +132,7 @@ class CollectionsDialog(QDialog):
             return
         name, ok = QInputDialog.getText(self, "New collection", "Name:", text=folder.rstrip("/").rsplit("/", 1)[-1])
         if ok and name.strip():
-            self.session.create_collection(name.strip(), folder)
+            self.session.docs.create_collection(name.strip(), folder)
             self.reload()
 
     def _delete(self) -> None:
@@ -142,4 +142,4 @@ class CollectionsDialog(QDialog):
         text = f"Forget “{item.text()}”? Its index is removed; your files are not touched."
         if ask(self, "Delete collection", text):
             self.session.documents.delete_collection(item.data(Qt.ItemDataRole.UserRole))
-            self.session.documentsChanged.emit()
+            self.session.docs.documentsChanged.emit()

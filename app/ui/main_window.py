@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
         self.sources_budget = _named(QSpinBox(), "sourcesBudget")
         self.sources_budget.setRange(100, 16000)
         self.sources_budget.setSingleStep(250)
-        self.sources_budget.setValue(session.sources_budget)
+        self.sources_budget.setValue(session.docs.sources_budget)
         self.sources_budget.setSuffix(" tokens")
         self.sources_budget.setToolTip(
             "How much of the context retrieved passages may use (counted in the context meter)"
@@ -295,12 +295,12 @@ class MainWindow(QMainWindow):
         self.chat_view.variantRequested.connect(session.switch_variant)
         self.attach_button.clicked.connect(self._attach)
         self.collections_button.clicked.connect(self.show_collections)
-        self.use_documents.toggled.connect(session.set_retrieval_enabled)
+        self.use_documents.toggled.connect(session.docs.set_retrieval_enabled)
         self.sources_budget.valueChanged.connect(lambda v: setattr(session, "sources_budget", v))
-        self.indexing_cancel.clicked.connect(session.cancel_indexing)
-        session.documentsChanged.connect(self._show_documents)
-        session.indexingProgress.connect(self._indexing_progress)
-        session.indexingFinished.connect(self._indexing_finished)
+        self.indexing_cancel.clicked.connect(session.docs.cancel_indexing)
+        session.docs.documentsChanged.connect(self._show_documents)
+        session.docs.indexingProgress.connect(self._indexing_progress)
+        session.docs.indexingFinished.connect(self._indexing_finished)
         self.settings_panel.settingsChanged.connect(session.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
@@ -384,7 +384,7 @@ class MainWindow(QMainWindow):
             from app.ui.connections_dialog import ConnectionsDialog
 
             self.connections_dialog = ConnectionsDialog(self.session.connections, parent=self)
-            self.connections_dialog.connectionsChanged.connect(self.session.refresh_remote_models)
+            self.connections_dialog.connectionsChanged.connect(self.session.models.refresh_remote_models)
         self.connections_dialog.show()
         self.connections_dialog.raise_()
         return self.connections_dialog
@@ -429,7 +429,7 @@ class MainWindow(QMainWindow):
     def _use_demo(self) -> None:
         # registers the demo when the library is empty, and picks it: its header is read on a
         # worker thread, so the window stays responsive
-        self.session.refresh_models(first_start=True)
+        self.session.models.refresh_models(first_start=True)
 
     def show_downloads(self):
         if self._downloads is None:
@@ -439,7 +439,7 @@ class MainWindow(QMainWindow):
 
             queue, hub = self._downloads.get()
             self.downloads_dialog = DownloadsDialog(queue, hub, self)
-            self.downloads_dialog.modelDownloaded.connect(self.session.model_downloaded)
+            self.downloads_dialog.modelDownloaded.connect(self.session.models.model_downloaded)
         self.downloads_dialog.show()
         self.downloads_dialog.raise_()
         return self.downloads_dialog
@@ -463,7 +463,7 @@ class MainWindow(QMainWindow):
         if models:
             self.show_models().import_files(models)
         if others:
-            self.session.attach_files(others)
+            self.session.docs.attach_files(others)
 
     # -- documents ------------------------------------------------------------------------
 
@@ -475,7 +475,7 @@ class MainWindow(QMainWindow):
             "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.py *.js *.ts *.c *.cpp *.h *.java *.rs *.go *.rb *.sh *.json *.yaml *.yml *.toml *.csv);;All files (*)",
         )
         if files:
-            self.session.attach_files(files)
+            self.session.docs.attach_files(files)
 
     def show_collections(self):
         from app.ui.collections_dialog import CollectionsDialog
@@ -489,14 +489,14 @@ class MainWindow(QMainWindow):
     def _show_documents(self) -> None:
         enabled = self.session.documents is not None
         for widget in (self.attach_button, self.collections_button, self.use_documents, self.sources_budget):
-            widget.setEnabled(enabled and not self.session.indexing)
-        docs = self.session.attached_documents()
+            widget.setEnabled(enabled and not self.session.docs.indexing)
+        docs = self.session.docs.attached_documents()
         if self.session.documents is not None:
             index = self.session.documents
             on = set(index.enabled_collections(self.session.conversation.id))
             docs = docs + [d for c in index.collections() if c.id in on for d in index.documents(c.id)]
         self.use_documents.blockSignals(True)
-        self.use_documents.setChecked(self.session.retrieval_enabled())
+        self.use_documents.setChecked(self.session.docs.retrieval_enabled())
         self.use_documents.blockSignals(False)
         readable = [d for d in docs if not d.error]
         self.documents_label.setText(f"{len(readable)} document{'s' if len(readable) != 1 else ''}" if docs else "")
@@ -586,7 +586,7 @@ class MainWindow(QMainWindow):
             paths.set_models_dir(prefs.usable_models_dir())
             if self._downloads is not None:
                 self._downloads.set_models_dir(paths.models_dir())
-            self.session.refresh_models()  # read on a worker thread; the picker fills after
+            self.session.models.refresh_models()  # read on a worker thread; the picker fills after
 
     def _focus_search(self) -> None:
         self.sidebar.search.setFocus()
@@ -721,7 +721,7 @@ class MainWindow(QMainWindow):
     def _add_model(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add model files", "", "GGUF models (*.gguf);;All files (*)")
         for path in files:
-            self.session.add_model_in_background(path)  # the header is read off the GUI thread
+            self.session.models.add_model_in_background(path)  # the header is read off the GUI thread
 
     # -- state ------------------------------------------------------------------------------
 
@@ -729,7 +729,7 @@ class MainWindow(QMainWindow):
         current = self.session.current_model.path if self.session.current_model else None
         self.model_picker.blockSignals(True)
         self.model_picker.clear()
-        remote = self.session.remote_status
+        remote = self.session.models.remote_status
         if remote:
             self._picker_heading("On this computer")
         for model in self.session.library.models():
@@ -744,7 +744,7 @@ class MainWindow(QMainWindow):
             self._picker_heading(f"{connection.name} — on {where}")
             if remote[connection.name]:
                 self._picker_heading(f"not answering: {remote[connection.name]}", indent=True)
-            for model in self.session.remote_models.values():
+            for model in self.session.models.remote_models.values():
                 if model.remote == connection.name:
                     self.model_picker.addItem(model.label(), model.path)
         self.model_picker.blockSignals(False)

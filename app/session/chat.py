@@ -1,41 +1,35 @@
-"""The chat session: the one object that turns the user's intents into engine requests.
+"""The chat session: conversations and generation — the user's intents turned into engine
+requests and store writes.
 
 Widgets call its intent methods (send, stop, select_model, restart_engine) and draw from
 its signals; the engine worker lives on its own thread and is reached only through
-queued signals, except for the thread-safe ``cancel``.
+queued signals, except for the thread-safe ``cancel``. The models a person can choose
+(:class:`ModelCatalog`, ``session.models``) and chat with your documents
+(:class:`DocumentsController`, ``session.docs``) are objects of their own, with their
+own signals; the session composes them.
 """
 
 from __future__ import annotations
 
-import enum
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core.config import AppConfig
-from app.core.connections import Connection, ConnectionStore
+from app.core.connections import ConnectionStore
 from app.core.conversation import Conversation, Message, MessageState, Role
-from app.core.gguf import GGUFError
-from app.core.library import (
-    LibraryError,
-    ModelDefaults,
-    ModelInfo,
-    ModelLibrary,
-    ScanResult,
-    read_demo_model,
-    read_model,
-    scan_models_dir,
-)
+from app.core.library import ModelInfo, ModelLibrary
 from app.core.presets import effective_system_prompt, few_shot_turns
-from app.core.remote_models import parse_remote_ref, remote_model_info
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.engine import protocol as p
 from app.engine.worker import EngineWorker
 from app.import_worker import ImportResult, ImportWorker
+from app.session.documents import DocumentsController, sources_stats
+from app.session.models import ModelCatalog
+from app.session.state import EngineState
 
 if TYPE_CHECKING:
     import numpy as np  # for annotations; at run time numpy is imported where it is used
@@ -43,16 +37,6 @@ if TYPE_CHECKING:
     # Documents (numpy, the readers) and export (markdown-it, Pygments) are imported where they
     # are used: the window's first frame needs neither (tests/test_startup.py).
     from app.core.documents.index import DocumentIndex
-
-
-class EngineState(str, enum.Enum):
-    STARTING = "starting"
-    NO_MODEL = "no_model"
-    LOADING = "loading"
-    READY = "ready"
-    GENERATING = "generating"
-    CRASHED = "crashed"
-    CLOSED = "closed"
 
 
 class ChatSession(QObject):
@@ -72,10 +56,6 @@ class ChatSession(QObject):
     importFinished = Signal(int)  # conversations imported (0: none, and a message said why)
     storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
     contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
-    documentsChanged = Signal()  # attachments or the retrieval switch of this conversation
-    indexingProgress = Signal(int, int, str)  # done, total, file name (from the indexing thread)
-    indexingFinished = Signal(object)  # IndexReport, or None when it failed (message sent)
-    _offThreadDone = Signal(object, object, object)  # on_done, result, error (from a header reader)
     # model path, and why it has no usable chat template ("" when it has one, or one was chosen)
     templateStatus = Signal(str, str)
 
@@ -89,9 +69,7 @@ class ChatSession(QObject):
     _shutdown = Signal()
     _unload = Signal()
     _countPrompt = Signal(object, int)
-    _loadEmbedder = Signal(object)
-    _embed = Signal(object, object, str)
-    embeddingStatus = Signal(str)  # how far hybrid retrieval has got, in words
+    _embed = Signal(object, object, str)  # the question, embedded for hybrid retrieval
 
     def __init__(
         self,
@@ -103,7 +81,6 @@ class ChatSession(QObject):
         flush_interval: float = 0.04,
     ) -> None:
         super().__init__()
-        self.library = library
         self.config = config
         self.store = store
         self.settings = settings or SamplingSettings()
@@ -122,20 +99,10 @@ class ChatSession(QObject):
         self._count_serial = 0
         self._prompt_tokens = 0  # of the reply being written
         self.context_used = 0
-        self.documents: DocumentIndex | None = None  # set by the app: chat with your documents
-        self.sources_budget = 1500  # tokens of retrieved passages per question
-        self._citations: list = []  # sources given to the reply being written
-        self._indexing_cancel = threading.Event()
-        self._indexing: threading.Thread | None = None
-        self.embedding_model: str | None = None  # a GGUF used in embedding mode: hybrid retrieval
-        self._embedder_ready = False
-        self._embedding = False  # a batch of passages is with the engine
+        self._citations: list[Any] = []  # sources given to the reply being written
         # the embedded question, while a reply is being prepared (False: keyword search only this time)
         self._query_vector: np.ndarray | Literal[False] | None = None
         self._pending_send = False
-        self.connections = ConnectionStore()  # servers whose models the picker offers too
-        self.remote_models: dict[str, ModelInfo] = {}  # by remote:// reference, as last listed
-        self.remote_status: dict[str, str] = {}  # connection name -> why it did not answer ("" ok)
         self.context_exact = True  # False: the context meter shows a remote server's estimate (≈)
         self._wanted_model: str | None = None  # the load asked for last, until it ends
         self._loading_path: str | None = None  # the load the engine is working on
@@ -155,13 +122,9 @@ class ChatSession(QObject):
         self.worker.promptCounted.connect(self._on_prompt_counted)
         self.worker.promptInfo.connect(self._on_prompt_info)
         self.worker.streamStats.connect(self._on_stream_stats)
-        self._loadEmbedder.connect(self.worker.load_embedder)
         self._embed.connect(self.worker.embed)
-        self.worker.embedderLoaded.connect(self._on_embedder_loaded)
         self.worker.embedderFailed.connect(self._on_embedder_failed)
         self.worker.embedded.connect(self._on_embedded)
-        self.worker.engineReady.connect(self._reload_embedder)
-        self.indexingFinished.connect(lambda _report: self._embed_missing())
         self.worker.engineReady.connect(self._on_engine_ready)
         self.worker.loading.connect(self._on_loading)
         self.worker.loaded.connect(self._on_loaded)
@@ -173,9 +136,45 @@ class ChatSession(QObject):
         self.worker.waiting.connect(self.statusText)
         self.worker.interrupted.connect(self._on_interrupted)
         self.storeError.connect(self.errorMessage)
-        self._offThreadDone.connect(self._off_thread_done)
-        self._readers: list[threading.Thread] = []  # header reads in flight (models folder, files)
-        self._scanning = False  # the models folder is being read: "no model" is not known yet
+
+        # The models to choose from (files and connections), read off the GUI thread.
+        self.models = ModelCatalog(library, ConnectionStore())
+        self.models.modelsChanged.connect(self.modelsChanged)
+        self.models.errorMessage.connect(self.errorMessage)
+        self.models.infoMessage.connect(self.infoMessage)
+        self.models.modelAdded.connect(self._model_added)
+        self.models.scanFinished.connect(self._models_scanned)
+        # Chat with your documents; its embedding model runs in the engine.
+        self.docs = DocumentsController(config, lambda: self.conversation.id, lambda: self.state is EngineState.READY)
+        self.docs.errorMessage.connect(self.errorMessage)
+        self.docs.loadEmbedder.connect(self.worker.load_embedder)
+        self.docs.embedPassages.connect(self.worker.embed)
+        self.worker.embedderLoaded.connect(self.docs.on_embedder_loaded)
+        self.worker.engineReady.connect(self.docs.reload_embedder)
+
+    # -- the parts, under the names widgets and tests have long used ----------------------
+
+    @property
+    def library(self) -> ModelLibrary:
+        return self.models.library
+
+    @property
+    def connections(self) -> ConnectionStore:
+        return self.models.connections
+
+    @property
+    def documents(self) -> DocumentIndex | None:
+        return self.docs.index
+
+    @documents.setter
+    def documents(self, index: DocumentIndex | None) -> None:
+        self.docs.index = index
+
+    def model_info(self, path: str) -> ModelInfo | None:
+        return self.models.get(path)
+
+    def add_model(self, path: str) -> ModelInfo | None:
+        return self.models.add_model(path)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -197,8 +196,8 @@ class ChatSession(QObject):
         # Headers are read on a worker thread, so a slow disk or a damaged file in the models
         # folder never keeps the window from appearing: a model the library knows loads at
         # once, and otherwise the choice waits for the scan (_models_scanned).
-        self.refresh_models(first_start=True)
-        self.refresh_remote_models()  # what the connections serve, asked on a worker thread
+        self.models.refresh_models(first_start=True)
+        self.models.refresh_remote_models()  # what the connections serve, asked on a worker thread
         model = self._initial_model()
         if model is not None:
             self.select_model(model.path)
@@ -226,19 +225,10 @@ class ChatSession(QObject):
                 self._thread.quit()
                 self._thread.wait(500)
         self.store.close()  # drains queued writes: every message is on disk
-        for reader in self._readers:
-            reader.join(2.0)  # header reads are budgeted (app.core.gguf): well under a second
-        self._indexing_cancel.set()
-        if self._indexing is not None:
-            self._indexing.join(2.0)
-        if self.documents is not None:
-            self.documents.close()
+        self.models.close()
+        self.docs.shutdown()
 
     # -- intents -----------------------------------------------------------------------------
-
-    def model_info(self, path: str) -> ModelInfo | None:
-        """A model file in the library, or a model a connection serves (``remote://…``)."""
-        return self.library.get(path) or self.remote_models.get(path)
 
     def select_model(self, path: str) -> None:
         model = self.model_info(path)
@@ -269,77 +259,9 @@ class ChatSession(QObject):
                 load.n_gpu_layers,
                 load.n_batch,
                 chat_template=model.defaults.chat_template,
-                remote=self._remote_target(model),
+                remote=self.models.remote_target(model),
             )
         )
-
-    def _remote_target(self, model: ModelInfo) -> p.RemoteTarget | None:
-        ref = parse_remote_ref(model.path) if model.remote is not None else None
-        connection = self.connections.get(ref[0]) if ref is not None else None
-        if ref is None or connection is None:
-            return None
-        return p.RemoteTarget(connection.name, connection.base_url, ref[1])
-
-    # -- connections (models served by other programs) ------------------------------------
-
-    def set_connections(self, store: ConnectionStore) -> None:
-        self.connections = store
-
-    def refresh_remote_models(self) -> None:
-        """Ask every connection what it serves, on a worker thread; the picker lists the
-        answers grouped by connection, and a connection that does not answer says why."""
-        connections = self.connections.all()
-        if not connections:
-            if self.remote_models or self.remote_status:
-                self.remote_models, self.remote_status = {}, {}
-                self.modelsChanged.emit()
-            return
-
-        def list_all() -> list[tuple[Connection, list[ModelInfo], str]]:
-            from app.engine.remote import RemoteBackend
-
-            results = []
-            for connection in connections:
-                backend = RemoteBackend(connection.base_url, ConnectionStore.api_key(connection))
-                try:
-                    found = backend.models()
-                    infos = [remote_model_info(connection, m.id, m.context_length) for m in found]
-                    results.append((connection, infos, ""))
-                except Exception as exc:  # said in words in the picker; RemoteError's are plain
-                    results.append((connection, [], str(exc) or type(exc).__name__))
-                finally:
-                    backend.close()
-            return results
-
-        self._read_off_thread(list_all, self._remote_listed)
-
-    def _remote_listed(self, results, error: BaseException | None) -> None:
-        if error is not None or results is None:
-            return
-        models: dict[str, ModelInfo] = {}
-        status: dict[str, str] = {}
-        for connection, infos, problem in results:
-            for info in infos:
-                models[info.path] = info
-            status[connection.name] = problem
-        self.remote_models, self.remote_status = models, status
-        self.modelsChanged.emit()
-
-    def set_chat_template(self, path: str, key: str | None) -> None:
-        """Use a known chat template for a model (None: the GGUF's own), saved with the
-        model's defaults; the model reloads with it when it is the one in use."""
-        model = self.library.get(path)
-        if model is None:
-            return
-        defaults = ModelDefaults.from_dict({**model.defaults.to_dict(), "chat_template": key})
-        try:
-            self.library.set_defaults(path, defaults)
-        except (LibraryError, OSError) as exc:
-            self.errorMessage.emit(f"Could not save the template for {model.name}: {exc}")
-            return
-        self.modelsChanged.emit()
-        if self.current_model is not None and self.current_model.path == path:
-            self.select_model(path)
 
     # -- conversations ----------------------------------------------------------------------
 
@@ -357,7 +279,7 @@ class ChatSession(QObject):
         self.conversation = Conversation(settings=self.settings.to_dict())
         self._saved = False
         self.conversationOpened.emit(self.conversation)
-        self.documentsChanged.emit()
+        self.docs.documentsChanged.emit()
 
     def open_conversation(self, conversation_id: str, reveal: str | None = None) -> bool:
         """Show a conversation; ``reveal``: a message (a search hit) whose branch is shown."""
@@ -385,8 +307,8 @@ class ChatSession(QObject):
             self.errorMessage.emit(f"Parts of “{conversation.title}” could not be read and are left out ({shown}).")
         self.config.set("last_conversation", conversation.id)
         self.conversationOpened.emit(conversation)
-        self.documentsChanged.emit()
-        self.sync_collections()
+        self.docs.documentsChanged.emit()
+        self.docs.sync_collections()
         return True
 
     def rename_conversation(self, conversation_id: str, title: str) -> None:
@@ -524,6 +446,25 @@ class ChatSession(QObject):
         self.store.add_message(conv.id, message, len(conv.messages) - 1)
         self.store.touch(conv.id)
 
+    def set_chat_template(self, path: str, key: str | None) -> None:
+        """Use a known chat template for a model (None: the GGUF's own), saved with the
+        model's defaults; the model reloads with it when it is the one in use."""
+        if self.models.set_chat_template(path, key) and self.current_model is not None:
+            if self.current_model.path == path:
+                self.select_model(path)
+
+    def _model_added(self, path: str) -> None:
+        if self.current_model is None and self.state is not EngineState.GENERATING:
+            self.select_model(path)  # the first model a new user adds is ready to chat
+
+    def _models_scanned(self) -> None:
+        if self.current_model is None and self.state in (EngineState.STARTING, EngineState.NO_MODEL):
+            model = self._initial_model()
+            if model is not None:
+                self.select_model(model.path)
+            else:
+                self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
+
     def unload_if_current(self, path: str) -> None:
         """The model is about to be deleted: free it first if it is the one loaded."""
         model = self.library.get(path)
@@ -535,98 +476,6 @@ class ChatSession(QObject):
         self.loaded_info = None
         self._unload.emit()
         self._set_state(EngineState.NO_MODEL, "The model was removed — choose another one.")
-
-    def model_downloaded(self, path: str) -> None:
-        """A finished download: into the library, and chosen if no model is in use. Its header
-        is read on a worker thread; the picker shows it when that is done."""
-        self._read_off_thread(
-            lambda: read_model(path), lambda info, error: self._model_read(path, info, error, downloaded=True)
-        )
-
-    def add_model_in_background(self, path: str) -> None:
-        """``add_model`` for the GUI: the header is read on a worker thread, then the model
-        joins the library (or the reason it cannot is said)."""
-        self._read_off_thread(
-            lambda: read_model(path), lambda info, error: self._model_read(path, info, error, downloaded=False)
-        )
-
-    def refresh_models(self, first_start: bool = False) -> None:
-        """Look for new and vanished files in the models folder (and, on a first start with
-        an empty library, the demo model) on a worker thread; the picker fills when done."""
-        demo_wanted = first_start and not self.library.models()
-        known, stale = self.library.refresh_plan()
-        self._scanning = True
-        self._read_off_thread(
-            lambda: (read_demo_model() if demo_wanted else None, scan_models_dir(known, stale)), self._models_scanned
-        )
-
-    def _read_off_thread(self, fn, on_done) -> None:
-        """Run ``fn`` (blocking file reads, no Qt) on a thread; ``on_done(result, error)`` runs
-        on the GUI thread afterwards, through a queued signal."""
-
-        def run() -> None:
-            try:
-                result, error = fn(), None
-            except Exception as exc:  # noqa: BLE001 - handed to on_done, said in plain words there
-                result, error = None, exc
-            try:
-                self._offThreadDone.emit(on_done, result, error)
-            except RuntimeError:  # the session was deleted meanwhile (the app is closing)
-                pass
-
-        self._readers = [t for t in self._readers if t.is_alive()]
-        thread = threading.Thread(target=run, name="model-headers", daemon=True)
-        self._readers.append(thread)
-        thread.start()
-
-    def _off_thread_done(self, on_done, result, error) -> None:
-        if self.state is not EngineState.CLOSED:
-            on_done(result, error)
-
-    def _models_scanned(self, result, error: BaseException | None) -> None:
-        self._scanning = False
-        demo_info, scan = result if error is None and result is not None else (None, ScanResult())
-        if error is not None:
-            self.errorMessage.emit(f"Could not look for models in {self.library.models_dir}: {_plain_error(error)}")
-        demo = self.library.add_demo(demo_info)
-        refreshed = self.library.apply_scan(scan)
-        if demo is not None or refreshed.changed:
-            self.modelsChanged.emit()
-        if self.current_model is None and self.state in (EngineState.STARTING, EngineState.NO_MODEL):
-            model = self._initial_model()
-            if model is not None:
-                self.select_model(model.path)
-            else:
-                self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
-
-    def _model_read(self, path: str, info: ModelInfo | None, error: BaseException | None, downloaded: bool) -> None:
-        if info is None:
-            reason = _plain_error(error, path)
-            self.errorMessage.emit(
-                f"The download finished but the file can't be used: {reason}" if downloaded else reason
-            )
-            return
-        model = self.library.find(path) or self.library.add_info(info)
-        self.modelsChanged.emit()
-        if downloaded:
-            self.infoMessage.emit(f"{model.name} is downloaded and ready in the model picker.")
-        if self.current_model is None and self.state is not EngineState.GENERATING:
-            self.select_model(model.path)  # the first model a new user adds is ready to chat
-
-    def add_model(self, path: str) -> ModelInfo | None:
-        """Register a GGUF file; a bad file becomes a message, not an exception."""
-        try:
-            model = self.library.add_file(path)
-        except GGUFError as exc:
-            self.errorMessage.emit(str(exc))
-            return None
-        except OSError as exc:
-            self.errorMessage.emit(f"{Path(path).name}: {exc.strerror or exc}")
-            return None
-        self.modelsChanged.emit()
-        if self.current_model is None and self.state is not EngineState.GENERATING:
-            self.select_model(model.path)  # the first model a new user adds is ready to chat
-        return model
 
     def send(self, text: str) -> bool:
         """Add the user's message and ask for a reply. False when it cannot be sent now
@@ -769,13 +618,15 @@ class ChatSession(QObject):
 
     def _generate(self) -> None:
         assert self.current_model is not None
-        if self._embedder_ready and self._query_vector is None and self._has_documents():
+        if self.docs.embedder_ready and self._query_vector is None and self.docs.has_documents():
             question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
             self._set_state(EngineState.GENERATING, "Looking through your documents…")
             self._embed.emit([], [question], "query")  # retrieval continues in _on_embedded
             return
         messages = self.prompt_messages()
-        messages = self._with_sources(messages, self._query_vector)
+        question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
+        vector = self._query_vector if self._query_vector is not None and self._query_vector is not False else None
+        messages, self._citations = self.docs.with_sources(messages, question, vector)
         self._query_vector = None
         self._reply = Message(
             Role.ASSISTANT,
@@ -866,233 +717,13 @@ class ChatSession(QObject):
         if self.current_model is not None:
             self.select_model(self.current_model.path)
 
-    # -- documents -----------------------------------------------------------------------
-
-    def attached_documents(self) -> list:
-        if self.documents is None:
-            return []
-        coll = self.documents.attachments_collection(self.conversation.id, create=False)
-        return self.documents.documents(coll.id) if coll is not None else []
-
-    def retrieval_enabled(self) -> bool:
-        return self.documents is not None and self.documents.retrieval_enabled(self.conversation.id)
-
-    def set_retrieval_enabled(self, enabled: bool) -> None:
-        if self.documents is not None:
-            self.documents.set_retrieval_enabled(self.conversation.id, enabled)
-            self.documentsChanged.emit()
-
-    @property
-    def indexing(self) -> bool:
-        return self._indexing is not None and self._indexing.is_alive()
-
-    def attach_files(self, files: list[str]) -> bool:
-        """Index files for this conversation on a background thread; progress and the report
-        (with every skipped file and why) arrive as signals."""
-        if self.documents is None or not files:
-            return False
-        index, conversation_id = self.documents, self.conversation.id
-        return self._start_indexing(
-            lambda progress, cancel: index.attach_files(conversation_id, files, progress, cancel)
-        )
-
-    def create_collection(self, name: str, folder: str) -> bool:
-        """A named collection filled from a folder (indexed in the background), switched on
-        for this conversation; other conversations can switch it on too."""
-        if self.documents is None or self.indexing:
-            return False
-        from app.core.documents.index import DocumentIndexError
-
-        try:
-            collection = self.documents.create_collection(name, folder)
-        except DocumentIndexError as exc:
-            self.errorMessage.emit(str(exc))
-            return False
-        self.documents.enable_collection(self.conversation.id, collection.id, True)
-        self.documentsChanged.emit()
-        index = self.documents
-        return self._start_indexing(lambda progress, cancel: index.sync_collection(collection.id, progress, cancel))
-
-    def set_collection_enabled(self, collection_id: int, enabled: bool) -> None:
-        if self.documents is not None:
-            self.documents.enable_collection(self.conversation.id, collection_id, enabled)
-            self.documentsChanged.emit()
-
-    def sync_collections(self) -> bool:
-        """Re-index this conversation's folder collections: changed files (by time and hash)
-        again, removed ones dropped. Runs when a conversation is opened."""
-        if self.documents is None or self.indexing:
-            return False
-        index = self.documents
-        ids = [
-            c.id
-            for c in index.collections()
-            if c.folder is not None and c.id in index.enabled_collections(self.conversation.id)
-        ]
-        if not ids:
-            return False
-        from app.core.documents.index import DocumentIndexError
-
-        def job(progress, cancel):
-            report = None
-            for cid in ids:
-                try:
-                    part = index.sync_collection(cid, progress, cancel)
-                except DocumentIndexError as exc:  # e.g. the folder's drive is unplugged: keep its index
-                    self.errorMessage.emit(str(exc))
-                    continue
-                report = part if report is None else report.merge(part)
-            return report
-
-        return self._start_indexing(job)
-
-    def _start_indexing(self, job) -> bool:
-        if self.indexing:
-            self.errorMessage.emit("Documents are still being indexed; try again when that has finished.")
-            return False
-        self._indexing_cancel.clear()
-        from app.core.documents.index import DocumentIndexError
-
-        def work() -> None:
-            # indexingFinished is what ends the progress bar: it is sent whatever happens
-            report = None
-            try:
-                report = job(self.indexingProgress.emit, self._indexing_cancel.is_set)
-            except (DocumentIndexError, OSError) as exc:
-                self.errorMessage.emit(f"Could not index the files: {exc}")
-            except Exception as exc:  # a bug must not leave the progress bar up forever
-                import logging
-
-                logging.getLogger(__name__).exception("indexing failed")
-                self.errorMessage.emit(f"Could not index the files: {type(exc).__name__}: {exc}")
-            finally:
-                self.indexingFinished.emit(report)
-
-        self._indexing = threading.Thread(target=work, name="hearth-indexing", daemon=True)
-        self._indexing.start()
-        return True
-
-    def cancel_indexing(self) -> None:
-        self._indexing_cancel.set()
-
-    def _has_documents(self) -> bool:
-        if self.documents is None:
-            return False
-        from app.core.documents.index import DocumentIndexError
-
-        try:
-            return self.documents is not None and bool(self.documents.conversation_collection_ids(self.conversation.id))
-        except DocumentIndexError:
-            return False
-
-    # -- hybrid retrieval: an embedding model in the engine ---------------------------------
-
-    def _vector_tag(self) -> str:
-        return Path(self.embedding_model).name if self.embedding_model else "default"
-
-    def set_embedding_model(self, model_path: str | None) -> None:
-        """Use this GGUF in embedding mode (vector + keyword search), or None: keywords only."""
-        self.embedding_model = model_path
-        self._embedder_ready = False
-        self.config.set("embedding_model", model_path)
-        self._loadEmbedder.emit(model_path)
-        self.embeddingStatus.emit("Loading the embedding model…" if model_path else "Keyword search (BM25)")
-
-    def _reload_embedder(self, _version: str = "") -> None:
-        if self.embedding_model is None:
-            self.embedding_model = self.config.get("embedding_model")
-        if self.embedding_model:
-            self._embedder_ready = False
-            self._loadEmbedder.emit(self.embedding_model)
-
-    def _on_embedder_loaded(self, dims: int) -> None:
-        self._embedder_ready = dims > 0
-        self._embedding = False
-        self._embed_missing()
-
-    def _on_embedder_failed(self, message: str) -> None:
-        self._embedding = False
-        if self._query_vector is None and self.state is EngineState.GENERATING and self._reply is None:
-            self._query_vector = False  # retrieve by keywords only this time
-            self._set_state(EngineState.READY, "")
-            self._generate()
-        self.errorMessage.emit(f"{message} Retrieval uses keyword search only.")
-        self._embedder_ready = False
-        self.embeddingStatus.emit("Keyword search (BM25) — the embedding model is not available")
-
-    def _embed_missing(self) -> None:
-        """Embed passages that have no vector yet, a small batch at a time, when the engine is idle."""
-        if not self._embedder_ready or self._embedding or self.documents is None or self.state is not EngineState.READY:
-            return
-        ids = [c.id for c in self.documents.collections(include_attachments=True)]
-        missing = self.documents.passages_missing_vectors(ids, model=self._vector_tag(), limit=16) if ids else []
-        if not missing:
-            self.embeddingStatus.emit("Hybrid search: every passage is embedded")
-            return
-        self._embedding = True
-        self._embed.emit([pid for pid, _ in missing], [text for _, text in missing], "passages")
-
-    def _on_embedded(self, ids: list, vectors: list, tag: str) -> None:
-        import numpy as np
-
-        if tag == "query":
-            self._query_vector = np.asarray(vectors[0], dtype=np.float32)
-            self._set_state(EngineState.READY, "")
-            self._generate()
-            return
-        self._embedding = False
-        if self.documents is not None and ids:
-            self.documents.store_vectors(ids, np.asarray(vectors, dtype=np.float32), model=self._vector_tag())
-            self.embeddingStatus.emit(f"Hybrid search: embedded {len(ids)} more passages…")
-        self._embed_missing()
-
-    def _with_sources(self, messages: list[dict[str, str]], query_vector=None) -> list[dict[str, str]]:
-        """Put the passages that best match the question in front of it, numbered to cite."""
-        self._citations = []
-        if self.documents is None:
-            return messages
-        from app.core.documents.index import DocumentIndexError
-        from app.core.documents.retrieval import build_context, retrieve, with_context
-
-        try:
-            ids = self.documents.conversation_collection_ids(self.conversation.id)
-            question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
-            if not ids or not question:
-                return messages
-            vector = query_vector if query_vector is not None and query_vector is not False else None
-            hits = retrieve(
-                self.documents,
-                question,
-                ids,
-                k=6,
-                token_budget=self.sources_budget,
-                query_vector=vector,
-                vector_model=self._vector_tag(),
-            )
-        except DocumentIndexError as exc:
-            self.errorMessage.emit(f"Your documents could not be searched: {exc}")
-            return messages
-        if not hits:
-            return messages
-        block, self._citations = build_context(hits)
-        return with_context(messages, block)
-
     def _finish_reply(self, state: MessageState, stats: dict) -> None:
         reply, self._reply = self._reply, None
         if reply is None:
             return
         reply.state = state
         if self._citations:
-            from app.core.documents.retrieval import cited_numbers
-
-            used = set(cited_numbers(reply.text, len(self._citations)))
-            stats = dict(
-                stats,
-                sources=[
-                    {"number": c.number, "label": c.label, "text": c.text, "cited": c.number in used}
-                    for c in self._citations
-                ],
-            )
+            stats = dict(stats, sources=sources_stats(reply.text, self._citations))
             self._citations = []
         reply.stats = stats or None
         self.store.update_message(reply)
@@ -1103,7 +734,7 @@ class ChatSession(QObject):
     # -- worker events -----------------------------------------------------------------------
 
     def _on_engine_ready(self, version: str) -> None:
-        if self.state is EngineState.STARTING and self.current_model is None and not self._scanning:
+        if self.state is EngineState.STARTING and self.current_model is None and not self.models.scanning:
             self._set_state(EngineState.NO_MODEL, "No model yet: add a GGUF file to start chatting.")
 
     def _on_loading(self, path: str) -> None:
@@ -1169,7 +800,7 @@ class ChatSession(QObject):
             done = "Stopped" if stopped else "Done"
             extra = f" — {stats.get('tokens', 0)} tokens" + (f", {rate:.1f} tokens/s" if rate else "")
             self._set_state(EngineState.READY, done + extra)
-        self._embed_missing()
+        self.docs.embed_missing()
 
     def _why_empty(self, reason: str, stats: dict) -> str:
         """Plain words for a reply that ended before writing anything: never just silence."""
@@ -1202,6 +833,23 @@ class ChatSession(QObject):
         if self.state is not EngineState.CLOSED:
             self._set_state(EngineState.READY, message)
 
+    def _on_embedder_failed(self, message: str) -> None:
+        if self._query_vector is None and self.state is EngineState.GENERATING and self._reply is None:
+            self._query_vector = False  # retrieve by keywords only this time
+            self._set_state(EngineState.READY, "")
+            self._generate()
+        self.docs.on_embedder_failed(message)
+
+    def _on_embedded(self, ids: list[Any], vectors: list[Any], tag: str) -> None:
+        if tag != "query":
+            self.docs.on_passages_embedded(ids, vectors)
+            return
+        import numpy as np
+
+        self._query_vector = np.asarray(vectors[0], dtype=np.float32)
+        self._set_state(EngineState.READY, "")
+        self._generate()
+
     def _on_interrupted(self, message: str) -> None:
         """A remote reply was cut off mid-stream: what arrived is kept, marked interrupted."""
         self._finish_reply(MessageState.INTERRUPTED, {})
@@ -1231,15 +879,3 @@ def _title_from(text: str, limit: int = 60) -> str:
         return line or "New chat"
     cut = line[:limit].rsplit(" ", 1)[0]
     return (cut if len(cut) > limit // 2 else line[:limit]) + "…"
-
-
-def _plain_error(error: BaseException | None, path: str | None = None) -> str:
-    """A sentence for a failed header read: typed errors carry one, anything else is named."""
-    name = Path(path).name if path else ""
-    if isinstance(error, GGUFError):
-        return str(error)
-    if isinstance(error, OSError):
-        text = str(error.strerror or error)
-        return f"{name}: {text}" if name else text
-    what = type(error).__name__ if error is not None else "unknown error"
-    return f"{name}: the file could not be read ({what})" if name else f"something went wrong ({what})"
