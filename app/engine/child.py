@@ -16,7 +16,7 @@ from typing import Any
 from app.core.chat_templates import known_template
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
-from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs
+from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs, thread_kwargs
 from app.engine.stops import StopMatcher
 
 
@@ -253,9 +253,8 @@ class _Server:
             "n_ctx": 512,
             "n_batch": 512,
             "verbose": False,
+            **thread_kwargs(request.n_threads),
         }
-        if request.n_threads:
-            kwargs["n_threads"] = kwargs["n_threads_batch"] = request.n_threads
         try:
             self.embedder = Llama(**kwargs)
             dims = len(self._embed(["dimension probe"])[0])

@@ -10,6 +10,11 @@ because llama-cpp-python only takes it in the constructor yet reads the attribut
 it builds the sampler for every completion, so setting it per request needs no reload;
 system_prompt, chain_of_thought → the messages (the session builds them; see
 ``core.presets.effective_system_prompt``), not llama.cpp arguments.
+
+Threads: "Auto" (``n_threads`` None) is resolved here, in the engine child, to
+``core.sysinfo.default_threads()`` and always passed explicitly, for generation and for
+prompt batches (:func:`thread_kwargs`). Passing nothing would leave llama-cpp-python's
+``cpu_count() // 2``, which assumes hyperthreading: one thread on a 2-core VM, half the speed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from app.core import sysinfo
 from app.core.settings import SamplingSettings
 from app.engine.protocol import Load
 
@@ -63,7 +69,12 @@ def llama_kwargs(load: Load) -> dict[str, Any]:
         "last_n_tokens_size": SamplingSettings().last_n_tokens,
         "verbose": False,
     }
-    if load.n_threads:
-        kwargs["n_threads"] = load.n_threads
-        kwargs["n_threads_batch"] = load.n_threads
+    kwargs.update(thread_kwargs(load.n_threads))
     return kwargs
+
+
+def thread_kwargs(n_threads: int | None) -> dict[str, int]:
+    """``n_threads`` and ``n_threads_batch`` for ``Llama(...)``: the user's number, or for
+    Auto (None or 0) the count that is fastest on this machine."""
+    threads = n_threads if n_threads else sysinfo.default_threads()
+    return {"n_threads": threads, "n_threads_batch": threads}
