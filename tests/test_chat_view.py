@@ -297,6 +297,80 @@ def test_streaming_renders_only_the_tail(view) -> None:
     assert sum(len(c) for c in calls) < 0.05 * len(batches) * len(text)
 
 
+# Text where appending plain words could go wrong: a line whose kind the next word decides
+# ("1" + ". item", "-" + " item", "- -" + " -"), formats the next word must not take on (bold,
+# code, links, bare URLs), entities, runs of spaces, trailing spaces, tables, reasoning.
+TRICKY = (
+    "<think>I should think about this for a while before I answer.\n\nA second thought here.</think>"
+    "Plain words in a sentence, then more words after them. And again\n\n"
+    "1. first item with words\n2. second item with words\n\n"
+    "- bullet with a few words\n- - -\n\n"
+    "Some **bold words**and more, a `code span`then text, a [link](https://example.com)and after.\n"
+    "Visit www.example.com today or http://example.org/x for more, or mail a@b.co now.\n"
+    "Entities &copy; and &amp and &#169; stay text.  Two  spaces   here,   and trailing   \n"
+    "under_scored_words and _emphasis_ then words.\n\n"
+    "# Heading with words\n\n"
+    "| a | b |\n|---|---|\n| one two | three four |\n\n"
+    "> a quote with words in it\n\n"
+    "- a list item with code\n\n  ```python\n  total = count + 2 if ready else other value\n  ```\n\n"
+    "Closing paragraph that goes on for a while with many plain words in it, as replies do."
+)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_plain_words_appended_leave_the_document_as_a_full_render_would(qtbot, seed) -> None:
+    """After every batch, the fast path (words appended as text) gives exactly the document
+    that rendering the tail again gives."""
+    views = []
+    for fast in (True, False):
+        v = ChatView()
+        qtbot.addWidget(v)
+        v.resize(700, 500)
+        if not fast:
+            v._append_plain = lambda live: False  # type: ignore[method-assign]
+        reply = _assistant("", MessageState.STREAMING)
+        reply.id = "same-id"
+        v.add_message(reply)
+        views.append((v, reply))
+    rng = random.Random(seed)
+    i = 0
+    while i < len(TRICKY):
+        size = rng.randint(1, 12)
+        for v, _ in views:
+            v.append_text(TRICKY[i : i + size])
+        i += size
+        fast_html, full_html = (_normalised_html(v) for v, _ in views)
+        assert fast_html == full_html, f"differs after {TRICKY[:i]!r}"
+    for v, reply in views:
+        reply.text = TRICKY
+        _finish(v, reply)
+    assert _normalised_html(views[0][0]) == _normalised_html(views[1][0])
+
+
+def _normalised_html(view: ChatView) -> str:
+    return view.document().toHtml().replace(view._scheme, "hearth-scheme")
+
+
+def test_plain_words_are_appended_without_rendering_the_tail_again(view) -> None:
+    """Most batches of a prose reply add a few words to a paragraph: those are appended as text,
+    not rendered again (the GUI's CPU per token is what holds llama.cpp up on every core)."""
+    calls = _spy_markdown(view)
+    rng = random.Random(11)
+    words = ["the", "keeper", "climbed", "stairs", "storm", "light,", "waves", "night.", "and"]
+    paragraphs = [" ".join(rng.choice(words) for _ in range(80)).capitalize() for _ in range(5)]
+    text = "\n\n".join(paragraphs)
+    pieces = [p for p in text.replace(" ", "\0 ").split("\0")]  # word-sized tokens, as a model sends
+    batches = ["".join(pieces[i : i + 3]) for i in range(0, len(pieces), 3)]
+    reply = _assistant("", MessageState.STREAMING)
+    view.add_message(reply)
+    for batch in batches:
+        view.append_text(batch)
+    assert len(calls) < 0.2 * len(batches)
+    reply.text = text
+    _finish(view, reply)
+    assert all(paragraph in view.toPlainText() for paragraph in paragraphs)
+
+
 def _spy_markdown(view: ChatView) -> list[str]:
     calls: list[str] = []
     render = view.markdown

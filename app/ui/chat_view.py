@@ -37,7 +37,10 @@ its HTML, nothing re-parses it. Per batch only the tail's range is removed and r
 inside one edit block (one layout pass). Long code blocks and tables are finished in parts of
 a few lines/rows as they grow, so the tail stays small too. So a batch costs about the same
 at the start of a reply and deep into a 300-line code block, at the end of an empty
-conversation or of a thousand-message one.
+conversation or of a thousand-message one. Most batches only add a few plain words to the
+tail's last line: those are appended to the document as text, with no markdown render and no
+block removed or inserted (``_append_plain``), because with llama.cpp on every core each
+millisecond the GUI process spends per token is taken from generation.
 
 Long conversations: ``show_conversation`` renders the newest messages only (up to 40, or
 about 24,000 characters); older ones are rendered in chunks of 20 above them when the user
@@ -57,6 +60,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -113,6 +117,15 @@ _OPEN_CHARS = 24_000
 _CHUNK_MESSAGES = 20
 _CHUNK_CHARS = 12_000
 _BOTTOM_SLACK = 8  # px: "at the bottom" despite rounding and the document margin
+# Streamed text that can be appended to the tail as plain text (ChatView._append_plain):
+# letters, digits, single spaces and sentence punctuation; no markdown, entity or link syntax.
+_PLAIN_WORDS = re.compile(r"(?:[^\W_]|[ .,!?'\"-])+")
+_PLAIN_BEFORE = frozenset(".,!?'\"")  # what may precede them (besides letters and digits)
+# A line whose kind more words cannot change: a word and a space after its first character
+# (so not "1" before ". item", "-" before " item" or "# " before a title's first word).
+_SETTLED_LINE = re.compile(r"\s*\S+ +.*\w", re.S)
+_LINKISH = re.compile(r"www\.|://|@", re.I)  # bare URLs and e-mail addresses become links
+_SPACES = re.compile(r" {2,}")
 # Languages whose Pygments lexers are loaded ahead of time (see _warm_up_renderer).
 _COMMON_LANGUAGES = (
     "python",
@@ -190,6 +203,9 @@ class _Live:
     rendered: int = 0  # how many of stream.blocks are in the document
     generation: int = 0
     label_done: bool = False
+    # The markdown of the tail as it is in the document (None: no tail there), so a batch
+    # that only adds plain words to it can be appended as text (see _append_plain).
+    tail_text: str | None = None
 
 
 class ChatView(QTextBrowser):
@@ -275,7 +291,8 @@ class ChatView(QTextBrowser):
                 return
         assert self._live is not None
         self._live.stream.feed(text)
-        self._update_live()
+        if not self._append_plain(self._live):
+            self._update_live()
 
     def finish_message(self, message: Message) -> None:
         live = self._live
@@ -736,8 +753,58 @@ class ChatView(QTextBrowser):
             if tail.kind == REASONING:
                 self._mark_reasoning(start, cursor.position(), visible=True)
         live.tail_from_end = self._doc_end() - tail_start
+        live.tail_text = tail.text if tail is not None else None
         doc_cursor.endEditBlock()
         self._follow()
+
+    def _append_plain(self, live: _Live) -> bool:
+        """Show a batch that only adds plain words to the tail's last line as text appended
+        to the document, without rendering the tail again; False if it needs a render.
+
+        Most batches of a reply are a few words inside a paragraph. Rendering the tail again
+        (markdown, HTML parsing, removing and inserting blocks) is what the GUI process spends
+        most of its time per token on, and with llama.cpp on every core that time is taken
+        from generation. The words are plain when they hold no markdown punctuation, the line
+        they extend is already a paragraph, heading or list item with a word in it, and the
+        character before them is a letter, digit or sentence punctuation (not a closing
+        ``*``, backtick or link bracket, whose format the new text would take on). The tail is
+        rendered in full at the next batch that does not qualify, and each finished block is
+        inserted from its rendered HTML, so the document ends up exactly as rendered.
+        """
+        stream = live.stream
+        old = live.tail_text
+        if old is None or live.generation != stream.generation or live.rendered != len(stream.blocks):
+            return False
+        if stream.has_reasoning and not live.label_done:
+            return False
+        tail = stream.tail()
+        if tail is None or tail.is_code or tail.widths or not tail.text.startswith(old):
+            return False
+        added = tail.text[len(old) :]
+        if not added:
+            return True  # held back (a possible tag) or blank: nothing new to show yet
+        head = old.rstrip(" ")
+        line = head[head.rfind("\n") + 1 :]
+        if (
+            not _PLAIN_WORDS.fullmatch(added)
+            or not head
+            or not (head[-1].isalnum() or head[-1] in _PLAIN_BEFORE)
+            or not _SETTLED_LINE.match(line)
+            or _LINKISH.search(line + added)
+            or "|" in line  # a table row: the document's end is after the table, not in it
+            or "```" in old
+            or "~~~" in old
+        ):
+            return False
+        # HTML shows a run of spaces as one, and a paragraph's trailing spaces not at all.
+        text = _SPACES.sub(" ", old[len(head) :] + added).rstrip(" ")
+        if text:
+            cursor = self._end_cursor()
+            cursor.insertText(text)
+            live.tail_from_end += len(text)
+        live.tail_text = tail.text
+        self._follow()
+        return True
 
     def _end_live(self, message: Message | None) -> None:
         """The reply is over: its last block is finished, then the note and stats follow."""
