@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -102,6 +103,8 @@ class _Server:
             self.load(request)
         elif isinstance(request, p.Chat):
             self.chat(request)
+        elif isinstance(request, p.Complete):
+            self.complete(request)
         elif isinstance(request, p.Tokenize):
             self.tokenize(request)
         elif isinstance(request, p.LoadEmbedder):
@@ -159,44 +162,95 @@ class _Server:
         )
 
     def chat(self, request: p.Chat) -> None:
+        prepared = self._prepare(request.settings)
+        if prepared is None:
+            return
+        settings, kwargs, stops = prepared
+        messages, prompt_tokens, dropped = self.fit_messages(request.messages, settings.max_tokens)
+        if not self._fits(prompt_tokens, "This message"):
+            return
+        self._stream(
+            lambda: self.llm.create_chat_completion(messages=messages, stream=True, **kwargs),
+            lambda choice: choice.get("delta", {}).get("content"),
+            stops,
+            kwargs["seed"],
+            prompt_tokens,
+            dropped,
+        )
+
+    def complete(self, request: p.Complete) -> None:
+        """Plain continuation of the text, with no chat template (base models, /v1/completions)."""
+        prepared = self._prepare(request.settings)
+        if prepared is None:
+            return
+        _settings, kwargs, stops = prepared
+        prompt_tokens = len(self.llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=False))
+        if not self._fits(prompt_tokens, "This text"):
+            return
+        self._stream(
+            lambda: self.llm.create_completion(prompt=request.prompt, stream=True, **kwargs),
+            lambda choice: choice.get("text"),
+            stops,
+            kwargs["seed"],
+            prompt_tokens,
+            0,
+        )
+
+    def _prepare(self, raw: dict[str, Any]) -> tuple[SamplingSettings, dict[str, Any], StopMatcher] | None:
+        """Validated settings, llama-cpp-python's arguments and the stop matcher; None (and an
+        Error sent) when no model is loaded or a setting is invalid."""
         if self.llm is None:
             self.conn.send(p.Error("chat", "No model is loaded."))
-            return
-        settings = SamplingSettings.from_dict(request.settings)
+            return None
+        settings = SamplingSettings.from_dict(raw)
         problems = settings.validate(self.llm.n_ctx())
         if problems:
             self.conn.send(p.Error("chat", " ".join(pr.message for pr in problems)))
-            return
+            return None
         kwargs = completion_kwargs(settings)
         # The user's stop sequences are matched here (to know which one ended a reply); the
         # chosen template's turn markers go to llama-cpp-python with its own.
         stops = StopMatcher(kwargs.pop("stop") or [])
         kwargs["stop"] = list(self.template_stops) or None
         apply_sampler_attributes(self.llm, settings)
-        messages, prompt_tokens, dropped = self.fit_messages(request.messages, settings.max_tokens)
+        return settings, kwargs, stops
+
+    def _fits(self, prompt_tokens: int, what: str) -> bool:
         n_ctx = self.llm.n_ctx()
-        if prompt_tokens >= n_ctx - 4:
-            self.conn.send(
-                p.Error(
-                    "chat",
-                    f"This message is longer than the model's context ({prompt_tokens:,} of "
-                    f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings.",
-                )
+        if prompt_tokens < n_ctx - 4:
+            return True
+        self.conn.send(
+            p.Error(
+                "chat",
+                f"{what} is longer than the model's context ({prompt_tokens:,} of "
+                f"{n_ctx:,} tokens). Shorten it, or raise the context length in the settings.",
             )
-            return
-        self.conn.send(p.PromptInfo(prompt_tokens, n_ctx, dropped, self.model_path or ""))
+        )
+        return False
+
+    def _stream(
+        self,
+        create: Callable[[], Any],
+        text_of: Callable[[dict[str, Any]], str | None],
+        stops: StopMatcher,
+        seed: int,
+        prompt_tokens: int,
+        dropped: int,
+    ) -> None:
+        """Stream one completion: PromptInfo, Deltas, then Done with the reply's stats."""
+        self.conn.send(p.PromptInfo(prompt_tokens, self.llm.n_ctx(), dropped, self.model_path or ""))
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
         reason = "stop"
         try:
-            stream = self.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+            stream = create()
             for chunk in stream:
                 if self.cancel.is_set():
                     reason = "cancelled"
                     break
                 choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
+                text = text_of(choice)
                 if text:
                     if first is None:
                         first = time.perf_counter()
@@ -220,12 +274,12 @@ class _Server:
         text = "".join(pieces)
         n_tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
         gen_time = elapsed - ((first - started) if first else 0.0)
-        stats = {
+        stats: dict[str, Any] = {
             "tokens": n_tokens,
             "seconds": round(elapsed, 3),
             "ttft": round(first - started, 3) if first else None,
             "tokens_per_s": round(n_tokens / gen_time, 2) if n_tokens > 1 and gen_time > 0 else None,
-            "seed": kwargs["seed"],
+            "seed": seed,
             "prompt_tokens": prompt_tokens,
             "dropped_turns": dropped,
         }

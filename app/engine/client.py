@@ -126,7 +126,9 @@ class EngineClient:
         assert isinstance(event, p.Loaded), event
         return event
 
-    def chat(self, request: p.Chat, tick: float | None = None) -> Iterator[p.PromptInfo | p.Delta | p.Done | None]:
+    def chat(
+        self, request: p.Chat | p.Complete, tick: float | None = None
+    ) -> Iterator[p.PromptInfo | p.Delta | p.Done | None]:
         """Yield a PromptInfo, deltas, then one Done. With ``tick``, yield None whenever ``tick`` seconds
         pass without an event, so the caller can flush what it batched."""
         self._cancel.clear()

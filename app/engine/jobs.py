@@ -94,6 +94,7 @@ class Job:
         self.request = request
         self.id = f"job-{next(_ids)}"
         self.cancelled = threading.Event()
+        self.target = ""  # the library model the engine will use (set when it is queued)
         self._events: queue.SimpleQueue[JobEvent] = queue.SimpleQueue()
         self.finished = threading.Event()
         self._lock = threading.Lock()

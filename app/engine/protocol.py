@@ -44,6 +44,14 @@ class Chat:
 
 
 @dataclass(frozen=True)
+class Complete:
+    """Continue ``prompt`` as plain text, with no chat template (answered like a Chat)."""
+
+    prompt: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Tokenize:
     text: str
 

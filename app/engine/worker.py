@@ -57,6 +57,7 @@ class EngineWorker(QObject):
         self._model: p.Load | None = None  # the last model that loaded fine
         self._info: p.Loaded | None = None  # and what the engine said about it
         self._busy = False
+        self._embedder_path: str | None = None  # the model loaded in embedding mode, if any
         # Remote servers, one backend per connection; the chat model is served by the local
         # engine (self._client) or by one of these (self._active).
         self._remotes: dict[str, RemoteBackend] = {}
@@ -248,7 +249,9 @@ class EngineWorker(QObject):
     @Slot(object)
     def load_embedder(self, model_path: str | None) -> None:
         try:
-            self.embedderLoaded.emit(self._client.load_embedder(model_path))
+            dims = self._client.load_embedder(model_path)
+            self._embedder_path = model_path  # the embedding model in the engine now
+            self.embedderLoaded.emit(dims)
         except EngineCrashed as exc:
             self.crashed.emit(str(exc))
         except EngineError as exc:

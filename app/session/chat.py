@@ -25,7 +25,7 @@ from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.engine import protocol as p
-from app.engine.worker import EngineWorker
+from app.engine.service import CatalogEntry, EngineService
 from app.import_worker import ImportResult, ImportWorker
 from app.session.documents import DocumentsController, sources_stats
 from app.session.models import ModelCatalog
@@ -110,12 +110,12 @@ class ChatSession(QObject):
 
         self._thread = QThread()
         self._thread.setObjectName("engine-worker")
-        self.worker = EngineWorker(flush_interval=flush_interval)
+        self.worker = EngineService(flush_interval=flush_interval)
         self.worker.moveToThread(self._thread)
         self._startEngine.connect(self.worker.start_engine)
         self._restartEngine.connect(self.worker.restart)
         self._load.connect(self.worker.load)
-        self._chat.connect(self.worker.chat)
+        self._chat.connect(self.worker.chat_interactive)
         self._shutdown.connect(self.worker.shutdown)
         self._unload.connect(self.worker.unload)
         self._countPrompt.connect(self.worker.count_prompt)
@@ -140,6 +140,9 @@ class ChatSession(QObject):
         # The models to choose from (files and connections), read off the GUI thread.
         self.models = ModelCatalog(library, ConnectionStore())
         self.models.modelsChanged.connect(self.modelsChanged)
+        self.models.modelsChanged.connect(self._publish_catalog)
+        self.worker.jobStarted.connect(self._on_api_job)
+        self.worker.jobEnded.connect(self._on_api_job_ended)
         self.models.errorMessage.connect(self.errorMessage)
         self.models.infoMessage.connect(self.infoMessage)
         self.models.modelAdded.connect(self._model_added)
@@ -196,6 +199,7 @@ class ChatSession(QObject):
         # Headers are read on a worker thread, so a slow disk or a damaged file in the models
         # folder never keeps the window from appearing: a model the library knows loads at
         # once, and otherwise the choice waits for the scan (_models_scanned).
+        self._publish_catalog()
         self.models.refresh_models(first_start=True)
         self.models.refresh_remote_models()  # what the connections serve, asked on a worker thread
         model = self._initial_model()
@@ -453,6 +457,25 @@ class ChatSession(QObject):
             if self.current_model.path == path:
                 self.select_model(path)
 
+    def _publish_catalog(self) -> None:
+        """Hand the engine service the models API clients may ask for (a snapshot: the
+        service reads it from other threads). Remote models are served by their own servers."""
+        entries = []
+        for model in self.library.models():
+            if model.exists:
+                stem = Path(model.path).stem
+                entries.append(CatalogEntry(stem, model.name, model.path, (model.name,)))
+        self.worker.set_catalog(entries)
+
+    def _on_api_job(self, client: str) -> None:
+        if self.state is not EngineState.GENERATING:
+            who = f" from {client}" if client else ""
+            self.statusText.emit(f"Answering an API request{who}…")
+
+    def _on_api_job_ended(self) -> None:
+        if self.state is EngineState.READY:
+            self.statusText.emit("Ready")
+
     def _model_added(self, path: str) -> None:
         if self.current_model is None and self.state is not EngineState.GENERATING:
             self.select_model(path)  # the first model a new user adds is ready to chat
@@ -640,6 +663,9 @@ class ChatSession(QObject):
         self._reply_saved_at = time.monotonic()
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")
+        self.worker.announce_chat()  # queued API requests wait for this reply
+        if self.worker.busy_with_api():
+            self.statusText.emit("Your reply starts when the engine has finished an API request…")
         self._chat.emit(messages, self._request_settings())
 
     def _request_settings(self) -> dict:
