@@ -1,5 +1,9 @@
 """The engine worker: a QObject living on its own QThread that owns the EngineClient.
 
+The job queue that API clients submit to (``submit``/``models``: the EngineGateway of
+app/engine/jobs.py) is :class:`app.engine.service.EngineService`, this class plus the queue;
+the session runs one as ``session.worker``.
+
 It turns the child's events into Qt signals. Streamed text is batched (flushed about
 every ``flush_interval`` seconds and at the end) so a fast model cannot flood the GUI
 thread's event queue. Slots run on the worker thread; ``cancel`` and ``kill`` are called
