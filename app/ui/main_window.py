@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     # Dialogs and export are imported when first opened or used: the first frame needs none
     # of them (tests/test_startup.py), and the downloads dialog brings the Hub's HTTP stack.
     from app.ui.connections_dialog import ConnectionsDialog
+    from app.ui.server_panel import ServerPanel
     from app.ui.downloads_dialog import DownloadsDialog
     from app.ui.models_dialog import ModelsDialog
     from app.ui.preferences_dialog import PreferencesDialog
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
         self.downloads_dialog: DownloadsDialog | None = None
         self.models_dialog: ModelsDialog | None = None
         self.connections_dialog: ConnectionsDialog | None = None
+        self.server_panel: ServerPanel | None = None
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(900, 700)
@@ -357,6 +359,7 @@ class MainWindow(QMainWindow):
             ("&Download models…", "Ctrl+D", "downloadModelsAction", self.show_downloads),
             ("&Add model file…", None, "addModelAction", self._add_model),
             ("&Connections…", None, "connectionsAction", self.show_connections),
+            ("Local API &server…", None, "serverPanelAction", self.show_server_panel),
         ):
             action = models.addAction(text)
             action.setObjectName(name)
@@ -377,6 +380,16 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self.show_about)
 
     # -- intents ----------------------------------------------------------------------------
+
+    def show_server_panel(self) -> ServerPanel:
+        """Models > Local API server…: serve this window's models to other programs."""
+        if self.server_panel is None:
+            from app.ui.server_panel import ServerPanel
+
+            self.server_panel = ServerPanel(self.session.worker, self.session.config, parent=self)
+        self.server_panel.show()
+        self.server_panel.raise_()
+        return self.server_panel
 
     def show_connections(self) -> ConnectionsDialog:
         """Models > Connections…: servers whose models the picker offers."""
@@ -813,5 +826,7 @@ class MainWindow(QMainWindow):
             )
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.server_panel is not None:
+            self.server_panel.shutdown()  # API clients are told the server is going away
         self.session.shutdown()
         super().closeEvent(event)
