@@ -143,6 +143,7 @@ def test_settings_panel_stays_whole_through_indexing(qtbot, window: MainWindow, 
     # the main window sizes its dock from the panel's hint (the scroll area's own is too narrow
     # under some fonts: on X11 with DejaVu it cut off the reset buttons)
     assert panel.sizeHint().width() >= panel.preferred_width()
+    window.settings_dock.show()  # closed at first start (issue 19): opened as a person would
     qtbot.waitUntil(whole)
     notes = tmp_path / "notes.md"
     notes.write_text("# Korrin Island\n\n" + FACT + "\n")
@@ -150,4 +151,5 @@ def test_settings_panel_stays_whole_through_indexing(qtbot, window: MainWindow, 
         assert window.session.docs.attach_files([str(notes)])
     qtbot.wait(100)
     whole()
-    assert window.sources_budget.isVisible() and not window.indexing_bar.isVisible()
+    assert window.sources_budget.isEnabled() and not window.indexing_bar.isVisible()
+    assert window.documents_row.isVisible() and window.documents_label.text() == "1 document"

@@ -45,9 +45,16 @@ def test_demo_model_is_selected_and_the_input_has_focus(make_window, demo_model:
     assert "SmolLM2" in window.model_picker.currentText()
     assert window.focusWidget() is window.input
     assert "Ready" in window.status.currentMessage()
-    for name in ("messageInput", "sendButton", "stopButton", "modelPicker", "chatView", "statusBar"):
+    # objectName for tests, a human name for screen readers (tests/test_accessibility.py walks all)
+    for name, human in (
+        ("messageInput", "Message"),
+        ("sendButton", "Send"),
+        ("stopButton", "Stop"),
+        ("modelPicker", "Model"),
+        ("chatView", "Conversation"),
+    ):
         widget = window.findChild(object, name)
-        assert widget is not None and widget.accessibleName() == name
+        assert widget is not None and widget.accessibleName() == human
 
 
 def test_shift_enter_makes_a_new_line_and_enter_sends(qtbot, make_window) -> None:
@@ -188,6 +195,8 @@ def test_closing_while_streaming_exits_promptly(qtbot, make_window) -> None:
 
 def test_settings_panel_values_reach_the_model(qtbot, make_window) -> None:
     window = make_window(max_tokens=60)
+    assert not window.settings_dock.isVisible()  # closed at first start: the window invites typing
+    qtbot.mouseClick(window.settings_button, Qt.MouseButton.LeftButton)  # the one control that opens it
     assert window.settings_dock.isVisible()
     spin = window.settings_panel.findChild(object, "setting_max_tokens")
     spin.setFocus()

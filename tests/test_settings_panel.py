@@ -72,7 +72,7 @@ def choose_preset(panel: SettingsPanel, name: str) -> None:
 
 
 def test_every_setting_has_a_control_tooltip_reset_and_problem_line(panel: SettingsPanel) -> None:
-    assert panel.objectName() == "settingsPanel" and panel.accessibleName() == "settingsPanel"
+    assert panel.objectName() == "settingsPanel" and panel.accessibleName() == "Settings"
     for name in [f.name for f in fields(SamplingSettings)] + [f.name for f in fields(LoadSettings)]:
         widget = control(panel, name)
         assert len(widget.toolTip()) > 30, name

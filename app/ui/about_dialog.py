@@ -180,9 +180,12 @@ def collect_about_info() -> AboutInfo:
     return AboutInfo(__version__, qVersion(), components, folders, _demo_component())
 
 
-def _named(widget, name: str):
+def _named(widget, name: str, human: str | None = None):
+    """objectName for tests; a human accessible name where the widget has no text of its own
+    (a label or a button speaks its text, never the identifier)."""
     widget.setObjectName(name)
-    widget.setAccessibleName(name)
+    if human:
+        widget.setAccessibleName(human)
     return widget
 
 
@@ -196,7 +199,7 @@ class AboutDialog(QDialog):
         open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl,
     ) -> None:
         super().__init__(parent)
-        _named(self, "aboutDialog")
+        _named(self, "aboutDialog", "About Hearth")
         self.info = info or collect_about_info()
         self._open_url = open_url
         self.setWindowTitle(f"About {APP_NAME}")
@@ -225,7 +228,7 @@ class AboutDialog(QDialog):
         head.addLayout(title, 1)
         layout.addLayout(head)
 
-        self.licenses = _named(QTextBrowser(), "aboutLicenses")
+        self.licenses = _named(QTextBrowser(), "aboutLicenses", "Bundled components and their licenses")
         self.licenses.setOpenExternalLinks(False)
         self.licenses.setOpenLinks(False)
         # Package metadata names these links: only http(s) ones are opened, and only on a click.

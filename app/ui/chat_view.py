@@ -221,7 +221,8 @@ class ChatView(QTextBrowser):
     def __init__(self, parent: QWidget | None = None, *, open_url: Callable[[QUrl], object] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatView")
-        self.setAccessibleName("chatView")
+        self.setAccessibleName("Conversation")
+        self.setAccessibleDescription("The messages of this chat; Alt+Up and Alt+Down move from message to message")
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.setReadOnly(True)
@@ -253,7 +254,7 @@ class ChatView(QTextBrowser):
 
         self.jump_button = QToolButton(self)
         self.jump_button.setObjectName("jumpToLatest")
-        self.jump_button.setAccessibleName("jumpToLatest")
+        self.jump_button.setAccessibleName("Jump to latest")
         self.jump_button.setText("↓ Jump to latest")
         self.jump_button.setToolTip("Scroll to the newest text and follow it again")
         self.jump_button.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -401,6 +402,20 @@ class ChatView(QTextBrowser):
         """The message under a point of the viewport."""
         entry = self._entry_at(self.cursorForPosition(pos).position())
         return entry.message if entry else None
+
+    def message_spans(self) -> list[tuple[Message, int, int]]:
+        """The rendered messages, oldest first, each with its document range [start, end)
+        (keyboard navigation selects one)."""
+        spans: list[tuple[Message, int, int]] = []
+        end = self._doc_end()
+        for entry in reversed(self._entries[self._first_rendered :]):
+            if entry.start is None:
+                continue
+            start = entry.start.position()
+            spans.append((entry.message, start, max(start, end)))
+            end = start - 1
+        spans.reverse()
+        return spans
 
     def link_target_at(self, pos: QPoint) -> str:
         """The web link under a point of the viewport ("" if none): what hovering shows."""

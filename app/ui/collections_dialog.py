@@ -39,7 +39,7 @@ class CollectionsDialog(QDialog):
         )
         self.list = QListWidget()
         self.list.setObjectName("collectionList")
-        self.list.setAccessibleName("collectionList")
+        self.list.setAccessibleName("Collections")
         layout.addWidget(self.list, 1)
         buttons = QHBoxLayout()
         self.new_button = QPushButton("New from folder…")
@@ -54,7 +54,7 @@ class CollectionsDialog(QDialog):
         search_row.addWidget(QLabel("Search with:"))
         self.embedder = QComboBox()
         self.embedder.setObjectName("embeddingModel")
-        self.embedder.setAccessibleName("embeddingModel")
+        self.embedder.setAccessibleName("Search with")
         self.embedder.setToolTip(
             "Keywords (BM25) need no extra model. An embedding model (a GGUF such as "
             "nomic-embed-text or bge) adds search by meaning, combined with keywords."

@@ -16,7 +16,8 @@ class MessageInput(QPlainTextEdit):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("messageInput")
-        self.setAccessibleName("messageInput")
+        self.setAccessibleName("Message")
+        self.setAccessibleDescription("What you send to the model")
         self.send_with = "enter"
         self.setPlaceholderText("Message the model — Enter sends, Shift+Enter adds a line")
         self.setTabChangesFocus(True)

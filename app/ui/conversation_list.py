@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QFont
+from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QFont, QIcon
 from PySide6.QtWidgets import QHBoxLayout, QLineEdit, QListView, QMenu, QPushButton, QVBoxLayout, QWidget
 
+from app.ui.a11y import named
 from app.ui.plain import plain_tip
 
 ModelIndex = QModelIndex | QPersistentModelIndex
@@ -132,7 +133,8 @@ class ConversationListModel(QAbstractListModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return ("📌 " if row.pinned else "") + row.text
+            # no pin glyph: minimal systems lack emoji fonts, and the "Pinned" group says it
+            return row.text
         if role == Qt.ItemDataRole.ToolTipRole and row.kind == "conversation":
             return plain_tip(row.snippet or row.text)  # titles and text may come from an import
         if role == Qt.ItemDataRole.AccessibleTextRole:
@@ -198,21 +200,26 @@ class ConversationSidebar(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
-        self.new_button = QPushButton("＋ New chat")
-        self.new_button.setObjectName("newChatButton")
-        self.new_button.setAccessibleName("newChatButton")
+        # plain text (a full-width plus needs fonts a minimal Linux lacks); the theme's icon if any
+        self.new_button = named(
+            QPushButton("New chat"), "newChatButton", "New chat", "Start a new conversation (Ctrl+N)"
+        )
+        self.new_button.setIcon(QIcon.fromTheme("document-new"))
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
         top.addWidget(self.new_button)
         layout.addLayout(top)
         self.search = QLineEdit()
-        self.search.setObjectName("conversationSearch")
-        self.search.setAccessibleName("conversationSearch")
+        named(self.search, "conversationSearch", "Search conversations", "Titles and message text (Ctrl+F)")
         self.search.setPlaceholderText("Search chats (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         layout.addWidget(self.search)
         self.list = QListView()
-        self.list.setObjectName("conversationList")
-        self.list.setAccessibleName("conversationList")
+        named(
+            self.list,
+            "conversationList",
+            "Conversations",
+            "Enter opens one; the context menu (Menu key) renames, pins, exports or deletes",
+        )
         self.list.setModel(model)
         self.list.setUniformItemSizes(True)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
@@ -225,6 +232,22 @@ class ConversationSidebar(QWidget):
         self.list.clicked.connect(self._clicked)
         self.list.activated.connect(self._clicked)
         self.list.customContextMenuRequested.connect(self._menu)
+        # the context menu's commands from the keyboard too, while the list has the focus
+        for text, key, name, signal in (
+            ("Rename conversation", "F2", "renameConversationAction", self.renameRequested),
+            ("Delete conversation", "Delete", "deleteConversationAction", self.deleteRequested),
+        ):
+            action = QAction(text, self.list)
+            action.setObjectName(name)
+            action.setShortcut(key)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            action.triggered.connect(lambda _=False, s=signal: self._emit_for_current(s))
+            self.list.addAction(action)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """At least 180 px, and never narrower than New chat's text (a large font, 200 %)."""
+        hint = super().minimumSizeHint()
+        return QSize(max(180, hint.width(), self.new_button.sizeHint().width()), hint.height())
 
     def current_id(self) -> str | None:
         index = self.list.currentIndex()
@@ -245,8 +268,16 @@ class ConversationSidebar(QWidget):
         if conversation_id:
             self.activated.emit(conversation_id)
 
+    def _emit_for_current(self, signal) -> None:
+        conversation_id = self.current_id()
+        if conversation_id:
+            signal.emit(conversation_id)
+
     def _menu(self, pos) -> None:
         index = self.list.indexAt(pos)
+        if not index.isValid():  # the Menu key: the current row
+            index = self.list.currentIndex()
+            pos = self.list.visualRect(index).center()
         conversation_id = index.data(ConversationListModel.IdRole) if index.isValid() else None
         if not conversation_id:
             return

@@ -191,10 +191,12 @@ class DownloadsDialog(QDialog):
         # (a) search
         self.searchEdit = QLineEdit()
         self.searchEdit.setObjectName("hubSearch")
+        self.searchEdit.setAccessibleName("Search models")
         self.searchEdit.setPlaceholderText("Search GGUF models, or paste a repo id or a huggingface.co link")
         self.searchEdit.setClearButtonEnabled(True)
         self.sortCombo = QComboBox()
         self.sortCombo.setObjectName("hubSort")
+        self.sortCombo.setAccessibleName("Sort by")
         for sort_label, key in _SORTS:
             self.sortCombo.addItem(sort_label, key)
         self.tokenButton = QPushButton("Access token…")
@@ -207,6 +209,7 @@ class DownloadsDialog(QDialog):
         self.resultsProxy.setSourceModel(self.resultsModel)
         self.resultsProxy.setSortRole(SORT_ROLE)
         self.resultsView = _table("hubResults", self.resultsProxy, QAbstractItemView.SelectionMode.SingleSelection)
+        self.resultsView.setAccessibleName("Models found")
         self.resultsView.setSortingEnabled(True)
         self.resultsView.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # the Hub's order until a header is clicked
         self.resultsView.horizontalHeader().setSectionResizeMode(SearchColumn.REPO, QHeaderView.ResizeMode.Stretch)
@@ -233,6 +236,7 @@ class DownloadsDialog(QDialog):
         self.memoryNote.setWordWrap(True)
         self.filesModel = QuantFileModel(self)
         self.filesView = _table("repoFiles", self.filesModel, QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.filesView.setAccessibleName("Files of this model")
         self.filesView.horizontalHeader().setSectionResizeMode(QuantColumn.FILE, QHeaderView.ResizeMode.Stretch)
         self.downloadButton = QPushButton("Download")
         self.downloadButton.setObjectName("downloadButton")
@@ -253,6 +257,7 @@ class DownloadsDialog(QDialog):
         self.downloadsView = _table(
             "downloadsTable", self.downloadsModel, QAbstractItemView.SelectionMode.ExtendedSelection
         )
+        self.downloadsView.setAccessibleName("Downloads")
         self.downloadsView.setItemDelegateForColumn(DownloadColumn.PROGRESS, ProgressDelegate(self.downloadsView))
         header = self.downloadsView.horizontalHeader()
         header.setSectionResizeMode(DownloadColumn.FILE, QHeaderView.ResizeMode.Stretch)

@@ -48,9 +48,12 @@ REPORT_HINT = "To report it, copy the details and paste them into your bug repor
 _SEPARATOR = "\n" + "-" * 60 + "\n"
 
 
-def _named(widget, name: str):
+def _named(widget, name: str, human: str | None = None):
+    """objectName for tests; a human accessible name where the widget has no text of its own
+    (a label or a button speaks its text, never the identifier)."""
     widget.setObjectName(name)
-    widget.setAccessibleName(name)
+    if human:
+        widget.setAccessibleName(human)
     return widget
 
 
@@ -59,7 +62,7 @@ class ErrorDialog(QDialog):
 
     def __init__(self, details: str, log_path: str | Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        _named(self, "errorDialog")
+        _named(self, "errorDialog", "Something went wrong")
         self.setWindowTitle(f"{APP_NAME} — {HEADLINE}")
         self.setMinimumWidth(480)
         self._log_path = str(log_path) if log_path else ""
@@ -99,7 +102,7 @@ class ErrorDialog(QDialog):
         row.addStretch(1)
         layout.addLayout(row)
 
-        self.details = _named(QPlainTextEdit(), "errorDetails")
+        self.details = _named(QPlainTextEdit(), "errorDetails", "Error details")
         self.details.setReadOnly(True)
         self.details.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.details.setPlainText(details)

@@ -31,9 +31,12 @@ INTRO = (
 )
 
 
-def _named(widget, name: str):
+def _named(widget, name: str, human: str | None = None):
+    """objectName for tests; a human accessible name where the widget has no text of its own
+    (a label or a button speaks its text, never the identifier)."""
     widget.setObjectName(name)
-    widget.setAccessibleName(name)
+    if human:
+        widget.setAccessibleName(human)
     return widget
 
 
@@ -46,7 +49,7 @@ class FirstRunWidget(QFrame):
         self, demo_available: bool | None = None, download_available: bool = True, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
-        _named(self, "firstRun")
+        _named(self, "firstRun", "Welcome")
         # None: looked up when the page is first shown. Reading the installed packages' file
         # lists costs ~40 ms, and a window that opens on a chat never shows this page.
         self._demo_known = demo_available is not None

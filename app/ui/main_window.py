@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QCheckBox,
     QComboBox,
     QDockWidget,
     QFileDialog,
@@ -22,10 +21,10 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QStackedWidget,
     QStatusBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -34,11 +33,14 @@ from app import APP_NAME, paths
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
 from app.session import ChatSession, EngineState
+from app.ui.a11y import announce, named
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
 from app.ui.conversation_list import ConversationListModel, ConversationSidebar
+from app.ui.documents_popover import DocumentsPopover
 from app.ui.first_run import FirstRunWidget
 from app.ui.lazy_downloads import LazyDownloads
+from app.ui.message_nav import MessageNavigator
 from app.ui.plain import make_plain, plain_tip
 from app.ui.settings_panel import SettingsPanel
 from app.ui.template_bar import TemplateBar
@@ -54,18 +56,26 @@ if TYPE_CHECKING:
     from app.ui.preferences_dialog import PreferencesDialog
 
 
-def _named(widget, name: str):
-    widget.setObjectName(name)
-    widget.setAccessibleName(name)
-    return widget
+def _named(widget, name: str, human: str | None = None, description: str | None = None):
+    """objectName for tests and style sheets; a human accessible name where the widget has
+    no text of its own to speak (a label or a button with text speaks that text)."""
+    if human is None:
+        widget.setObjectName(name)
+        if description:
+            widget.setAccessibleDescription(description)
+        return widget
+    return named(widget, name, human, description)
 
 
 class NoticeBar(QFrame):
     """A plain-words message above the chat, with an optional action (e.g. restart)."""
 
-    def __init__(self, name: str, action_text: str | None = None, parent=None) -> None:
+    shown = Signal(str)  # the text now shown (the window announces it)
+
+    def __init__(self, name: str, action_text: str | None = None, parent=None, human: str = "Notice") -> None:
         super().__init__(parent)
-        _named(self, name)
+        _named(self, name, human)
+        self.human = human
         self.setFrameShape(QFrame.Shape.StyledPanel)
         # A fixed light background, so its text colour is fixed too (readable in a dark theme).
         self.setStyleSheet(
@@ -83,7 +93,7 @@ class NoticeBar(QFrame):
         if action_text:
             self.action = _named(QPushButton(action_text), name + "Action")
             layout.addWidget(self.action)
-        close = _named(QPushButton("✕"), name + "Close")
+        close = _named(QPushButton("✕"), name + "Close", f"Dismiss {human.lower()}")
         close.setFlat(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
@@ -93,6 +103,7 @@ class NoticeBar(QFrame):
     def show_message(self, text: str) -> None:
         self.label.setText(text)
         self.show()
+        self.shown.emit(text)
 
 
 class MainWindow(QMainWindow):
@@ -124,14 +135,15 @@ class MainWindow(QMainWindow):
 
         self.conversation_model = ConversationListModel(session.store, parent=self)
         self.sidebar = ConversationSidebar(self.conversation_model)
-        self.sidebar.setMinimumWidth(180)
 
         chat_area = QWidget()
         layout = QVBoxLayout(chat_area)
 
         top = QHBoxLayout()
-        top.addWidget(QLabel("Model:"))
-        self.model_picker = _named(QComboBox(), "modelPicker")
+        model_label = QLabel("&Model:")
+        top.addWidget(model_label)
+        self.model_picker = _named(QComboBox(), "modelPicker", "Model", "The model that answers in this chat")
+        model_label.setBuddy(self.model_picker)
         self.model_picker.setMinimumWidth(320)
         self.model_picker.setToolTip("The model that answers in this chat")
         top.addWidget(self.model_picker, 1)
@@ -144,14 +156,20 @@ class MainWindow(QMainWindow):
         )
         self.remote_badge.hide()
         top.addWidget(self.remote_badge)
-        self.add_model_button = _named(QPushButton("Add model file…"), "addModelButton")
+        self.add_model_button = _named(
+            QPushButton("Add model file…"), "addModelButton", "Add model file", "Add a .gguf model file to the library"
+        )
         top.addWidget(self.add_model_button)
+        # The one visible control for the settings panel (closed at first): View > Settings panel
+        self.settings_button = _named(QToolButton(), "settingsButton", "Settings panel")
+        self.settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        top.addWidget(self.settings_button)
         layout.addLayout(top)
 
-        self.crash_bar = NoticeBar("engineCrashBar", "Restart engine")
-        self.notice_bar = NoticeBar("noticeBar")
-        self.undo_bar = NoticeBar("undoBar", "Undo")
-        self.info_bar = NoticeBar("infoBar")
+        self.crash_bar = NoticeBar("engineCrashBar", "Restart engine", human="Engine stopped")
+        self.notice_bar = NoticeBar("noticeBar", human="Problem")
+        self.undo_bar = NoticeBar("undoBar", "Undo", human="Deleted")
+        self.info_bar = NoticeBar("infoBar", human="Notice")
         self.template_bar = TemplateBar()
         for bar in (self.crash_bar, self.notice_bar, self.undo_bar, self.info_bar, self.template_bar):
             layout.addWidget(bar)
@@ -166,46 +184,48 @@ class MainWindow(QMainWindow):
         self.first_run.addModel.connect(self._add_model)
         self.first_run.download.connect(self.show_downloads)
 
-        docs = QHBoxLayout()
-        self.attach_button = _named(QPushButton("Attach files…"), "attachButton")
-        self.attach_button.setToolTip(
-            "Add documents this conversation can answer from (.txt, .md, .pdf, .docx, .html, code)"
-        )
-        self.use_documents = _named(QCheckBox("Use documents"), "useDocuments")
-        self.use_documents.setToolTip("Look up the passages that best match each question and let the model cite them")
-        self.documents_label = _named(QLabel(""), "documentsLabel")
-        self.sources_budget = _named(QSpinBox(), "sourcesBudget")
-        self.sources_budget.setRange(100, 16000)
-        self.sources_budget.setSingleStep(250)
+        # Documents: one Attach control in the composer opens a popover with the rest; a slim
+        # line above the input says what is attached and shows indexing, only when there is any.
+        self.documents_popover = DocumentsPopover(self)
+        self.attach_button = self.documents_popover.attach_button
+        self.collections_button = self.documents_popover.collections_button
+        self.use_documents = self.documents_popover.use_documents
+        self.sources_budget = self.documents_popover.sources_budget
+        self.sources_budget_label = self.documents_popover.sources_budget_label
         self.sources_budget.setValue(session.docs.sources_budget)
-        self.sources_budget.setSuffix(" tokens")
-        self.sources_budget.setToolTip(
-            "How much of the context retrieved passages may use (counted in the context meter)"
-        )
-        self.indexing_bar = _named(QProgressBar(), "indexingBar")
-        self.indexing_bar.setMaximumWidth(160)
-        self.indexing_cancel = _named(QPushButton("Cancel"), "cancelIndexing")
-        self.collections_button = _named(QPushButton("Collections…"), "collectionsButton")
-        self.collections_button.setToolTip("Folders of documents that any conversation can use")
-        for widget in (self.attach_button, self.collections_button, self.use_documents, self.documents_label):
+        self.documents_row = _named(QWidget(), "documentsRow")
+        docs = QHBoxLayout(self.documents_row)
+        docs.setContentsMargins(0, 0, 0, 0)
+        self.documents_label = _named(QLabel(""), "documentsLabel")
+        self.indexing_bar = _named(QProgressBar(), "indexingBar", "Indexing documents")
+        self.indexing_bar.setMaximumWidth(220)
+        self.indexing_cancel = _named(QPushButton("Cancel"), "cancelIndexing", "Cancel indexing")
+        for widget in (self.documents_label, self.indexing_bar, self.indexing_cancel):
             docs.addWidget(widget)
         docs.addStretch(1)
-        self.sources_budget_label = _named(QLabel("Sources budget:"), "sourcesBudgetLabel")
-        docs.addWidget(self.sources_budget_label)
-        docs.addWidget(self.sources_budget)
-        docs.addWidget(self.indexing_bar)
-        docs.addWidget(self.indexing_cancel)
         self.indexing_bar.hide()
         self.indexing_cancel.hide()
-        layout.addLayout(docs)
+        self.documents_row.hide()
+        layout.addWidget(self.documents_row)
 
         row = QHBoxLayout()
+        self.attach_tool = _named(
+            QToolButton(),
+            "attachTool",
+            "Attach documents",
+            "Attach files, choose collections and how much of the context documents may use",
+        )
+        self.attach_tool.setText("Attach…")
+        self.attach_tool.setIcon(QIcon.fromTheme("mail-attachment"))  # text alone where no theme has one
+        self.attach_tool.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.attach_tool.setToolTip(self.attach_tool.accessibleDescription())
+        row.addWidget(self.attach_tool, 0, Qt.AlignmentFlag.AlignBottom)
         self.input = MessageInput()
         row.addWidget(self.input, 1)
         buttons = QVBoxLayout()
-        self.send_button = _named(QPushButton("Send"), "sendButton")
+        self.send_button = _named(QPushButton("Send"), "sendButton", "Send", "Send the message (Enter)")
         self.send_button.setToolTip("Send (Enter)")
-        self.stop_button = _named(QPushButton("Stop"), "stopButton")
+        self.stop_button = _named(QPushButton("Stop"), "stopButton", "Stop", "Stop the reply (Esc)")
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.setEnabled(False)
         buttons.addWidget(self.send_button)
@@ -226,7 +246,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.context_meter = _named(QLabel("— / — tokens"), "contextMeter")
         self.context_meter.setToolTip("How much of the model's context this conversation uses")
-        self.context_bar = _named(QProgressBar(), "contextBar")
+        self.context_bar = _named(QProgressBar(), "contextBar", "Context used")
         self.context_bar.setMaximumWidth(120)
         self.context_bar.setMaximumHeight(12)
         self.context_bar.setTextVisible(False)
@@ -242,7 +262,8 @@ class MainWindow(QMainWindow):
         self.settings_dock.setObjectName("settingsDock")
         self.settings_dock.setWidget(self.settings_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
-        self.settings_dock.setVisible(bool(session.config.get("settings_panel_visible", True)))
+        # closed on a first start, so the window invites typing; then as the person left it
+        self.settings_dock.setVisible(bool(session.config.get("settings_panel_visible", False)))
         self._build_menus()
         self._show_settings()
 
@@ -250,7 +271,7 @@ class MainWindow(QMainWindow):
         self.input.submitted.connect(self.send_current)
         self.send_button.clicked.connect(self.send_current)
         self.stop_button.clicked.connect(session.stop)
-        QShortcut(QKeySequence(Qt.Key.Key_Escape), self).activated.connect(session.stop)
+        self.attach_tool.clicked.connect(lambda: self.documents_popover.popup_below(self.attach_tool))
         assert self.crash_bar.action is not None  # built with an action
         self.crash_bar.action.clicked.connect(self._restart_engine)
         self.add_model_button.clicked.connect(self._add_model)
@@ -264,6 +285,15 @@ class MainWindow(QMainWindow):
         session.replyFinished.connect(self.chat_view.finish_message)
         session.errorMessage.connect(self.notice_bar.show_message)
         session.engineCrashed.connect(self.crash_bar.show_message)
+        # heard as well as seen: a finished reply, a problem, a notice
+        session.replyFinished.connect(self._announce_reply)
+        for bar, assertive in (
+            (self.notice_bar, True),
+            (self.crash_bar, True),
+            (self.info_bar, False),
+            (self.undo_bar, False),
+        ):
+            bar.shown.connect(lambda text, b=bar, a=assertive: announce(b, f"{b.human}: {text}", assertive=a))
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
         session.currentModelChanged.connect(self._show_settings)
@@ -345,14 +375,38 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
         chat_menu = bar.addMenu("&Chat")
         for text, shortcut, name, slot in (
+            ("&Stop the reply", "Esc", "stopAction", self.session.stop),
             ("&Regenerate last reply", "Ctrl+R", "regenerateMenuAction", self.session.regenerate),
             ("&Copy last reply", "Ctrl+Shift+C", "copyLastReplyAction", self.chat_view.copy_last_reply),
             ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
+            ("Focus the &conversation list", "Ctrl+Shift+L", "focusConversationsAction", self.sidebar.list.setFocus),
+            ("&Attach files…", "Ctrl+Shift+A", "attachAction", self._attach),
+            ("&Documents…", None, "documentsAction", lambda: self.documents_popover.popup_below(self.attach_tool)),
+            ("Co&llections…", None, "collectionsAction", self.show_collections),
+        ):
+            action = chat_menu.addAction(text)
+            action.setObjectName(name)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+        # message by message: Alt+Up/Down while the chat or the message box has the focus
+        # (elsewhere Alt+Down keeps opening a combo box's list)
+        chat_menu.addSeparator()
+        self.navigator = MessageNavigator(self.chat_view)
+        for text, shortcut, name, slot in (
+            ("&Previous message", "Alt+Up", "previousMessageAction", lambda: self.navigator.move(-1)),
+            ("&Next message", "Alt+Down", "nextMessageAction", lambda: self.navigator.move(1)),
+            ("Read the selected &message", "Alt+R", "readMessageAction", self.navigator.read_current),
+            ("Cop&y the selected message", "Ctrl+Shift+M", "copyMessageAction", self.navigator.copy_current),
         ):
             action = chat_menu.addAction(text)
             action.setObjectName(name)
             action.setShortcut(QKeySequence(shortcut))
             action.triggered.connect(slot)
+            if name in ("previousMessageAction", "nextMessageAction", "readMessageAction"):
+                action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+                self.chat_view.addAction(action)
+                self.input.addAction(action)
         models = bar.addMenu("&Models")
         for text, shortcut, name, slot in (
             ("&Manage models…", "Ctrl+M", "manageModelsAction", self.show_models),
@@ -373,11 +427,27 @@ class MainWindow(QMainWindow):
         toggle.setText("&Settings panel")
         toggle.setShortcut(QKeySequence("Ctrl+,"))
         toggle.setObjectName("toggleSettingsAction")
+        toggle.setIconText("Settings")
+        toggle.setToolTip("Show or hide the settings panel: sampling, presets, system prompt (Ctrl+,)")
         view.addAction(toggle)
+        self.settings_button.setDefaultAction(toggle)
         help_menu = bar.addMenu("&Help")
+        keys = help_menu.addAction("&Keyboard shortcuts")
+        keys.setObjectName("shortcutsAction")
+        keys.setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))
+        keys.triggered.connect(self.show_shortcuts)
         about = help_menu.addAction("&About Hearth")
         about.setObjectName("aboutAction")
         about.triggered.connect(self.show_about)
+
+    def show_shortcuts(self):
+        """Help > Keyboard shortcuts: read from the window's own actions and shortcuts."""
+        from app.ui.shortcuts_dialog import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     # -- intents ----------------------------------------------------------------------------
 
@@ -503,6 +573,7 @@ class MainWindow(QMainWindow):
         enabled = self.session.documents is not None
         for widget in (self.attach_button, self.collections_button, self.use_documents, self.sources_budget):
             widget.setEnabled(enabled and not self.session.docs.indexing)
+        self.attach_tool.setEnabled(enabled)
         docs = self.session.docs.attached_documents()
         if self.session.documents is not None:
             index = self.session.documents
@@ -514,15 +585,14 @@ class MainWindow(QMainWindow):
         readable = [d for d in docs if not d.error]
         self.documents_label.setText(f"{len(readable)} document{'s' if len(readable) != 1 else ''}" if docs else "")
         self.documents_label.setToolTip(plain_tip("\n".join(f"{d.name} — {d.error or 'indexed'}" for d in docs)))
+        self.documents_row.setVisible(bool(docs) or self.indexing_bar.isVisibleTo(self.documents_row))
 
     def _indexing_progress(self, done: int, total: int, name: str) -> None:
-        # The progress takes the budget's place (it cannot be changed while indexing anyway):
-        # a row that grew would make the window squeeze the settings panel for good.
-        self.sources_budget_label.hide()
-        self.sources_budget.hide()
+        self.documents_row.show()
         self.indexing_bar.show()
         self.indexing_cancel.show()
-        self.attach_button.setEnabled(False)
+        for widget in (self.attach_button, self.collections_button, self.use_documents, self.sources_budget):
+            widget.setEnabled(False)  # no changes while indexing
         self.indexing_bar.setMaximum(max(total, 1))
         self.indexing_bar.setValue(done)
         self.indexing_bar.setFormat(f"{done}/{total} {name}")
@@ -530,8 +600,6 @@ class MainWindow(QMainWindow):
     def _indexing_finished(self, report) -> None:
         self.indexing_bar.hide()
         self.indexing_cancel.hide()
-        self.sources_budget_label.show()
-        self.sources_budget.show()
         self._show_documents()
         if report is None:
             return
@@ -633,7 +701,7 @@ class MainWindow(QMainWindow):
             )
             or ""
         )
-        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current.removeprefix("📌 "))
+        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
         if ok:
             self.session.rename_conversation(conversation_id, title)
 
@@ -721,6 +789,27 @@ class MainWindow(QMainWindow):
         text = self.input.toPlainText()
         if self.session.send(text):
             self.input.clear()  # only once the session has taken it: nothing typed is lost
+
+    def _announce_reply(self, message) -> None:
+        """A finished reply is said aloud: who answered, how it ended, and its first words
+        (the rest is a keystroke away: Alt+Up selects it in the chat)."""
+        from app.core.conversation import MessageState
+        from app.core.markdown_html import render_plain
+        from app.ui.stream_markdown import split_reasoning
+
+        ending = {
+            MessageState.STOPPED: "Reply stopped",
+            MessageState.INTERRUPTED: "Reply interrupted",
+            MessageState.FAILED: "Reply failed",
+        }.get(message.state, "Reply finished")
+        who = f" from {message.model}" if message.model else ""
+        answer = render_plain(split_reasoning(message.text)[1]).strip()
+        if not answer:
+            empty = (message.stats or {}).get("empty_reason") if isinstance(message.stats, dict) else None
+            answer = empty if isinstance(empty, str) else "no text"
+        if len(answer) > 400:
+            answer = answer[:400].rsplit(" ", 1)[0] + "… (continues)"
+        announce(self.chat_view, f"{ending}{who}: {answer}")
 
     def _restart_engine(self) -> None:
         self.crash_bar.hide()

@@ -82,9 +82,12 @@ log = logging.getLogger(__name__)
 __all__ = ["ModelDetailsDialog", "ModelsDialog", "format_metadata", "gguf_paths_from_mime"]
 
 
-def _named(widget, name: str):
+def _named(widget, name: str, human: str | None = None):
+    """objectName for tests; a human accessible name where the widget has no text of its own
+    (a label or a button speaks its text, never the identifier)."""
     widget.setObjectName(name)
-    widget.setAccessibleName(name)
+    if human:
+        widget.setAccessibleName(human)
     return widget
 
 
@@ -269,10 +272,10 @@ class ModelDetailsDialog(QDialog):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        _named(self, "modelDetails")
+        _named(self, "modelDetails", "Model details")
         self.resize(760, 620)
         layout = QVBoxLayout(self)
-        self.text = _named(QPlainTextEdit(), "modelDetailsText")
+        self.text = _named(QPlainTextEdit(), "modelDetailsText", "Model metadata and chat template")
         self.text.setReadOnly(True)
         self.text.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
@@ -319,7 +322,7 @@ class ModelsDialog(QDialog):
         """``n_ctx`` is the app's context setting (models without their own default use it
         for the memory estimate); ``memory`` overrides this machine's (tests)."""
         super().__init__(parent)
-        _named(self, "modelsDialog")
+        _named(self, "modelsDialog", "Manage models")
         self.setWindowTitle("Models")
         self.resize(1100, 640)
         self.setAcceptDrops(True)
@@ -343,7 +346,7 @@ class ModelsDialog(QDialog):
         self.message.hide()
         layout.addWidget(self.message)
 
-        self.table = _named(QTableView(), "modelTable")
+        self.table = _named(QTableView(), "modelTable", "Models")
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -428,24 +431,23 @@ class ModelsDialog(QDialog):
         box = _named(QGroupBox("Defaults for this model"), "modelDefaults")
         box.setToolTip("Applied when you pick this model; a chat's own settings still win")
         form = QFormLayout(box)
-        self.ctx_spin = _named(QSpinBox(), "defaultContext")
+        self.ctx_spin = _named(QSpinBox(), "defaultContext", "Default context length")
         self.ctx_spin.setRange(0, ModelDefaults.MAX_CTX)
         self.ctx_spin.setSingleStep(512)
         self.ctx_spin.setSpecialValueText("App setting")
         self.ctx_spin.setSuffix(" tokens")
-        self.gpu_spin = _named(QSpinBox(), "defaultGpuLayers")
+        self.gpu_spin = _named(QSpinBox(), "defaultGpuLayers", "Default GPU layers")
         self.gpu_spin.setRange(-1, 9999)
         self.gpu_spin.setSpecialValueText("App setting")
         self.gpu_spin.setToolTip("0 runs on the CPU only; more layers than the model has puts all of it on the GPU")
-        self.threads_spin = _named(QSpinBox(), "defaultThreads")
+        self.threads_spin = _named(QSpinBox(), "defaultThreads", "Default threads")
         self.threads_spin.setRange(0, ModelDefaults.MAX_THREADS)
         self.threads_spin.setSpecialValueText("App setting")
-        self.prompt_edit = _named(QPlainTextEdit(), "defaultSystemPrompt")
+        self.prompt_edit = _named(QPlainTextEdit(), "defaultSystemPrompt", "Default system prompt")
         self.prompt_edit.setPlaceholderText("No default system prompt")
         self.prompt_edit.setAcceptDrops(False)  # a dropped model file imports; it is not text
         self.prompt_edit.setFixedHeight(70)
-        self.template_combo = _named(QComboBox(), "defaultChatTemplate")
-        self.template_combo.setAccessibleName("Chat template")
+        self.template_combo = _named(QComboBox(), "defaultChatTemplate", "Chat template")
         self.template_combo.addItem("The model's own", None)
         for template in KNOWN_TEMPLATES:
             self.template_combo.addItem(template.label, template.key)

@@ -75,7 +75,7 @@ class PreferencesDialog(QDialog):
         user sees where "default" is (the dialog does no file I/O to find it out)."""
         super().__init__(parent)
         self.setObjectName("preferencesDialog")
-        self.setAccessibleName("preferencesDialog")
+        self.setAccessibleName("Preferences")
         self.setWindowTitle("Preferences")
         self.setMinimumWidth(460)
         self._last_applied = replace(prefs)

@@ -220,7 +220,7 @@ class SettingsPanel(QWidget):
     def __init__(self, presets: PresetStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settingsPanel")
-        self.setAccessibleName("settingsPanel")
+        self.setAccessibleName("Settings")
         self.setStyleSheet(_INVALID_STYLE)
         self._store = presets
         self._current_preset: Preset | None = None
@@ -260,6 +260,7 @@ class SettingsPanel(QWidget):
 
         scroll = QScrollArea()
         scroll.setObjectName("settingsScroll")
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # not a stop of its own: it follows the focused field
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         # Narrower than its fields, the panel scrolls sideways rather than cutting off their
@@ -529,7 +530,7 @@ class SettingsPanel(QWidget):
         layout.addWidget(hint)
         self._examples = QListWidget()
         self._examples.setObjectName("fewShotList")
-        self._examples.setAccessibleName("fewShotList")
+        self._examples.setAccessibleName("Examples")
         self._examples.setMaximumHeight(110)
         layout.addWidget(self._examples)
         row = QHBoxLayout()
