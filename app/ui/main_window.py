@@ -50,10 +50,10 @@ if TYPE_CHECKING:
     # Dialogs and export are imported when first opened or used: the first frame needs none
     # of them (tests/test_startup.py), and the downloads dialog brings the Hub's HTTP stack.
     from app.ui.connections_dialog import ConnectionsDialog
-    from app.ui.server_panel import ServerPanel
     from app.ui.downloads_dialog import DownloadsDialog
     from app.ui.models_dialog import ModelsDialog
     from app.ui.preferences_dialog import PreferencesDialog
+    from app.ui.server_panel import ServerPanel
 
 
 def _named(widget, name: str, human: str | None = None, description: str | None = None):
