@@ -42,6 +42,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    if argv is not None and list(argv[:1]) == ["serve"]:  # headless API server, no widgets (app/serve.py)
+        from app import serve
+
+        return serve.main(argv[1:])
     args = parse_args(argv)
     if args.data_dir:
         paths.set_root(args.data_dir)

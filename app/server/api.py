@@ -107,6 +107,8 @@ def error_response(error: ApiError) -> JSONResponse:
 
 
 def from_job_failed(failed: JobFailed) -> ApiError:
+    if failed.status == 503:  # the engine is not ready (no model, crashed): the service's own words
+        return ApiError(503, public_text(failed.message), type="server_error", code="engine_unavailable")
     if failed.status >= 500 or failed.status < 400:
         log.warning("API job failed: %s", failed.message)
         return ApiError(500, "The engine could not complete this request.", type="server_error", code="engine_error")
@@ -147,10 +149,34 @@ class Guard:
     from making the engine generate (a "simple" request is sent before the browser checks).
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, cors_origins: Sequence[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        cors_origins: Sequence[str],
+        on_request: Callable[[RequestLogEntry], None] | None = None,
+    ) -> None:
         self.app = app
         self.key = api_key.encode("utf-8") if api_key else None
         self.origins = set(cors_origins)
+        self.on_request = on_request
+
+    async def _refuse(self, error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_request is not None:  # refusals show in the log too: someone is knocking
+            client = scope.get("client")
+            entry = RequestLogEntry(
+                time=time.time(),
+                client=f"{client[0]}:{client[1]}" if client else "",
+                method=scope["method"],
+                endpoint=scope["path"],
+                model="",
+                status=error.status,
+            )
+            try:
+                self.on_request(entry)
+            except Exception:
+                log.exception("request log callback failed")
+        await error_response(error)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,9 +185,8 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
         origin = headers.get("origin")
         if origin is not None and "*" not in self.origins and origin.decode("latin-1") not in self.origins:
-            await error_response(
-                ApiError(403, "Requests from this web page are not allowed.", code="origin_not_allowed")
-            )(scope, receive, send)
+            error = ApiError(403, "Requests from this web page are not allowed.", code="origin_not_allowed")
+            await self._refuse(error, scope, receive, send)
             return
         if self.key is not None and scope["method"] != "OPTIONS" and not self._authorized(headers):
             error = ApiError(
@@ -170,7 +195,7 @@ class Guard:
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-            await error_response(error)(scope, receive, send)
+            await self._refuse(error, scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -560,7 +585,8 @@ class _Reply:
 
     @property
     def completion_tokens(self) -> int:
-        return self.tokens if self.tokens is not None else self.deltas
+        # a job cut short may report 0 tokens; each delta held at least one
+        return self.tokens if self.tokens else self.deltas
 
     def usage(self) -> dict[str, int]:
         return {
@@ -657,7 +683,7 @@ def create_app(
                 max_age=600,
             )
         )
-    middleware.append(Middleware(Guard, api_key=api_key, cors_origins=origins))
+    middleware.append(Middleware(Guard, api_key=api_key, cors_origins=origins, on_request=on_request))
     routes = [
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/models/{model:path}", api.model, methods=["GET"]),
