@@ -100,6 +100,7 @@ def test_every_control_of_the_window_and_its_dialogs_has_a_human_name(qtbot, bar
         window.show_collections(),
         window.show_downloads(),
         window.show_shortcuts(),
+        window.show_server_panel(),
     ]
     for dialog in dialogs:
         qtbot.waitExposed(dialog)
