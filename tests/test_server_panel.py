@@ -108,3 +108,36 @@ def test_a_port_in_use_is_said_plainly_and_network_use_warns(qtbot, open_main_wi
         qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "Could not start" in panel.state.text(), timeout=30_000)
     assert "in use" in panel.state.text() and panel.server is None and panel.start_button.isEnabled()
+
+
+def test_hearths_own_remote_backend_talks_to_hearths_server(qtbot, open_main_window) -> None:
+    from app.engine import protocol as p
+    from app.engine.remote import RemoteBackend
+
+    window = open_main_window()
+    panel = window.show_server_panel()
+    panel.port.setValue(free_port())
+    _start(qtbot, panel)
+    results: dict[str, object] = {}
+
+    def talk() -> None:
+        backend = RemoteBackend(panel.url.text())
+        try:
+            probe = backend.probe()
+            results["kind"] = probe.kind
+            model = probe.models[0].id
+            results["loaded"] = backend.load(p.Load(model))
+            events = [e for e in backend.chat(p.Chat([{"role": "user", "content": "Hi"}], {"max_tokens": 8}))]
+            results["events"] = events
+        except Exception as exc:
+            results["error"] = exc
+        finally:
+            backend.close()
+
+    thread = threading.Thread(target=talk)
+    thread.start()
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=120_000)
+    assert "error" not in results, results.get("error")
+    events = results["events"]
+    assert isinstance(events[-1], p.Done) and "".join(e.text for e in events if isinstance(e, p.Delta)).strip()
+    panel.shutdown()
