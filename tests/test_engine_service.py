@@ -68,7 +68,7 @@ def test_the_persons_message_goes_before_queued_api_jobs(qtbot, open_main_window
     service = session.worker
     order: list[str] = []
     first = service.submit(JobRequest("chat", messages=ASK, settings=_settings(120), client="first"))
-    qtbot.waitUntil(lambda: service.busy_with_api(), timeout=30_000)
+    qtbot.waitUntil(lambda: service._api_running, timeout=30_000)  # started, not only queued
     queued = [service.submit(JobRequest("chat", messages=ASK, settings=_settings(4), client=f"q{i}")) for i in (1, 2)]
     for job, name in ((first, "first"), (queued[0], "q1"), (queued[1], "q2")):
         threading.Thread(target=lambda j=job, n=name: (_collect(j), order.append(n)), daemon=True).start()
@@ -86,7 +86,7 @@ def test_stop_in_the_window_and_a_client_cancel_each_stop_only_their_own(qtbot, 
 
     # The window's Stop while an API job streams: the API job goes on to its end.
     api = service.submit(JobRequest("chat", messages=ASK, settings=_settings(60)))
-    qtbot.waitUntil(lambda: service.busy_with_api(), timeout=30_000)
+    qtbot.waitUntil(lambda: service._api_running, timeout=30_000)  # started, not only queued
     window.input.setPlainText("Tell me a story.")
     window.send_current()  # waits behind the API job
     session.stop()
@@ -124,7 +124,7 @@ def test_a_full_queue_and_unknown_models_are_refused_at_once(qtbot, open_main_wi
 
     service.max_waiting = 1
     running = service.submit(JobRequest("chat", messages=ASK, settings=_settings(80)))
-    qtbot.waitUntil(lambda: service.busy_with_api(), timeout=30_000)
+    qtbot.waitUntil(lambda: service._api_running, timeout=30_000)  # started, not only queued
     waiting = service.submit(JobRequest("chat", messages=ASK, settings=_settings(2)))
     with pytest.raises(QueueFull) as full:
         service.submit(JobRequest("chat", messages=ASK, settings=_settings(2)))
