@@ -149,3 +149,50 @@ def test_worker_coalesces_a_flood_of_deltas(qtbot) -> None:
     assert len(batches) <= elapsed / 0.04 + 2  # ~one signal per 40 ms, not 2,000
     d.shutdown.emit()
     assert thread.wait(5000)
+
+
+class PacedFakeClient(FastFakeClient):
+    """Tokens arrive every ``gap`` seconds into a buffer, like the engine's pipe. Counts how often
+    the reader had to block until a token came (each is a wake-up of the GUI process)."""
+
+    def __init__(self, tokens: int = 120, gap: float = 0.004) -> None:
+        self.tokens, self.gap, self.wakeups = tokens, gap, 0
+
+    def chat(self, request, tick=None):
+        start = time.monotonic()
+        for i in range(self.tokens):
+            due = start + i * self.gap
+            while time.monotonic() < due:  # not in the "pipe" yet: block up to tick
+                wait = due - time.monotonic()
+                if tick is not None and tick < wait:
+                    time.sleep(tick)
+                    yield None
+                    continue
+                time.sleep(max(0.0, wait))
+                self.wakeups += 1
+            yield p.Delta("x")
+        yield p.Done("stop", {"tokens": self.tokens})
+
+
+def test_worker_reads_tokens_in_batches_instead_of_waking_for_each(qtbot) -> None:
+    """After a flush the worker sleeps and lets tokens gather in the pipe, so the GUI process
+    wakes about once per batch, not once per token (each wake-up holds llama.cpp up)."""
+    thread = QThread()
+    client = PacedFakeClient()
+    w = EngineWorker(flush_interval=0.04, client=client)
+    w.moveToThread(thread)
+    d = Driver()
+    d.chat.connect(w.chat)
+    d.shutdown.connect(w.shutdown)
+    w.tokens.connect(d.tokens)
+    w.finished.connect(d.finished)
+    batches: list[str] = []
+    d.tokens.connect(lambda text: batches.append(text))
+    thread.start()
+    with qtbot.waitSignal(d.finished, timeout=10_000):
+        d.chat.emit([{"role": "user", "content": "x"}], {})
+    assert "".join(batches) == "x" * client.tokens
+    assert client.wakeups < client.tokens / 3  # 120 tokens at 4 ms: ~10 per 40 ms batch
+    assert len(batches) < client.tokens / 3
+    d.shutdown.emit()
+    assert thread.wait(5000)

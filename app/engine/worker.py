@@ -8,6 +8,13 @@ It turns the child's events into Qt signals. Streamed text is batched (flushed a
 every ``flush_interval`` seconds and at the end) so a fast model cannot flood the GUI
 thread's event queue. Slots run on the worker thread; ``cancel`` and ``kill`` are called
 directly from the GUI thread and only touch thread-safe primitives.
+
+While a reply streams, the worker does not wake up for each token: after a flush it sleeps
+until the next one is due and lets the tokens gather in the pipe, then reads them all at once
+(the pipe is drained when it stays empty for ``DRAIN_TICK``). With llama.cpp on every core,
+each wake-up of this process takes a slice of a core from a compute step that all of
+llama.cpp's threads wait for; waking once per batch instead of once per token is a few
+percent of generation speed on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -28,6 +35,12 @@ if TYPE_CHECKING:  # the HTTP stack is imported when a remote model is first pic
 
 
 class EngineWorker(QObject):
+    # How long an empty pipe means "drained" (then the batch is flushed), and how often the
+    # worker looks for the first token while the prompt is evaluated (time to first token
+    # grows by about half of it; a blocking wait would wake for every later token too).
+    DRAIN_TICK = 0.002
+    PROMPT_POLL = 0.015
+
     engineStarting = Signal()
     engineReady = Signal(str)  # llama.cpp version
     gpuOffload = Signal(bool)  # whether the build can use a GPU (the GPU layers setting matters)
@@ -208,7 +221,15 @@ class EngineWorker(QObject):
             last_flush = time.monotonic()
 
         try:
-            for event in self._active.chat(p.Chat(messages, settings), tick=self.flush_interval):
+            for event in self._active.chat(p.Chat(messages, settings), tick=self.DRAIN_TICK):
+                if event is None:  # the pipe is drained: show the batch, then let tokens gather
+                    flush()
+                    wait = (
+                        last_flush + self.flush_interval - time.monotonic() if first is not None else self.PROMPT_POLL
+                    )
+                    if wait > 0:
+                        time.sleep(wait)
+                    continue
                 if isinstance(event, p.Delta):
                     pending.append(event.text)
                     count += 1  # llama-cpp-python streams one chunk per token
@@ -225,8 +246,8 @@ class EngineWorker(QObject):
                     self.streamStats.emit(count, time.monotonic() - first if first else 0.0)
                     self.finished.emit(event.reason, event.stats)
                     return
-                if time.monotonic() - last_flush >= self.flush_interval:
-                    flush()
+                if time.monotonic() - last_flush >= 2 * self.flush_interval:
+                    flush()  # a source that never pauses (the drain above never ends)
         except EngineCrashed as exc:
             flush()
             self.crashed.emit(str(exc))
