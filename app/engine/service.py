@@ -177,8 +177,10 @@ class EngineService(EngineWorker):
         if job.cancelled.is_set():
             job.put(JobFailed("The request was cancelled.", 499))
             return
-        self.jobStarted.emit(request.client)
-        self._api_running = True
+        api = request.priority > INTERACTIVE  # an interactive job (the notebook) is the person's own
+        if api:
+            self.jobStarted.emit(request.client)
+            self._api_running = True
         try:
             if job.target and job.target != self._loaded_path() and not self._switch_to(job.target):
                 job.put(JobFailed("The model could not be loaded.", 503))
@@ -191,8 +193,9 @@ class EngineService(EngineWorker):
             job.put(JobFailed(f"The request failed ({type(exc).__name__}).", 500))
             raise
         finally:
-            self._api_running = False
-            self.jobEnded.emit()
+            if api:
+                self._api_running = False
+                self.jobEnded.emit()
 
     def _switch_to(self, path: str) -> bool:
         """Load another library model for an API request (the person allowed it); the window

@@ -275,12 +275,13 @@ class ChatSession(QObject):
             return True
         return False
 
-    def new_conversation(self) -> None:
-        """An empty chat; it gets a row in the store with its first message."""
+    def new_conversation(self, mode: str | None = None) -> None:
+        """An empty chat (``mode="notebook"``: a notebook, see app/session/notebook.py); it
+        gets a row in the store with its first message."""
         if self._busy():
             return
         self.few_shot = []
-        self.conversation = Conversation(settings=self.settings.to_dict())
+        self.conversation = Conversation(settings={**self.settings.to_dict(), **({"mode": mode} if mode else {})})
         self._saved = False
         self.conversationOpened.emit(self.conversation)
         self.docs.documentsChanged.emit()
@@ -373,7 +374,11 @@ class ChatSession(QObject):
     def set_settings(self, settings: SamplingSettings) -> None:
         """Valid settings from the panel; they are remembered with this conversation."""
         self.settings = settings
-        self.conversation.settings = {**settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]}
+        self.conversation.settings = {
+            **_kept(self.conversation.settings),
+            **settings.to_dict(),
+            "few_shot": [list(p) for p in self.few_shot],
+        }
         if self._saved:
             self.store.save_conversation(self.conversation)
 
@@ -443,7 +448,11 @@ class ChatSession(QObject):
         if not self._saved:
             if conv.title == "New chat":
                 conv.title = _title_from(message.text)
-            conv.settings = {**self.settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]}
+            conv.settings = {
+                **_kept(conv.settings),
+                **self.settings.to_dict(),
+                "few_shot": [list(p) for p in self.few_shot],
+            }
             self.store.save_conversation(conv)
             self._saved = True
             self.config.set("last_conversation", conv.id)
@@ -896,6 +905,12 @@ class ChatSession(QObject):
         self.state = state
         self.stateChanged.emit(state.value)
         self.statusText.emit(text)
+
+
+def _kept(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """What a conversation's settings hold besides the sampling knobs and few-shot turns
+    (its "mode": a notebook stays a notebook when the panel's values change)."""
+    return {"mode": settings["mode"]} if settings and isinstance(settings.get("mode"), str) else {}
 
 
 def _title_from(text: str, limit: int = 60) -> str:

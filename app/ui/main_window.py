@@ -33,6 +33,7 @@ from app import APP_NAME, paths
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
 from app.session import ChatSession, EngineState
+from app.session.notebook import NotebookController, is_notebook
 from app.ui.a11y import announce, named
 from app.ui.chat_view import ChatView
 from app.ui.composer import MessageInput
@@ -41,6 +42,7 @@ from app.ui.documents_popover import DocumentsPopover
 from app.ui.first_run import FirstRunWidget
 from app.ui.lazy_downloads import LazyDownloads
 from app.ui.message_nav import MessageNavigator
+from app.ui.notebook_view import NotebookView
 from app.ui.plain import make_plain, plain_tip
 from app.ui.settings_panel import SettingsPanel
 from app.ui.template_bar import TemplateBar
@@ -179,6 +181,10 @@ class MainWindow(QMainWindow):
         self.chat_stack = _named(QStackedWidget(), "chatStack")
         self.chat_stack.addWidget(self.chat_view)
         self.chat_stack.addWidget(self.first_run)
+        # completion mode: a notebook conversation shows here instead of the chat and composer
+        self.notebook = NotebookController(session)
+        self.notebook_view = NotebookView(self.notebook)
+        self.chat_stack.addWidget(self.notebook_view)
         layout.addWidget(self.chat_stack, 1)
         self.first_run.useDemo.connect(self._use_demo)
         self.first_run.addModel.connect(self._add_model)
@@ -270,7 +276,7 @@ class MainWindow(QMainWindow):
         # intents
         self.input.submitted.connect(self.send_current)
         self.send_button.clicked.connect(self.send_current)
-        self.stop_button.clicked.connect(session.stop)
+        self.stop_button.clicked.connect(self._stop)
         self.attach_tool.clicked.connect(lambda: self.documents_popover.popup_below(self.attach_tool))
         assert self.crash_bar.action is not None  # built with an action
         self.crash_bar.action.clicked.connect(self._restart_engine)
@@ -304,6 +310,8 @@ class MainWindow(QMainWindow):
         session.contextChanged.connect(self._show_context)
         session.templateStatus.connect(self._show_template_status)
         self.template_bar.templateChosen.connect(session.set_chat_template)
+        self.template_bar.completionModeChosen.connect(self.new_notebook)
+        self.notebook.problem.connect(lambda text: self.status.showMessage(text, 8000))
         self.input.textChanged.connect(self._count_timer.start)
         assert self.undo_bar.action is not None  # built with an action
         self.undo_bar.action.clicked.connect(self._undo_delete)
@@ -341,6 +349,7 @@ class MainWindow(QMainWindow):
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
+        apply_chat_font(self.notebook_view.editor, self.prefs.chat_font_size)  # type: ignore[arg-type]
         self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
         self._show_documents()
@@ -375,7 +384,7 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
         chat_menu = bar.addMenu("&Chat")
         for text, shortcut, name, slot in (
-            ("&Stop the reply", "Esc", "stopAction", self.session.stop),
+            ("&Stop the reply", "Esc", "stopAction", self._stop),
             ("&Regenerate last reply", "Ctrl+R", "regenerateMenuAction", self.session.regenerate),
             ("&Copy last reply", "Ctrl+Shift+C", "copyLastReplyAction", self.chat_view.copy_last_reply),
             ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
@@ -422,7 +431,30 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             if name == "downloadModelsAction" and self._downloads is None:
                 action.setEnabled(False)
+        # completion mode: Continue and Undo act while the notebook has the focus (elsewhere
+        # Ctrl+Enter stays the message box's, when Preferences make it send)
+        chat_menu.addSeparator()
+        for text, shortcut, name, slot in (
+            ("New &notebook (completion mode)", "Ctrl+Shift+N", "newNotebookAction", self.new_notebook),
+            ("Co&ntinue the text", "Ctrl+Return", "notebookContinueAction", self.notebook_view.continue_text),
+            ("&Undo the last continuation", "Ctrl+Alt+Z", "notebookUndoAction", self.notebook.undo),
+        ):
+            action = chat_menu.addAction(text)
+            action.setObjectName(name)
+            action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+            if name != "newNotebookAction":
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                self.notebook_view.addAction(action)
         view = bar.addMenu("&View")
+        self.notebook_toggle = view.addAction("&Notebook (completion mode)")
+        self.notebook_toggle.setObjectName("notebookToggleAction")
+        self.notebook_toggle.setCheckable(True)
+        self.notebook_toggle.setShortcut(QKeySequence("Ctrl+Shift+B"))
+        self.notebook_toggle.setToolTip(
+            "Write a text the model continues (no chat template), or go back to chatting (Ctrl+Shift+B)"
+        )
+        self.notebook_toggle.triggered.connect(self._toggle_notebook)
         toggle = self.settings_dock.toggleViewAction()
         toggle.setText("&Settings panel")
         toggle.setShortcut(QKeySequence("Ctrl+,"))
@@ -684,7 +716,56 @@ class MainWindow(QMainWindow):
         self._search(self.sidebar.search.text())
         self.sidebar.select(self.session.conversation.id)
 
+    def new_notebook(self) -> None:
+        """Chat > New notebook: the model continues what you write (completion mode)."""
+        if self.notebook.new_notebook():
+            self.notebook_view.editor.setFocus()
+
+    def _toggle_notebook(self, on: bool) -> None:
+        """View > Notebook: an empty conversation changes mode; one with text stays as it is
+        and a new one opens in the other mode."""
+        if on:
+            self.new_notebook()
+        elif self.notebook.generating:
+            self.notebook.problem.emit("Stop the model first (Esc), then go back to chatting.")
+        elif not self.session.conversation.messages and not self.session._saved:
+            self.session.conversation.settings = {
+                k: v for k, v in (self.session.conversation.settings or {}).items() if k != "mode"
+            }
+            self.session.conversation.title = "New chat"
+            self.session.conversationOpened.emit(self.session.conversation)
+        else:
+            self._new_chat()
+        self.notebook_toggle.setChecked(is_notebook(self.session.conversation))
+
+    def _stop(self) -> None:
+        """Stop (Esc): the notebook's continuation when it is writing, else the chat's reply."""
+        if self.notebook.generating:
+            self.notebook.stop()
+        else:
+            self.session.stop()
+
+    def _conversation_page(self) -> QWidget:
+        if not self.session.library.models():
+            return self.first_run  # no models at all: the welcome screen instead of an empty chat
+        return self.notebook_view if is_notebook(self.session.conversation) else self.chat_view
+
     def _show_conversation(self, conversation) -> None:
+        self.notebook_view.save_text()  # typed in the notebook just left: saved into it first
+        self.notebook.show(conversation)
+        notebook = is_notebook(conversation)
+        self.notebook_toggle.setChecked(notebook)
+        for widget in (self.input, self.send_button, self.stop_button, self.attach_tool):
+            widget.setVisible(not notebook)
+        if notebook:
+            self.documents_row.hide()
+            self.notebook_view.show_notebook()
+        self.chat_stack.setCurrentWidget(self._conversation_page())
+        if notebook:
+            self.sidebar.select(conversation.id)
+            self.setWindowTitle(f"{conversation.title} — {APP_NAME}" if conversation.messages else APP_NAME)
+            self._show_settings()
+            return
         self._count_timer.start()
         self.chat_view.show_conversation(conversation.messages)
         self.sidebar.select(conversation.id)
@@ -851,8 +932,8 @@ class MainWindow(QMainWindow):
                     self.model_picker.addItem(model.label(), model.path)
         self.model_picker.blockSignals(False)
         self._show_current_model(current)
-        # No models at all: the welcome screen instead of an empty chat.
-        self.chat_stack.setCurrentWidget(self.first_run if not self.session.library.models() else self.chat_view)
+        # No models at all: the welcome screen instead of an empty chat (or notebook).
+        self.chat_stack.setCurrentWidget(self._conversation_page())
 
     def _picker_heading(self, text: str, indent: bool = False) -> None:
         """A line in the picker that is not a model (a group's title, a problem): never chosen."""
@@ -917,5 +998,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.server_panel is not None:
             self.server_panel.shutdown()  # API clients are told the server is going away
+        self.notebook_view.save_text()  # what was typed in the last half second too
+        self.notebook.shutdown()
         self.session.shutdown()
         super().closeEvent(event)

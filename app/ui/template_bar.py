@@ -16,6 +16,7 @@ from app.core.chat_templates import KNOWN_TEMPLATES
 
 class TemplateBar(QFrame):
     templateChosen = Signal(str, str)  # model path, template key
+    completionModeChosen = Signal()  # write in a notebook instead: no chat template needed
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +48,14 @@ class TemplateBar(QFrame):
         self.use_button.setAccessibleName("Use this chat template")
         self.use_button.clicked.connect(self._use)
         layout.addWidget(self.use_button)
+        self.completion_button = QPushButton("Use completion mode instead")
+        self.completion_button.setObjectName("templateCompletionMode")
+        self.completion_button.setAccessibleName("Use completion mode instead")
+        self.completion_button.setToolTip(
+            "Open a notebook: the model continues the text you write, with no chat template"
+        )
+        self.completion_button.clicked.connect(self._completion_mode)
+        layout.addWidget(self.completion_button)
         layout.addStretch(1)
         close = QPushButton("Dismiss")
         close.setObjectName("templateDismiss")
@@ -64,7 +73,7 @@ class TemplateBar(QFrame):
         self.label.setText(
             f"{name} has {problem}: it is a base model, trained to continue text rather than to "
             "answer in a chat, so its replies may be empty or run on. If you know its family, "
-            "choose the chat template it was trained with:"
+            "choose the chat template it was trained with, or let it continue your text in completion mode:"
         )
         self.show()
 
@@ -73,3 +82,7 @@ class TemplateBar(QFrame):
         if self._path and isinstance(key, str):
             self.hide()
             self.templateChosen.emit(self._path, key)
+
+    def _completion_mode(self) -> None:
+        self.hide()
+        self.completionModeChosen.emit()
