@@ -190,3 +190,33 @@ def test_continue_without_a_model_says_so_and_keeps_the_text(qtbot, open_main_wi
     assert "No model is loaded" in window.notebook_view.status.text()
     assert window.notebook_view.editor.toPlainText() == "Keep me"
     assert notebook_text(session.conversation) == "Keep me"  # saved anyway
+
+
+@pytest.mark.model
+def test_a_continuation_goes_before_queued_api_jobs(qtbot, open_main_window) -> None:
+    """The notebook is the person's own: it waits only for the API job already running."""
+    import threading
+
+    from app.engine.jobs import JobRequest
+
+    window = open_main_window(max_tokens=4)
+    service = window.session.worker
+    ask = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+    order: list[str] = []
+    first = service.submit(JobRequest("chat", messages=ask, settings={"max_tokens": 120, "seed": 1}, client="first"))
+    qtbot.waitUntil(lambda: service._api_running, timeout=30_000)  # started, not only queued
+    queued = [
+        service.submit(JobRequest("chat", messages=ask, settings={"max_tokens": 4, "seed": 1}, client=f"q{i}"))
+        for i in (1, 2)
+    ]
+    for job, name in ((first, "first"), (queued[0], "q1"), (queued[1], "q2")):
+        threading.Thread(
+            target=lambda j=job, n=name: (list(j.events(timeout=120)), order.append(n)), daemon=True
+        ).start()
+    window.notebook.generatingChanged.connect(lambda on: on or order.append("notebook"))
+    window.new_notebook()
+    qtbot.keyClicks(window.notebook_view.editor, "The lighthouse keeper")
+    assert window.notebook_view.continue_text()
+    qtbot.waitUntil(lambda: len(order) == 4, timeout=180_000)
+    assert order == ["first", "notebook", "q1", "q2"]
+    assert window.notebook.conversation.messages[-1].state is MessageState.COMPLETE

@@ -690,6 +690,7 @@ class MainWindow(QMainWindow):
                 self.notice_bar.show_message(str(exc))  # still applied for this session
         apply_theme(cast(QApplication, QApplication.instance()), prefs.theme)  # instance() is typed QCoreApplication
         apply_chat_font(self.chat_view, prefs.chat_font_size)
+        apply_chat_font(self.notebook_view.editor, prefs.chat_font_size)  # type: ignore[arg-type]
         self.input.set_send_with(prefs.send_with)
         self.send_button.setToolTip("Send (Ctrl+Enter)" if prefs.send_with == "ctrl+enter" else "Send (Enter)")
         self.session.default_model = prefs.default_model
