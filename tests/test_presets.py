@@ -25,7 +25,13 @@ from app.core.presets import (
     split_reasoning,
 )
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible, unescape_visible
-from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs, sampler_attributes
+from app.engine.params import (
+    apply_sampler_attributes,
+    completion_kwargs,
+    grammar_spec,
+    llama_kwargs,
+    sampler_attributes,
+)
 from app.engine.protocol import Load
 
 # --- validation ----------------------------------------------------------------------------
@@ -165,7 +171,12 @@ def test_every_sampling_field_reaches_llama_cpp_or_the_messages() -> None:
     assert by_attribute == {"last_n_tokens_size": 128}
     to_messages = {"system_prompt", "chain_of_thought"}  # via effective_system_prompt
     names = {f.name for f in fields(SamplingSettings)}
-    covered = (names & mapped) | {"last_n_tokens"} | to_messages
+    # structured output: the child builds the grammar= argument from grammar_spec
+    assert grammar_spec(s) is None
+    assert grammar_spec(SamplingSettings(response_format="json")) == ("json", "")
+    assert grammar_spec(SamplingSettings(response_format="grammar", grammar="root ::= x")) == ("gbnf", "root ::= x")
+    as_grammar = {"response_format", "json_schema", "grammar"}
+    covered = (names & mapped) | {"last_n_tokens"} | to_messages | as_grammar
     assert names == covered, f"not mapped to llama.cpp: {names - covered}"
 
     class FakeLlama:

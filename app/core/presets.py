@@ -47,6 +47,9 @@ _SETTING_TYPES: dict[str, str] = {
     "stop": "strings",
     "seed": "int-or-null",
     "chain_of_thought": "bool",
+    "response_format": "string",
+    "json_schema": "string",
+    "grammar": "string",
 }
 assert set(_SETTING_TYPES) | {"system_prompt"} == {f.name for f in fields(SamplingSettings)}
 
@@ -147,6 +150,8 @@ def _type_problem(kind: str, value: Any) -> str | None:
         return "must be a whole number or null"
     if kind == "bool" and not isinstance(value, bool):
         return "must be true or false"
+    if kind == "string" and not isinstance(value, str):
+        return "must be text"
     if kind == "strings" and not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
         return "must be a list of text"
     return None

@@ -124,6 +124,10 @@ _SETTING_KINDS: dict[str, str] = {
     "system_prompt": "text",
     "last_n_tokens": "count",
     "chain_of_thought": "bool",
+    # structured output (core.response_format); validate() checks the value and the spec in use
+    "response_format": "text",
+    "json_schema": "text",
+    "grammar": "text",
 }
 assert set(_SETTING_KINDS) == {f.name for f in fields(SamplingSettings)}
 
@@ -227,8 +231,11 @@ def check_settings(
     if f.out:
         sampling = {k: v for k, v in f.out.items() if k in _SETTING_KINDS}
         for problem in replace(SamplingSettings(), **sampling).validate():
-            f.problem(problem.message.rstrip(".") + f" (found {describe(sampling[problem.field])})")
+            # a format may name a schema or grammar that is absent (so the default, empty)
+            f.problem(problem.message.rstrip(".") + f" (found {describe(sampling.get(problem.field, ''))})")
             f.out.pop(problem.field, None)
+            if problem.field in ("json_schema", "grammar"):
+                f.out.pop("response_format", None)  # repaired: free text rather than an unusable format
     known: dict[str, Any] = dict(_SETTING_KINDS)
     if conversation:
         known["few_shot"] = "pairs"
@@ -272,8 +279,33 @@ def check_stats(value: Any, *, strict: bool = True, label: str = "stats") -> tup
         sources = _check_sources(raw["sources"], f)
         if sources is not None:
             f.out["sources"] = sources
-    f.rest({**_STAT_KINDS, "sources": None})
+    if "format_check" in raw:
+        check = _check_format_check(raw["format_check"], f)
+        if check is not None:
+            f.out["format_check"] = check
+    f.rest({**_STAT_KINDS, "sources": None, "format_check": None})
     return f.out, f.notes
+
+
+_FORMAT_CHECK_KINDS: dict[str, str] = {"format": "text", "ok": "bool", "problem": "text"}
+
+
+def _check_format_check(value: Any, f: _Fields) -> dict[str, Any] | None:
+    """Whether a structured reply had its format (core.response_format.check_reply)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        f.problem(f"format_check must be an object {{…}} (found {describe(value)})")
+        return None
+    c = _Fields(f"{f.label}: format_check", value, f.strict)
+    ok = all([c.known(key, kind) for key, kind in _FORMAT_CHECK_KINDS.items()])
+    if not ok or "ok" not in c.out:
+        if ok:
+            c.problem('the required field "ok" is missing')
+        f.notes += c.notes
+        return None
+    c.rest(_FORMAT_CHECK_KINDS)
+    return c.out
 
 
 def _check_sources(value: Any, f: _Fields) -> list[dict[str, Any]] | None:

@@ -13,7 +13,8 @@ showing stop sequences with invisible characters as ``\\n``/``\\t``.
 Documented ranges (what ``validate`` accepts):
 temperature 0–5; top_p (0, 1]; top_k ≥ 0 (0 = off); min_p 0–1; repeat_penalty (0, 5]
 (1 = off); last_n_tokens 0–n_ctx (0 = off); presence/frequency penalty −2–2;
-max_tokens 1–n_ctx; stop: non-empty strings; seed None or 0–2³²−1.
+max_tokens 1–n_ctx; stop: non-empty strings; seed None or 0–2³²−1; response_format one of
+``core.response_format.FORMATS``, with a usable ``json_schema`` or ``grammar`` when it needs one.
 n_ctx 256–native context; n_threads None or 1–2×CPU cores; n_batch 1–n_ctx; n_gpu_layers ≥ 0
 or −1 (every layer).
 """
@@ -64,6 +65,12 @@ class SamplingSettings:
     last_n_tokens: int = 64
     # Ask the model to reason inside <think>…</think> before answering (see core.presets).
     chain_of_thought: bool = False
+    # Structured output (core.response_format): "text", "json", "json_schema" or "grammar" —
+    # stored values, never reuse one. The schema and grammar are kept as typed, also while
+    # another format is chosen, so switching back loses nothing.
+    response_format: str = "text"
+    json_schema: str = ""
+    grammar: str = ""
 
     def validate(self, n_ctx: int | None = None) -> list[Problem]:
         """Every problem at once, so the UI can mark all bad fields together.
@@ -128,7 +135,27 @@ class SamplingSettings:
             bad("system_prompt", "The system prompt must be text.")
         if not isinstance(self.chain_of_thought, bool):
             bad("chain_of_thought", "Chain-of-thought must be on or off.")
+        self._validate_format(bad)
         return problems
+
+    def _validate_format(self, bad: Any) -> None:
+        """The response format, and the schema or grammar it uses (only the one in use is
+        checked: a half-written grammar must not block free-text replies)."""
+        from app.core import response_format as rf  # noqa: PLC0415 - jsonschema loads on use
+
+        for name in ("json_schema", "grammar"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, f"The {'JSON Schema' if name == 'json_schema' else 'grammar'} must be text.")
+        if not isinstance(self.response_format, str) or self.response_format not in rf.FORMATS:
+            bad("response_format", "Response format must be free text, any JSON, JSON matching a schema or a grammar.")
+        elif self.response_format == rf.JSON_SCHEMA and isinstance(self.json_schema, str):
+            problem = rf.schema_problem(self.json_schema)
+            if problem:
+                bad("json_schema", problem)
+        elif self.response_format == rf.GRAMMAR and isinstance(self.grammar, str):
+            problem = rf.grammar_problem(self.grammar)
+            if problem:
+                bad("grammar", problem)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

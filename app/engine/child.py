@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from app.core import response_format as rf
 from app.core.chat_templates import known_template
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
-from app.engine.params import apply_sampler_attributes, completion_kwargs, llama_kwargs, thread_kwargs
+from app.engine.params import (
+    apply_sampler_attributes,
+    completion_kwargs,
+    grammar_spec,
+    llama_kwargs,
+    thread_kwargs,
+)
 from app.engine.stops import StopMatcher
 
 
@@ -208,12 +216,45 @@ class _Server:
             self.conn.send(p.Error("chat", " ".join(pr.message for pr in problems)))
             return None
         kwargs = completion_kwargs(settings)
+        spec = grammar_spec(settings)
+        if spec is not None:
+            try:
+                kwargs["grammar"] = self._grammar(*spec)
+            except ValueError as exc:  # said, and nothing is generated
+                self.conn.send(p.Error("chat", str(exc)))
+                return None
         # The user's stop sequences are matched here (to know which one ended a reply); the
         # chosen template's turn markers go to llama-cpp-python with its own.
         stops = StopMatcher(kwargs.pop("stop") or [])
         kwargs["stop"] = list(self.template_stops) or None
         apply_sampler_attributes(self.llm, settings)
         return settings, kwargs, stops
+
+    def _grammar(self, kind: str, text: str) -> Any:
+        """A ``LlamaGrammar`` for the response format, once llama.cpp's own parser has accepted
+        it; raises ValueError in plain words otherwise. (llama-cpp-python adds whatever
+        ``llama_sampler_init_grammar`` returns to the sampler chain, and a grammar it cannot
+        parse returns NULL, so an unchecked one would crash this process mid-request.)"""
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf  # noqa: PLC0415
+
+        if kind == "json":
+            gbnf = JSON_GBNF
+        elif kind == "json_schema":
+            try:
+                rf.load_schema(text)  # checked in the GUI too; a request may come from elsewhere
+                gbnf = json_schema_to_gbnf(text)
+            except Exception as exc:  # the converter raises on what it does not support
+                raise ValueError(f"This JSON Schema cannot be used for the reply: {_first_line(exc)}") from exc
+        else:
+            problem = rf.grammar_problem(text)
+            if problem is not None:
+                raise ValueError(f"This grammar cannot be used: {problem}")
+            gbnf = text
+        problem = _grammar_error(self.llm, gbnf)
+        if problem is not None:
+            what = "grammar" if kind == "gbnf" else "grammar made from this schema"
+            raise ValueError(f"llama.cpp cannot use this {what}: {problem}")
+        return LlamaGrammar.from_string(gbnf, verbose=False)
 
     def _fits(self, prompt_tokens: int, what: str) -> bool:
         n_ctx = self.llm.n_ctx()
@@ -348,6 +389,40 @@ class _Server:
             return
         tokens = self.llm.tokenize(request.text.encode("utf-8"), add_bos=False, special=True)
         self.conn.send(p.TokenCount(len(tokens)))
+
+
+def _grammar_error(llm: Any, gbnf: str) -> str | None:
+    """What llama.cpp's grammar parser says about ``gbnf`` (None: it parses). The parser
+    writes its reason to stderr, so that is caught for the length of the call."""
+    import tempfile  # noqa: PLC0415
+
+    import llama_cpp  # noqa: PLC0415
+
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, gbnf.encode("utf-8"), b"root")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        if sampler:
+            llama_cpp.llama_sampler_free(sampler)
+            return None
+        caught.seek(0)
+        said = caught.read(4000).decode("utf-8", "replace")
+    for line in said.splitlines():
+        if "error parsing grammar:" in line:
+            return line.split("error parsing grammar:", 1)[1].strip() or "it does not parse."
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    return lines[0] if lines else "it does not parse."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _formatter(llm: Any, template: str) -> Any:

@@ -9,7 +9,11 @@ last_n_tokens → the ``Llama.last_n_tokens_size`` attribute (:func:`apply_sampl
 because llama-cpp-python only takes it in the constructor yet reads the attribute afresh when
 it builds the sampler for every completion, so setting it per request needs no reload;
 system_prompt, chain_of_thought → the messages (the session builds them; see
-``core.presets.effective_system_prompt``), not llama.cpp arguments.
+``core.presets.effective_system_prompt``), not llama.cpp arguments;
+response_format, json_schema, grammar → the ``grammar`` argument, a ``LlamaGrammar`` the child
+builds from :func:`grammar_spec` (any JSON: llama.cpp's JSON grammar; a schema: compiled with
+``LlamaGrammar.from_json_schema``'s converter; a custom grammar: as written), after asking
+llama.cpp's parser whether it can use it.
 
 Threads: "Auto" (``n_threads`` None) is resolved here, in the engine child, to
 ``core.sysinfo.default_threads()`` and always passed explicitly, for generation and for
@@ -22,6 +26,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from app.core import response_format as rf
 from app.core import sysinfo
 from app.core.settings import SamplingSettings
 from app.engine.protocol import Load
@@ -43,6 +48,18 @@ def completion_kwargs(settings: SamplingSettings) -> dict[str, Any]:
         "stop": list(settings.stop) or None,
         "seed": seed,
     }
+
+
+def grammar_spec(settings: SamplingSettings) -> tuple[str, str] | None:
+    """What the reply is held to: ``("json", "")``, ``("json_schema", schema text)`` or
+    ``("gbnf", grammar text)``; None for free text."""
+    if settings.response_format == rf.JSON:
+        return ("json", "")
+    if settings.response_format == rf.JSON_SCHEMA:
+        return ("json_schema", settings.json_schema)
+    if settings.response_format == rf.GRAMMAR:
+        return ("gbnf", settings.grammar)
+    return None
 
 
 def sampler_attributes(settings: SamplingSettings) -> dict[str, Any]:

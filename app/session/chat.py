@@ -22,6 +22,7 @@ from app.core.connections import ConnectionStore
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.library import ModelInfo, ModelLibrary
 from app.core.presets import effective_system_prompt, few_shot_turns
+from app.core.response_format import check_reply
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
 from app.engine import protocol as p
@@ -515,6 +516,8 @@ class ChatSession(QObject):
         text = text.strip()
         if not text or self.state in (EngineState.GENERATING, EngineState.CRASHED, EngineState.CLOSED):
             return False
+        if _is_notebook(self.conversation):  # a notebook is continued, not chatted with (notebook.py)
+            return False
         if self.current_model is None:
             self.errorMessage.emit("Choose a model first: add a GGUF file in the model picker.")
             return False
@@ -539,6 +542,8 @@ class ChatSession(QObject):
         """A new reply to the last question; the old one is kept as a variant (‹ 1/2 ›)."""
         messages = self.conversation.messages
         if self.state is not EngineState.READY or not messages or messages[-1].role is not Role.ASSISTANT:
+            return False
+        if _is_notebook(self.conversation):
             return False
         if messages[-1].text.strip():
             self._set_aside(len(messages) - 1)
@@ -822,6 +827,11 @@ class ChatSession(QObject):
         stopped = reason == "cancelled" or self._stop_requested
         stats = dict(stats, finish_reason=reason)
         empty = not stopped and self._reply is not None and not self._reply.text.strip()
+        if self._reply is not None and not stopped and not empty:
+            asked = self._reply.settings or {}
+            check = check_reply(asked.get("response_format"), asked.get("json_schema"), self._reply.text)
+            if check is not None:
+                stats["format_check"] = check  # shown under the reply (and pretty when it is valid JSON)
         if empty:
             stats["empty_reason"] = self._why_empty(reason, stats)
         self._finish_reply(MessageState.STOPPED if stopped else MessageState.COMPLETE, stats)
@@ -905,6 +915,10 @@ class ChatSession(QObject):
         self.state = state
         self.stateChanged.emit(state.value)
         self.statusText.emit(text)
+
+
+def _is_notebook(conversation: Conversation) -> bool:
+    return (conversation.settings or {}).get("mode") == "notebook"
 
 
 def _kept(settings: dict[str, Any] | None) -> dict[str, Any]:

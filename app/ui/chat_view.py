@@ -87,6 +87,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QMenu, QTextBrowser, QTextEdit, QToolButton, QToolTip, QWidget
 
 from app.core.conversation import Message, MessageState, Role
+from app.core.response_format import check_note, pretty_reply
 from app.ui.plain import WEB_SCHEMES, open_web_link, plain_tip
 from app.ui.stream_markdown import (
     REASONING,
@@ -571,7 +572,7 @@ class ChatView(QTextBrowser):
             self._insert_after(cursor, _user_html(message.text) + self._footer_html(message))
             return
         stream = ReplyStream()
-        stream.feed(message.text)
+        stream.feed(pretty_reply(message.text, message.stats) or message.text)
         stream.close()
         entry.blocks = stream.blocks
         reasoning = [(i, b) for i, b in enumerate(stream.blocks) if b.kind == REASONING]
@@ -825,10 +826,12 @@ class ChatView(QTextBrowser):
         """The reply is over: its last block is finished, then the note and stats follow."""
         live = self._live
         assert live is not None
-        if message is not None and message.text != live.stream.text:
-            # the record differs from what streamed (e.g. a reply finished without batches)
+        shown = (pretty_reply(message.text, message.stats) or message.text) if message is not None else None
+        if shown is not None and shown != live.stream.text:
+            # the record differs from what streamed (e.g. a reply finished without batches, or
+            # a structured reply that is shown pretty-printed)
             live.stream = ReplyStream(in_parts=True)
-            live.stream.feed(message.text)
+            live.stream.feed(shown)
             live.generation = -1
         live.stream.close()
         self._update_live()
@@ -1043,4 +1046,7 @@ def _stats_parts(message: Message) -> list[str]:
     note = _FINISH_NOTES.get(str(stats.get("finish_reason")))
     if note:
         parts.append(note)
+    checked = check_note(stats)  # structured output: whether the reply has the format asked for
+    if checked:
+        parts.append(checked)
     return parts

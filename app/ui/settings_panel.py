@@ -20,9 +20,10 @@ buttons ``reset_<field>``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QAbstractSpinBox,
@@ -47,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import response_format as rf
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
 from app.ui.plain import ask, plain_tip
@@ -208,7 +210,18 @@ _HELP = {
     "and how it should answer.",
     "chain_of_thought": "Asks the model to think step by step before answering; its reasoning "
     "is shown apart from the answer. Slower, often better at puzzles and maths.",
+    "response_format": "Holds every reply to a shape: free text, any JSON, JSON that matches your schema, "
+    "or your own grammar. The model can then only write what the shape allows; a JSON reply is "
+    "checked when it ends and shown pretty-printed.",
+    "json_schema": "A JSON Schema the reply must match (draft 2020-12 unless its $schema names another). "
+    "It is checked as you type and turned into a grammar for the model; tell the model in your "
+    "message what to fill in.",
+    "grammar": "A llama.cpp GBNF grammar: one rule per line (name ::= what it matches); the reply "
+    "starts at the rule named root. llama.cpp checks it before the model writes.",
 }
+
+_SCHEMA_PLACEHOLDER = '{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}'
+_GRAMMAR_PLACEHOLDER = 'root ::= "yes" | "no"'
 
 
 class SettingsPanel(QWidget):
@@ -246,6 +259,7 @@ class SettingsPanel(QWidget):
         column.addWidget(self._build_sampling_section())
         column.addWidget(self._build_stop_section())
         column.addWidget(self._build_prompt_section())
+        column.addWidget(self._build_format_section())
         column.addWidget(self._build_examples_section())
         column.addWidget(self._build_load_section())
         precedence = self._note("precedenceNote")
@@ -350,6 +364,9 @@ class SettingsPanel(QWidget):
             system_prompt=self._system_prompt.toPlainText(),
             last_n_tokens=int(spin["last_n_tokens"].value()),
             chain_of_thought=self._cot.isChecked(),
+            response_format=str(self._format.currentData() or rf.TEXT),
+            json_schema=self._schema_edit.toPlainText(),
+            grammar=self._grammar_edit.toPlainText(),
         )
 
     def load_settings(self) -> LoadSettings:
@@ -515,6 +532,49 @@ class SettingsPanel(QWidget):
         self._cot.toggled.connect(self._edited)
         self._add_row(grid, "chain_of_thought", "Reasoning", _HELP["chain_of_thought"], self._cot)
         return box
+
+    def _build_format_section(self) -> QGroupBox:
+        """Structured output: the format, and the schema or grammar editor when it needs one."""
+        box = QGroupBox("Response format")
+        box.setObjectName("formatSection")
+        grid = QGridLayout(box)
+        self._format = QComboBox()
+        for value, label in rf.FORMATS.items():
+            self._format.addItem(label, value)
+        self._format.currentIndexChanged.connect(self._format_changed)
+        self._add_row(grid, "response_format", "Reply as", _HELP["response_format"], self._format)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._format_rows: dict[str, list[QWidget]] = {}
+        for name, label, placeholder in (
+            ("json_schema", "JSON Schema", _SCHEMA_PLACEHOLDER),
+            ("grammar", "Grammar", _GRAMMAR_PLACEHOLDER),
+        ):
+            editor = QPlainTextEdit()
+            editor.setFont(mono)
+            editor.setPlaceholderText(placeholder)
+            editor.setMinimumHeight(90)
+            editor.setTabChangesFocus(True)  # Tab moves on, as everywhere in the panel
+            editor.textChanged.connect(self._edited)
+            row = grid.rowCount()
+            self._add_row(grid, name, label, _HELP[name], editor)
+            self._format_rows[name] = [
+                item.widget() for col in range(3) if (item := grid.itemAtPosition(row, col)) is not None
+            ]
+        self._schema_edit = cast(QPlainTextEdit, self._controls["json_schema"])
+        self._grammar_edit = cast(QPlainTextEdit, self._controls["grammar"])
+        self._show_format_editor()
+        return box
+
+    def _format_changed(self, _index: int) -> None:
+        self._show_format_editor()
+        self._edited()
+
+    def _show_format_editor(self) -> None:
+        """Only the editor the chosen format uses is shown (its text is kept when hidden)."""
+        chosen = self._format.currentData()
+        for name, widgets in self._format_rows.items():
+            for widget in widgets:
+                widget.setVisible(chosen == name)
 
     def _build_examples_section(self) -> QGroupBox:
         """Few-shot examples: sent as real earlier turns through the chat template."""
@@ -697,6 +757,11 @@ class SettingsPanel(QWidget):
         if self._system_prompt.toPlainText() != s.system_prompt:
             self._system_prompt.setPlainText(s.system_prompt)
         self._cot.setChecked(s.chain_of_thought)
+        self._format.setCurrentIndex(max(0, self._format.findData(s.response_format)))
+        for editor, text in ((self._schema_edit, s.json_schema), (self._grammar_edit, s.grammar)):
+            if editor.toPlainText() != text:
+                editor.setPlainText(text)
+        self._show_format_editor()
 
     def _append_stop_item(self, shown: str) -> QListWidgetItem:
         item = QListWidgetItem(shown)
@@ -743,6 +808,12 @@ class SettingsPanel(QWidget):
             self._system_prompt.setPlainText(defaults.system_prompt)
         elif name == "chain_of_thought":
             self._cot.setChecked(defaults.chain_of_thought)
+        elif name == "response_format":
+            self._format.setCurrentIndex(self._format.findData(defaults.response_format))
+        elif name == "json_schema":
+            self._schema_edit.setPlainText(defaults.json_schema)
+        elif name == "grammar":
+            self._grammar_edit.setPlainText(defaults.grammar)
         elif name == "n_ctx":
             default_ctx = LoadSettings().n_ctx
             self._spins[name].setValue(min(default_ctx, self._native_ctx) if self._native_ctx else default_ctx)
