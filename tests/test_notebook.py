@@ -123,6 +123,7 @@ def test_continue_stop_undo_and_reopen_on_the_demo_model(qtbot, open_main_window
     assert reply.state is MessageState.COMPLETE and reply.model and reply.stats["tokens"] > 0
     assert reply.settings["max_tokens"] == 16
     assert view.undo_button.isEnabled()
+    assert not session.regenerate() and not session.send("a chat message")  # a notebook is not chatted with
 
     # Undo takes back exactly the continuation
     qtbot.mouseClick(view.undo_button, Qt.MouseButton.LeftButton)

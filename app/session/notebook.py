@@ -195,6 +195,9 @@ class NotebookController(QObject):
                 store.touch(conv.id)
                 self.undoAvailable.emit(self.can_undo())
                 return
+        if keep and messages[keep - 1].role is Role.USER:  # the person's text stays one segment
+            keep -= 1
+            rest = messages[keep].text + rest
         for gone in messages[keep:]:  # edited (or deleted) from here on: one segment of the person's
             store.delete_message(gone.id)
         del messages[keep:]
@@ -333,8 +336,8 @@ class NotebookController(QObject):
     def _on_ended(self, event: p.Done | JobFailed) -> None:
         if self._reader is not self.sender():
             return
-        if isinstance(event, JobFailed):
-            self._finish(MessageState.FAILED, {})
+        if isinstance(event, JobFailed):  # what was written before it failed is kept
+            self._finish(MessageState.INTERRUPTED, {})
             self.problem.emit(f"The model could not continue the text: {event.message}")
             return
         stopped = event.reason == "cancelled" or self._stop_requested
