@@ -15,10 +15,12 @@ uselessly short 16. An explicit max_tokens above the cap is lowered to the cap, 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core import response_format as rf
 from app.core.settings import SEED_LIMIT, SamplingSettings
 from app.engine.jobs import API, JobRequest
 
@@ -221,15 +223,41 @@ def messages(value: Any, limits: Limits) -> list[dict[str, str]]:
     return out
 
 
-def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+def _response_format(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``response_format`` as SamplingSettings fields (structured output, issue 16):
+    ``{"type": "json_object"}`` → any JSON; ``{"type": "json_schema", "json_schema": {"schema":
+    {...}}}`` → JSON matching that schema (llama-cpp-python's own server refuses this form);
+    llama-cpp-python's ``{"type": "json_object", "schema": {...}}`` is read the same way. The
+    schema is checked here like one pasted into the settings panel: an unusable one is a 400."""
     value = body.get("response_format")
     if value is None:
-        return None
+        return {}
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise invalid("'response_format' must be an object with a 'type'.", "response_format")
-    if value["type"] == "text":
-        return None
-    return value  # the engine accepts or refuses it (structured output is the engine's)
+    kind = value["type"]
+    if kind == "text":
+        return {"response_format": rf.TEXT}
+    if kind == "json_object" and value.get("schema") is None:
+        return {"response_format": rf.JSON}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise invalid("'response_format.json_schema' must be an object with a 'schema'.", "response_format")
+        schema = spec.get("schema")
+    elif kind == "json_object":
+        schema = value.get("schema")
+    else:
+        raise invalid(
+            f"'response_format.type' must be 'text', 'json_object' or 'json_schema' (not {kind[:40]!r}).",
+            "response_format",
+        )
+    if not isinstance(schema, dict):
+        raise invalid("The response format's 'schema' must be a JSON Schema object.", "response_format")
+    text = json.dumps(schema, ensure_ascii=False)
+    problem = rf.schema_problem(text)
+    if problem is not None:
+        raise invalid(problem, "response_format")
+    return {"response_format": rf.JSON_SCHEMA, "json_schema": text}
 
 
 def _n(body: dict[str, Any]) -> None:
@@ -268,8 +296,7 @@ def chat_request(body: Any, limits: Limits, client: str = "") -> Parsed:
         kind="chat",
         model=model,
         messages=msgs,
-        settings=sampling(body, limits),
-        response_format=_response_format(body),
+        settings={**sampling(body, limits), **_response_format(body)},
         priority=API,
         client=client,
     )

@@ -705,7 +705,12 @@ class SettingsPanel(QWidget):
         label = QLabel(label_text)
         label.setToolTip(help_text)
         label.setBuddy(control)
-        grid.addWidget(label, row, 0, Qt.AlignmentFlag.AlignTop if name == "stop" else Qt.AlignmentFlag.AlignVCenter)
+        grid.addWidget(
+            label,
+            row,
+            0,
+            Qt.AlignmentFlag.AlignTop if name in ("stop", "json_schema", "grammar") else Qt.AlignmentFlag.AlignVCenter,
+        )
         grid.addWidget(row_widget or control, row, 1)
         reset = QToolButton()
         reset.setObjectName(f"reset_{name}")
