@@ -558,7 +558,9 @@ class SettingsPanel(QWidget):
             row = grid.rowCount()
             self._add_row(grid, name, label, _HELP[name], editor)
             self._format_rows[name] = [
-                item.widget() for col in range(3) if (item := grid.itemAtPosition(row, col)) is not None
+                widget
+                for col in range(3)
+                if (item := grid.itemAtPosition(row, col)) is not None and (widget := item.widget()) is not None
             ]
         self._schema_edit = cast(QPlainTextEdit, self._controls["json_schema"])
         self._grammar_edit = cast(QPlainTextEdit, self._controls["grammar"])
