@@ -74,16 +74,11 @@ class FakeGateway:
         return False
 
     def _wait(self, job: Job, seconds: float) -> bool:
-        """Sleep ``seconds`` unless cancelled first (checked every millisecond, as the
-        engine checks between tokens); True when cancelled."""
-        end = time.monotonic() + seconds
-        while True:
-            if self._cancelled(job):
-                return True
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            job.cancelled.wait(min(left, 0.001))
+        """Sleep ``seconds`` unless cancelled first (woken by the cancel itself); True when
+        cancelled."""
+        if seconds > 0:
+            job.cancelled.wait(seconds)
+        return self._cancelled(job)
 
     def _run(self, job: Job) -> None:
         request = job.request

@@ -4,9 +4,9 @@ end-to-end test through the real engine worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -430,6 +430,24 @@ def test_client_that_leaves_while_queued_or_waiting_for_a_whole_reply_cancels(se
         assert job.id in gateway.cancel_seen
 
 
+def test_a_stream_waiting_for_the_engine_gets_keep_alive_comments(serve, monkeypatch):
+    import app.server.api
+
+    monkeypatch.setattr(app.server.api, "PING_SECONDS", 0.1)
+    gateway = FakeGateway(reply=["a", "b"], delay=0.35)
+    server = serve(gateway)
+    with httpx2.stream(
+        "POST",
+        server.base_url + "/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "stream": True},
+        timeout=5,
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert ": ping" in lines and lines[-1] == "data: [DONE]"
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == "ab"
+
+
 def test_request_log_entries(serve):
     entries: list[RequestLogEntry] = []
     server = serve(on_request=entries.append, api_key=KEY)
@@ -476,8 +494,9 @@ def test_stop_ends_open_streams_and_frees_the_port(serve):
     reader.join(5)
     assert not reader.is_alive()
     assert gateway.jobs[-1].cancelled.is_set()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", server.port))  # free again
+    again = ApiServer(gateway, port=server.port)  # the port is free again: the panel can restart
+    again.start()
+    again.stop()
 
 
 def test_port_in_use_is_an_error_at_start(serve):
@@ -531,7 +550,7 @@ def test_end_to_end_through_the_real_engine_service(qtbot, demo_model):
         results: dict[str, object] = {}
 
         def use() -> None:
-            api = client(server)
+            api = client_for(server.base_url, "unused")  # a loaded machine may take a while
             results["models"] = [(m.id, m.model_extra["loaded"]) for m in api.models.list().data]
             stream = api.chat.completions.create(
                 model="smol",
@@ -665,4 +684,4 @@ def test_hearth_serve_runs_headless_and_stops_on_sigterm(tmp_path, demo_model):
 
 
 def client_for(base_url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)

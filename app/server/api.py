@@ -33,7 +33,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -253,6 +252,70 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
+class EventStream(Response):
+    """Server-sent events from an async iterator of JSON texts, each sent as ``data: …``.
+
+    Sends each event as it comes (no buffering) and, at the same time, listens for the
+    client's disconnect: when it goes, the iterator is cancelled at once (its ``finally``
+    cancels the engine job) even while it waits for the engine. A comment line every
+    ``ping`` seconds of silence keeps proxies from closing a stream that waits in the queue.
+    Written here rather than taken from sse-starlette: per event it costs about half as
+    much CPU, which matters on a machine whose cores are all generating.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[str], ping: float | None = None) -> None:
+        super().__init__(
+            None,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            media_type=self.media_type,
+        )
+        # no Content-Length: the body is chunked, and it ends when the reply does
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.events = events
+        self.ping = PING_SECONDS if ping is None else ping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lock = asyncio.Lock()
+        last = [time.monotonic()]
+
+        async def pump() -> None:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for text in self.events:
+                async with lock:
+                    await send(
+                        {"type": "http.response.body", "body": b"data: " + text.encode() + b"\n\n", "more_body": True}
+                    )
+                    last[0] = time.monotonic()
+            async with lock:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(max(0.05, self.ping - (time.monotonic() - last[0])))
+                if time.monotonic() - last[0] >= self.ping:
+                    async with lock:
+                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                        last[0] = time.monotonic()
+
+        tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(_wait_disconnect(receive))]
+        if self.ping > 0:
+            tasks.append(asyncio.ensure_future(keep_alive()))
+        try:
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            close = getattr(self.events, "aclose", None)
+            if close is not None:  # suspended at a yield when the client left: run its cleanup now
+                await close()
+        sender = tasks[0]
+        if sender in done and not sender.cancelled() and (error := sender.exception()) is not None:
+            raise error
+
+
 class Api:
     def __init__(
         self,
@@ -371,7 +434,7 @@ class Api:
             call.status = CLIENT_GONE
             self._log(call)
             return Response(status_code=CLIENT_GONE)
-        if not isinstance(response, EventSourceResponse):  # a stream logs itself when it ends
+        if not isinstance(response, EventStream):  # a stream logs itself when it ends
             call.status = response.status_code
             self._log(call)
         return response
@@ -440,11 +503,7 @@ class Api:
                 parsed.model, first.model_path if isinstance(first, p.PromptInfo) else ""
             )
             if parsed.stream:
-                return EventSourceResponse(
-                    self._stream(call, job, first, events, reply),
-                    ping=PING_SECONDS,
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                )
+                return EventStream(self._stream(call, job, first, events, reply))
             return await self._guarded(request, job, self._whole(call, first, events, reply))
 
         return await self._run(request, call, handle)
