@@ -614,8 +614,6 @@ def test_end_to_end_through_the_real_engine_service(qtbot, demo_model):
         count, dims, model = results["embedding"]
         assert count == 2 and dims > 16 and model == "smol"
         assert "smol" in results["404"] and str(demo_model.parent) not in results["404"]
-        if results["default_status"] == 400 and "cannot exceed the context length" in str(results["default_body"]):
-            pytest.xfail("EngineService does not yet clamp max_tokens to the model's context, as the window does")
         assert results["default_status"] == 200, results["default_body"]
     finally:
         if server is not None:

@@ -207,6 +207,12 @@ class EngineService(EngineWorker):
     def _run_generation(self, job: Job) -> None:
         request = job.request
         backend = self._active
+        info = self._info
+        if info is not None and isinstance(request.settings.get("max_tokens"), int):
+            # As in the window: more new tokens than the context holds is clamped, not refused
+            # (a client that leaves max_tokens out gets the server's generous default).
+            if request.settings["max_tokens"] > info.n_ctx:
+                request = replace(request, settings={**request.settings, "max_tokens": info.n_ctx})
         if request.kind == "complete":
             if not isinstance(backend, EngineClient):
                 job.put(JobFailed("Plain completions are not available for models on other servers.", 400))
