@@ -313,12 +313,12 @@ def test_real_server_stop_frees_it_for_the_next_request(llama_server) -> None:
                 backend.cancel()
         if isinstance(event, p.Done):
             assert event.reason == "cancelled"
-            assert time.monotonic() - stopped_at < 1.0
+            assert time.monotonic() - stopped_at < 5  # not after the 900 tokens
     started = time.monotonic()
     events, text = run(backend, {"max_tokens": 8, "seed": 1})
     assert text and events[-1].reason in ("stop", "length")
     # 900 tokens at this model's speed would take many seconds; the next request was not queued.
-    assert events[-1].stats["ttft"] < 3.0 and time.monotonic() - started < 10
+    assert events[-1].stats["ttft"] < 5.0 and time.monotonic() - started < 10
     deadline = time.monotonic() + 5
     while "Disconnected from client" not in llama_server.log() and time.monotonic() < deadline:
         time.sleep(0.1)
