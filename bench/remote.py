@@ -60,7 +60,7 @@ def with_openai(url: str, tokens: int) -> tuple[float, int]:
 
 
 def with_hearth(url: str, tokens: int, probe: bool) -> tuple[float, int, list[float]]:
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, QThread, QTimer, Signal, Slot
+    from PySide6.QtCore import QEventLoop, QObject, QThread, Signal, Slot
     from PySide6.QtWidgets import QApplication
 
     from app.core.conversation import Message, MessageState, Role
@@ -118,18 +118,10 @@ def with_hearth(url: str, tokens: int, probe: bool) -> tuple[float, int, list[fl
     streamer.finished.connect(lambda _done: (ended.append(time.perf_counter()), loop.quit()))
     thread.started.connect(streamer.run)
 
-    stalls: list[float] = []
-    clock = QElapsedTimer()
-    ticker = QTimer()
-    ticker.setInterval(1)
-    last = [0.0]
+    from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-    def tick() -> None:
-        now = clock.nsecsElapsed() / 1e6
-        stalls.append(now - last[0])
-        last[0] = now
-
-    ticker.timeout.connect(tick)
+    probe = StallProbe()
+    stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
     clock.start()
     if probe:
         ticker.start()

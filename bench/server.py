@@ -141,20 +141,11 @@ class ThroughApi:
         self.model_id = next(m.id for m in self.session.worker.models() if m.loaded)
 
     def run(self, text: str, tokens: int, probe: bool) -> tuple[dict[str, float], list[float]]:
-        from PySide6.QtCore import QElapsedTimer, QEventLoop, QProcess, QTimer
+        from PySide6.QtCore import QEventLoop, QProcess
+        from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-        stalls: list[float] = []
-        clock = QElapsedTimer()
-        ticker = QTimer()
-        ticker.setInterval(1)
-        last = [0.0]
-
-        def tick() -> None:
-            now = clock.nsecsElapsed() / 1e6
-            stalls.append(now - last[0])
-            last[0] = now
-
-        ticker.timeout.connect(tick)
+        probe = StallProbe()
+        stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
         process = QProcess()
         process.setProcessChannelMode(QProcess.ProcessChannelMode.ForwardedErrorChannel)
         loop = QEventLoop()

@@ -62,7 +62,7 @@ def through_hearth(
     """Tokens/s through the real window and this process's CPU seconds per 1,000 tokens; with
     ``probe``, also the GUI thread's stalls, taken with a 1 ms timer — which itself costs CPU
     on these 2 cores, so throughput is measured in runs without it."""
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from app import paths
@@ -94,18 +94,10 @@ def through_hearth(
     if session.state is not EngineState.READY:
         ready.exec()
 
-    stalls: list[float] = []
-    clock = QElapsedTimer()
-    ticker = QTimer()
-    ticker.setInterval(1)
-    last = [0.0]
+    from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-    def tick() -> None:
-        now = clock.nsecsElapsed() / 1e6
-        stalls.append(now - last[0])
-        last[0] = now
-
-    ticker.timeout.connect(tick)
+    probe = StallProbe()
+    stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
     done: list = []
     loop = QEventLoop()
     session.replyFinished.connect(done.append)
