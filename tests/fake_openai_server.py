@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +30,8 @@ from typing import Any
 
 
 class FakeOpenAI:
-    def __init__(self, kind: str = "openai", api_key: str | None = None) -> None:
+    def __init__(self, kind: str = "openai", api_key: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server-side context (a test CA's certificate): the fake then speaks HTTPS."""
         self.kind = kind
         self.api_key = api_key
         self.models = ["fake-model"]
@@ -57,7 +59,10 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:
@@ -176,7 +181,7 @@ class FakeOpenAI:
                 _chunk(h, _sse({"choices": [], "usage": usage}))
             _chunk(h, b"data: [DONE]\n\n")
             _chunk(h, b"")
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # SSLEOFError under TLS
             self.disconnected.set()
 
     def _ollama_chat(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
