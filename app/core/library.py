@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
+from app.core.adapters import AdapterInfo, is_adapter
 from app.core.chat_templates import known_template, template_problem
 from app.core.demo import DEMO_NAME, find_demo_model
 from app.core.gguf import (
@@ -164,6 +165,8 @@ class ModelInfo:
     kv_bytes_per_token: int | None = None  # f16 KV cache bytes per token of context
     source: str | None = None  # for a copy: the file it was copied from
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    # LoRA adapters added to this model (core.adapters); which are on is a chat setting
+    adapters: list[AdapterInfo] = field(default_factory=list)
     # For a model served by another program: the connection's name (path is then a
     # "remote://connection/model" reference, see core.remote_models). Never stored in the library.
     remote: str | None = None
@@ -233,7 +236,7 @@ class ModelInfo:
         """A stored record, or ``None`` when it is too damaged to use (others still load)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
             return None
-        names = {f.name for f in fields(cls)} - {"defaults", "remote"}  # the library holds files only
+        names = {f.name for f in fields(cls)} - {"defaults", "remote", "adapters"}  # the library holds files only
         try:
             info = cls(**{k: v for k, v in raw.items() if k in names})
         except TypeError:
@@ -252,6 +255,9 @@ class ModelInfo:
             # records from before the field existed: no template is the one problem they knew
             info.template_problem = None if info.has_chat_template else "no chat template"
         info.defaults = ModelDefaults.from_dict(raw.get("defaults"))
+        stored = raw.get("adapters")
+        adapters = [AdapterInfo.from_dict(a) for a in (stored if isinstance(stored, list) else [])]
+        info.adapters = [a for a in adapters if a is not None]
         return info
 
 
@@ -365,6 +371,10 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
                 part, f"part {i} of {len(parts)} of this split model is missing — all parts must be in the same folder"
             )
     metas = [read_gguf(part) for part in parts]
+    if is_adapter(metas[0]):
+        raise GGUFError(
+            parts[0], "this is a LoRA adapter, not a model: add it to its model under Models > Manage models > Adapters"
+        )
     info = ModelInfo.from_metadata(metas[0], name=name, linked=linked)
     info.path = str(_resolve(parts[0]))
     if len(metas) > 1:
@@ -749,6 +759,21 @@ class ModelLibrary:
         if problems:
             raise LibraryError(" ".join(p.message for p in problems))
         info.defaults = defaults
+        self.save()
+        return info
+
+    def add_adapter(self, path: str | Path, adapter: AdapterInfo) -> ModelInfo:
+        """Keep an adapter checked by :func:`core.adapters.check_adapter` with its model (once)."""
+        info = self._require(path)
+        if all(a.path != adapter.path for a in info.adapters):
+            info.adapters.append(adapter)
+            self.save()
+        return info
+
+    def remove_adapter(self, path: str | Path, adapter_path: str) -> ModelInfo:
+        """Forget an adapter (its file is never deleted)."""
+        info = self._require(path)
+        info.adapters = [a for a in info.adapters if a.path != adapter_path]
         self.save()
         return info
 

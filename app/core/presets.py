@@ -50,6 +50,7 @@ _SETTING_TYPES: dict[str, str] = {
     "response_format": "string",
     "json_schema": "string",
     "grammar": "string",
+    "adapters": "adapters",  # LoRA adapters that are on: [{"path", "scale"}] (core.adapters)
 }
 assert set(_SETTING_TYPES) | {"system_prompt"} == {f.name for f in fields(SamplingSettings)}
 
@@ -154,6 +155,11 @@ def _type_problem(kind: str, value: Any) -> str | None:
         return "must be text"
     if kind == "strings" and not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
         return "must be a list of text"
+    if kind == "adapters" and not (
+        isinstance(value, list)
+        and all(isinstance(a, dict) and isinstance(a.get("path"), str) and is_number(a.get("scale")) for a in value)
+    ):
+        return "must be a list of {path, scale} objects"
     return None
 
 

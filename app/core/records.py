@@ -128,6 +128,7 @@ _SETTING_KINDS: dict[str, str] = {
     "response_format": "text",
     "json_schema": "text",
     "grammar": "text",
+    "adapters": "adapters",  # LoRA adapters that are on (core.adapters)
 }
 assert set(_SETTING_KINDS) == {f.name for f in fields(SamplingSettings)}
 
@@ -142,6 +143,7 @@ _KIND_WORDS = {
     "texts": "a list of text",
     "seed": "a whole number or null",
     "bool": "true or false",
+    "adapters": "a list of {path, scale} objects",
 }
 
 
@@ -164,7 +166,20 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(s, str) for s in value)
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "adapters":
+        return isinstance(value, list) and all(_is_adapter_entry(a) for a in value)
     raise AssertionError(kind)
+
+
+def _is_adapter_entry(value: Any) -> bool:
+    """``{"path": text, "scale": number}`` (a reply's stats also name it: ``"name": text``)."""
+    return (
+        isinstance(value, dict)
+        and set(value) <= {"path", "scale", "name"}
+        and isinstance(value.get("path"), str)
+        and is_number(value.get("scale"))
+        and isinstance(value.get("name", ""), str)
+    )
 
 
 class _Fields:
@@ -262,6 +277,7 @@ _STAT_KINDS: dict[str, str] = {
     "seconds": "number?",
     "seed": "int?",
     "finish_reason": "text?",
+    "adapters": "adapters",  # the LoRA adapters that were on: [{name, path, scale}]
 }
 
 _SOURCE_KINDS: dict[str, str] = {"number": "int", "label": "text", "text": "text", "cited": "bool"}

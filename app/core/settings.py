@@ -14,7 +14,8 @@ Documented ranges (what ``validate`` accepts):
 temperature 0–5; top_p (0, 1]; top_k ≥ 0 (0 = off); min_p 0–1; repeat_penalty (0, 5]
 (1 = off); last_n_tokens 0–n_ctx (0 = off); presence/frequency penalty −2–2;
 max_tokens 1–n_ctx; stop: non-empty strings; seed None or 0–2³²−1; response_format one of
-``core.response_format.FORMATS``, with a usable ``json_schema`` or ``grammar`` when it needs one.
+``core.response_format.FORMATS``, with a usable ``json_schema`` or ``grammar`` when it needs one;
+adapters: ``[{"path": text, "scale": −10–10}]``.
 n_ctx 256–native context; n_threads None or 1–2×CPU cores; n_batch 1–n_ctx; n_gpu_layers ≥ 0
 or −1 (every layer).
 """
@@ -71,6 +72,9 @@ class SamplingSettings:
     response_format: str = "text"
     json_schema: str = ""
     grammar: str = ""
+    # LoRA adapters that are on (core.adapters): [{"path": adapter file, "scale": number}];
+    # applied when the model loads, so a change reloads it. Adapters of other models are skipped.
+    adapters: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self, n_ctx: int | None = None) -> list[Problem]:
         """Every problem at once, so the UI can mark all bad fields together.
@@ -136,7 +140,23 @@ class SamplingSettings:
         if not isinstance(self.chain_of_thought, bool):
             bad("chain_of_thought", "Chain-of-thought must be on or off.")
         self._validate_format(bad)
+        self._validate_adapters(bad)
         return problems
+
+    def _validate_adapters(self, bad: Any) -> None:
+        from app.core.adapters import MAX_SCALE  # noqa: PLC0415
+
+        items = self.adapters
+        if not isinstance(items, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("path"), str) and a["path"] for a in items
+        ):
+            bad("adapters", "Adapters must be a list of {path, scale} entries.")
+            return
+        for a in items:
+            scale = a.get("scale")
+            if not _is_number(scale) or not -MAX_SCALE <= float(scale or 0) <= MAX_SCALE:
+                bad("adapters", f"An adapter's scale must be a number between -{MAX_SCALE:g} and {MAX_SCALE:g}.")
+                return
 
     def _validate_format(self, bad: Any) -> None:
         """The response format, and the schema or grammar it uses (only the one in use is

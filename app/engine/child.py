@@ -27,6 +27,7 @@ from app.engine.params import (
     thread_kwargs,
 )
 from app.engine.stops import StopMatcher
+from app.engine.vision import NO_VISION, has_images, text_only, with_markers
 
 
 def main(conn: Connection, cancel: Event) -> None:
@@ -64,6 +65,7 @@ class _Server:
         self.formatter: Any = None  # the chat template in use, to count prompt tokens
         self.template_stops: tuple[str, ...] = ()  # turn markers of a chosen known template
         self.embedder: Any = None  # a second Llama in embedding mode (document retrieval)
+        self.projector: Any = None  # the model's projector in libmtmd (engine.vision): images
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         """Tokens the messages take with the chat template and the generation prompt."""
@@ -99,6 +101,9 @@ class _Server:
 
     def close(self) -> None:
         """Free the chat model (the embedding model stays: it serves documents)."""
+        if self.projector is not None:  # before the model it points into
+            self.projector.close()
+            self.projector = None
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -122,6 +127,8 @@ class _Server:
         elif isinstance(request, p.CountPrompt):
             if self.llm is None:
                 self.conn.send(p.Error("request", "No model is loaded."))
+            elif has_images(request.messages):
+                self.count_with_images(request.messages)
             else:
                 self.conn.send(p.TokenCount(self.prompt_tokens(request.messages)))
         elif isinstance(request, p.Unload):
@@ -166,10 +173,14 @@ class _Server:
                 chat_format=chat_format or ("gguf template" if from_gguf else "unknown"),
                 template_from_gguf=from_gguf,
                 load_seconds=time.perf_counter() - started,
+                **self._load_projector(request),
             )
         )
 
     def chat(self, request: p.Chat) -> None:
+        if has_images(request.messages):
+            self.chat_with_images(request)
+            return
         prepared = self._prepare(request.settings)
         if prepared is None:
             return
@@ -203,6 +214,94 @@ class _Server:
             prompt_tokens,
             0,
         )
+
+    def chat_with_images(self, request: p.Chat) -> None:
+        """A chat whose messages carry images: through the model's projector (libmtmd), or
+        refused in plain words when the model has none."""
+        if self.llm is not None and self.projector is None:
+            self.conn.send(p.Error("chat", NO_VISION))
+            return
+        prepared = self._prepare(request.settings)
+        if prepared is None:
+            return
+        settings, kwargs, stops = prepared
+        try:
+            prompt, images, add_special, prompt_tokens, dropped = self._fit_with_images(
+                request.messages, settings.max_tokens
+            )
+        except ValueError as exc:
+            self.conn.send(p.Error("chat", str(exc)))
+            return
+        if not self._fits(prompt_tokens, "This message with its images"):
+            return
+
+        def create() -> Any:
+            tokens = self.projector.evaluate(self.llm, prompt, images, add_special)
+            return self.llm.create_completion(prompt=tokens, stream=True, **kwargs)
+
+        try:
+            self._stream(create, lambda choice: choice.get("text"), stops, kwargs["seed"], prompt_tokens, dropped)
+        finally:
+            if self.llm is not None:
+                self.llm.reset()  # image positions hold no real tokens: never reuse them
+
+    def count_with_images(self, messages: list[dict[str, Any]]) -> None:
+        """CountPrompt for messages with images: each image as the tokens it takes."""
+        if self.projector is None:  # refused when sent; count what would be read
+            self.conn.send(p.TokenCount(self.prompt_tokens(text_only(messages))))
+            return
+        try:
+            prompt, images, add_special = self._image_prompt(messages)
+            self.conn.send(p.TokenCount(self.projector.count(prompt, images, add_special)))
+        except ValueError as exc:
+            self.conn.send(p.Error("request", str(exc)))
+
+    def _image_prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list[bytes], bool]:
+        """The prompt through the chat template with a media marker for each image, the
+        images' bytes, and whether libmtmd should add the BOS token (as for text prompts)."""
+        if self.formatter is None:
+            raise ValueError(
+                "This model has no chat template to place images in; choose one under "
+                "Models > Manage models > Defaults."
+            )
+        marked, images = with_markers(messages)
+        rendered = self.formatter(messages=marked)
+        return rendered.prompt, images, not rendered.added_special
+
+    def _fit_with_images(
+        self, messages: list[dict[str, Any]], max_tokens: int
+    ) -> tuple[str, list[bytes], bool, int, int]:
+        """As fit_messages, for messages with images (an image leaves with its turn)."""
+        n_ctx = self.llm.n_ctx()
+        room = min(max_tokens, max(n_ctx // 4, 32))
+        messages = list(messages)
+        first = 1 if messages and messages[0].get("role") == "system" else 0
+        dropped = 0
+        while True:
+            prompt, images, add_special = self._image_prompt(messages)
+            count = self.projector.count(prompt, images, add_special)
+            if count <= n_ctx - room or len(messages) - first <= 1:
+                return prompt, images, add_special, count, dropped
+            del messages[first]
+            dropped += 1
+
+    def _load_projector(self, request: p.Load) -> dict[str, Any]:
+        """Load the model's projector, if it has one: Loaded's vision fields. A projector
+        that cannot be used leaves the model loaded for text, with a notice saying so."""
+        if not request.mmproj_path:
+            return {}
+        from app.engine.vision import Projector  # noqa: PLC0415 - imports llama_cpp
+
+        threads = thread_kwargs(request.n_threads)["n_threads"]
+        try:
+            self.projector = Projector(request.mmproj_path, self.llm, threads, use_gpu=request.n_gpu_layers != 0)
+        except Exception as exc:
+            name = os.path.basename(request.mmproj_path)
+            return {
+                "vision_notice": f"The image projector {name} could not be used ({_first_line(exc)}); "
+                "this model will read text only."
+            }
+        return {"vision": True}
 
     def _prepare(self, raw: dict[str, Any]) -> tuple[SamplingSettings, dict[str, Any], StopMatcher] | None:
         """Validated settings, llama-cpp-python's arguments and the stop matcher; None (and an

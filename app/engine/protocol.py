@@ -35,11 +35,15 @@ class Load:
     # Set for a model served by another program: the worker talks to that server instead of
     # the local engine process (model_path is then the model's "remote://…" reference).
     remote: RemoteTarget | None = None
+    # A vision model's projector (mmproj*.gguf): images in chat go through it (engine.vision).
+    mmproj_path: str | None = None
 
 
 @dataclass(frozen=True)
 class Chat:
-    messages: list[dict[str, str]]
+    # content is a string, or (a user's message with images) OpenAI content parts:
+    # [{"type": "text", "text": ...}, {"type": "image_url", "image_url": {"url": "data:..."}}]
+    messages: list[dict[str, Any]]
     settings: dict[str, Any]
 
 
@@ -60,7 +64,7 @@ class Tokenize:
 class CountPrompt:
     """How many tokens these messages take through the model's chat template."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # as Chat's
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,9 @@ class Loaded:
     load_seconds: float
     # SamplingSettings fields the backend would ignore (a remote server that has no such knob)
     ignored_settings: frozenset[str] = frozenset()
+    # Whether images can be sent (the projector loaded); a sentence when it could not be.
+    vision: bool = False
+    vision_notice: str = ""
 
 
 @dataclass(frozen=True)
