@@ -59,6 +59,8 @@ def test_first_frame_comes_before_heavy_imports_and_the_engine(tmp_path: Path) -
     early = [name for name in NOT_BEFORE_FIRST_FRAME if name in loaded]
     assert early == [], f"imported before the first frame: {early}"
     assert report["engine_at_frame"] == [], "the engine child was started before the window was shown"
+    # nor any other process: multiprocessing's resource tracker is a Python start of its own
+    assert report["children_at_frame"] == [], "a child process was started before the window was shown"
     # ...and it does start, right after: the app did not simply lose it
     assert "hearth-engine" in report["engine_later"]
     later = set(report["modules_later"])

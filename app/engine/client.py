@@ -54,13 +54,21 @@ class EngineClient:
     """One engine child process. ``start`` again after a crash to get a fresh one."""
 
     def __init__(self, cancel: Event | None = None, start_timeout: float = 120.0) -> None:
-        self._cancel = cancel if cancel is not None else _ctx.Event()
+        # Made at the first start, not here: a multiprocessing Event starts the resource
+        # tracker (another Python process) while the window is still building its first frame.
+        self._cancel_event: Event | None = cancel
         self._start_timeout = start_timeout
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection[object, object] | None = None
         self.ready: p.Ready | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def _cancel(self) -> Event:
+        if self._cancel_event is None:
+            self._cancel_event = _ctx.Event()
+        return self._cancel_event
 
     @property
     def pid(self) -> int | None:
@@ -116,7 +124,8 @@ class EngineClient:
     # -- requests ----------------------------------------------------------------------
 
     def cancel(self) -> None:
-        self._cancel.set()
+        if self._cancel_event is not None:  # no child was ever started: nothing to cancel
+            self._cancel_event.set()
 
     def load(self, request: p.Load, timeout: float = 600.0) -> p.Loaded:
         self._send(request)
