@@ -128,7 +128,7 @@ def test_json_header_fields() -> None:
     assert exported.tzinfo is not None
     assert abs(exported.timestamp() - dt.datetime.now(dt.UTC).timestamp()) < 60
     msg = data["conversations"][0]["messages"][2]
-    assert set(msg) == {"id", "role", "text", "state", "model", "settings", "stats", "created"}
+    assert set(msg) == {"id", "role", "text", "state", "model", "settings", "stats", "created", "rating", "preferred"}
     assert msg["role"] == "assistant" and msg["state"] == "complete"
 
 

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.vision import Attachment
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -49,6 +51,12 @@ class Message:
     # messages on the shown path both follow from list order (see Conversation.link).
     parent_id: str | None = None
     active: bool = True
+    # The person's verdict: +1 (good), -1 (bad) or None (not rated); and "this version is
+    # better" among the variants of a reply (at most one of them is preferred).
+    rating: int | None = None
+    preferred: bool = False
+    # Images the person attached (a user message to a vision model), in order.
+    images: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +127,31 @@ class Conversation:
         self.rebuild(everything)
         return True
 
+    def find(self, message_id: str) -> Message | None:
+        return next((m for m in self.all_messages() if m.id == message_id), None)
+
+    def set_rating(self, message_id: str, rating: int | None) -> bool:
+        """+1, -1 or None (clear). False when no such message."""
+        if rating not in (1, -1, None):
+            raise ValueError("a rating is +1, -1 or None")
+        message = self.find(message_id)
+        if message is None:
+            return False
+        message.rating = rating
+        return True
+
+    def set_preferred(self, message_id: str, preferred: bool = True) -> bool:
+        """Mark this version as the better one among its variants (the others lose the
+        mark), or clear its mark. False when no such message."""
+        message = self.find(message_id)
+        if message is None:
+            return False
+        if preferred:
+            for m in self.variants(message_id):
+                m.preferred = False
+        message.preferred = preferred
+        return True
+
     def rebuild(self, everything: list[Message] | None = None) -> None:
         """Recompute the shown path from the tree: from the first message, follow the
         active variant (the newest if none is marked)."""
@@ -161,8 +194,16 @@ class Conversation:
         for m in self.messages:
             if m.role is Role.ASSISTANT and not m.text:
                 continue
-            turns.append({"role": m.role.value, "content": m.text})
+            turns.append({"role": m.role.value, "content": content_parts(m.text, m.images) if m.images else m.text})
         return turns
+
+
+def content_parts(text: str, images: list[Attachment]) -> list[dict[str, Any]]:
+    """A message's content as OpenAI content parts: each image (a data: URL), then the text."""
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": a.data_url()}} for a in images]
+    if text:
+        parts.append({"type": "text", "text": text})
+    return parts
 
 
 def _oldest_first(messages: Any) -> list[Message]:

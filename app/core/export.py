@@ -62,6 +62,11 @@ settings   object or null  sampling settings and system prompt used for it (opti
 stats      object or null  generation figures: ``tokens``, ``tokens_per_s``, ``ttft``,
                            ``seconds``, ``seed``, ``finish_reason`` (optional)
 created    number          Unix time in seconds (required)
+rating     int or null     ``1`` (rated good), ``-1`` (rated bad) or ``null`` (not rated)
+                           (optional; default ``null``)
+preferred  boolean         the person marked this version of a reply as the better one
+                           among its versions (optional; default ``false``; at most one
+                           per set of versions)
 =========  ==============  ==============================================================
 
 A message in ``branches`` has two more keys: ``parent`` (string or null), the id of the
@@ -96,7 +101,15 @@ from typing import Any, Literal
 
 from app.core.conversation import Conversation, Message, MessageState, Role, new_id
 from app.core.markdown_html import render_markdown
-from app.core.records import RecordError, check_settings, check_stats, describe, is_number
+from app.core.records import (
+    RecordError,
+    check_preferred,
+    check_rating,
+    check_settings,
+    check_stats,
+    describe,
+    is_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +385,8 @@ def _message_to_dict(m: Message) -> dict[str, Any]:
         "settings": _jsonable(m.settings),
         "stats": _jsonable(m.stats),
         "created": m.created,
+        "rating": m.rating,
+        "preferred": m.preferred,
     }
 
 
@@ -464,6 +479,13 @@ class _Checker:
         except RecordError as exc:
             raise self.fail(str(exc)) from None
 
+    def rating(self) -> tuple[int | None, bool]:
+        """``rating`` and ``preferred`` (both optional)."""
+        try:
+            return check_rating(self.obj.get("rating")), check_preferred(self.obj.get("preferred", False))
+        except RecordError as exc:
+            raise self.fail(str(exc)) from None
+
     def listing(self, key: str) -> list[Any]:
         value = self.get(key, True)
         if not isinstance(value, list):
@@ -550,6 +572,7 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
             if mid in msg_ids:
                 raise m.fail(f"id {_kind(mid)} is also used by {msg_ids[mid]}")
             msg_ids[mid] = f"{where}, {label}"
+            rating, preferred = m.rating()
             return Message(
                 role=m.choice("role", Role),
                 text=m.string("text"),
@@ -559,6 +582,8 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
                 stats=m.nested("stats"),
                 created=m.timestamp("created"),
                 id=mid,
+                rating=rating,
+                preferred=preferred,
             ), m
 
         messages = [message(raw, f"message {mi}")[0] for mi, raw in enumerate(c.listing("messages"), 1)]
@@ -588,6 +613,12 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
                 raise m.fail(f"parent {_kind(branch.parent_id)} is not a message of this conversation")
             if branch.parent_id in shown_parents:  # the shown version is the active one there
                 branch.active = False
+        preferred_under: set[str | None] = set()
+        for msg in conv.all_messages():
+            if msg.preferred:
+                if msg.parent_id in preferred_under:
+                    raise c.fail("more than one version of the same reply is marked preferred")
+                preferred_under.add(msg.parent_id)
         result.append(conv)
     return result
 

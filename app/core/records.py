@@ -20,7 +20,8 @@ plain JSON data (text, bounded numbers, true/false, null, lists and objects of t
 it — and dropped otherwise, so no depth of nesting can come through a field nobody checks.
 
 API: ``RecordError``; ``check_settings(value, strict=True, conversation=False)``,
-``check_stats(value, strict=True)`` → ``(clean dict or None, notes)``; ``clean_text(s)``;
+``check_stats(value, strict=True)`` → ``(clean dict or None, notes)``; ``check_rating(value)``,
+``check_preferred(value)`` (a message's rating fields); ``clean_text(s)``;
 ``is_int``, ``is_number``.
 """
 
@@ -47,6 +48,20 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 class RecordError(ValueError):
     """A field of a conversation record has the wrong type or value; the message is plain
     words naming the field (the caller adds which conversation and message)."""
+
+
+def check_rating(value: Any) -> int | None:
+    """A message's ``rating``: 1 (good), -1 (bad) or None (not rated)."""
+    if value is None or (is_int(value) and value in (1, -1)):
+        return value  # type: ignore[no-any-return]
+    raise RecordError(f"rating must be 1, -1 or null (found {describe(value)})")
+
+
+def check_preferred(value: Any) -> bool:
+    """A message's ``preferred``: true or false."""
+    if isinstance(value, bool):
+        return value
+    raise RecordError(f"preferred must be true or false (found {describe(value)})")
 
 
 def is_int(value: Any) -> bool:

@@ -10,13 +10,14 @@ transactions, so the GUI thread never waits on the disk:
 ``update_message(message)``, ``delete_message(message_id)``,
 ``set_active(conversation_id, message_id)``, ``rename(conversation_id, title)``,
 ``set_pinned(conversation_id, pinned)``, ``touch(conversation_id)``,
+``set_rating(message_id, rating)``, ``set_preferred(message_id, preferred=True)``,
 ``delete_conversation(conversation_id)``, ``restore_conversation(conv)``,
 ``import_conversations(convs)``.
 
 Reads are synchronous and see every write enqueued before them:
 ``list_conversations(limit=None, offset=0) -> list[ConversationSummary]``,
 ``count_conversations() -> int``, ``load(conversation_id) -> Conversation``,
-``search(query, limit=100) -> list[SearchHit]``. ``recover_interrupted() -> int`` runs once at
+``search(query, limit=100) -> list[SearchHit]``, ``ratings_by_model() -> {model: (good, bad)}``. ``recover_interrupted() -> int`` runs once at
 start. Lifecycle: ``flush(timeout=None) -> bool``, ``close()``.
 
 A write that fails (disk full, database locked by another program) is reported through
@@ -60,13 +61,14 @@ from typing import Any, TypeVar
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.records import check_settings, check_stats, clean_text, is_number
 from app.core.sqlite_util import connect, run_migrations
+from app.core.vision import Attachment, sniff_image
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 #: Markers SQLite puts around matched words in a snippet; parsed out into
 #: :attr:`SearchHit.highlights`, so :attr:`SearchHit.snippet` is plain text.
@@ -199,8 +201,29 @@ UPDATE messages SET parent_id = (
 CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id);
 """
 
+# Version 3: ratings.  ``rating`` is +1 (good), -1 (bad) or NULL (not rated); ``preferred``
+# marks the better one among a reply's versions (at most one among the same parent's).
+_SCHEMA_V3 = """
+ALTER TABLE messages ADD COLUMN rating INTEGER;
+ALTER TABLE messages ADD COLUMN preferred INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_rated ON messages (model) WHERE rating IS NOT NULL;
+"""
+
+# Version 4: images attached to messages (vision models), kept in the database with their
+# message (deleted with it), in order; the bytes as the person gave them.
+_SCHEMA_V4 = """
+CREATE TABLE message_images (
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    position   INTEGER NOT NULL,
+    mime       TEXT NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    data       BLOB NOT NULL,
+    PRIMARY KEY (message_id, position)
+);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``. Append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -289,7 +312,9 @@ def _value(x: Any) -> Any:
     return x.value if isinstance(x, enum.Enum) else x
 
 
-_MessageRow = tuple[str, str, int, str, str, str, str | None, str | None, str | None, float, str | None, int]
+_MessageRow = tuple[
+    str, str, int, str, str, str, str | None, str | None, str | None, float, str | None, int, int | None, int
+]
 
 
 def _message_row(conversation_id: str, message: Message, position: int) -> _MessageRow:
@@ -306,6 +331,8 @@ def _message_row(conversation_id: str, message: Message, position: int) -> _Mess
         float(message.created),
         message.parent_id,
         1 if message.active else 0,
+        message.rating if message.rating in (1, -1) else None,
+        1 if message.preferred else 0,
     )
 
 
@@ -326,15 +353,22 @@ ON CONFLICT (id) DO UPDATE SET title = excluded.title, created = excluded.create
     updated = excluded.updated, pinned = excluded.pinned, settings = excluded.settings
 """
 
+_INSERT_IMAGE = "INSERT OR REPLACE INTO message_images (message_id, position, mime, name, data) VALUES (?, ?, ?, ?, ?)"
+
+
+def _image_rows(message: Message) -> list[tuple[str, int, str, str, bytes]]:
+    return [(message.id, i, a.mime, _text(a.name) or "", bytes(a.data)) for i, a in enumerate(message.images)]
+
+
 _UPSERT_MESSAGE = """
 INSERT INTO messages (id, conversation_id, position, role, text, state, model, settings, stats, created,
-                      parent_id, active)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      parent_id, active, rating, preferred)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
     position = excluded.position, role = excluded.role, text = excluded.text,
     state = excluded.state, model = excluded.model, settings = excluded.settings,
     stats = excluded.stats, created = excluded.created, parent_id = excluded.parent_id,
-    active = excluded.active
+    active = excluded.active, rating = excluded.rating, preferred = excluded.preferred
 """
 
 
@@ -653,7 +687,13 @@ class ConversationStore:
         if position > 0 and message.parent_id is None:
             raise ValueError("a message after the first must name the message it follows (parent_id)")
         row = _message_row(conversation_id, message, position)
-        self._submit(_Op(lambda c: c.execute(_UPSERT_MESSAGE, row), "the message"))
+        images = _image_rows(message)
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(_UPSERT_MESSAGE, row)
+            c.executemany(_INSERT_IMAGE, images)
+
+        self._submit(_Op(run, "the message"))
 
     def update_message(self, message: Message) -> None:
         """Save a message's text, state and stats: the cheap call made while a reply streams."""
@@ -696,6 +736,36 @@ class ConversationStore:
                 "the choice of branch",
             )
         )
+
+    def set_rating(self, message_id: str, rating: int | None) -> None:
+        """+1 (good), -1 (bad) or None (not rated)."""
+        if rating not in (1, -1, None):
+            raise ValueError("a rating is +1, -1 or None")
+        params = (rating, message_id)
+        self._submit(
+            _Op(
+                lambda c: c.execute("UPDATE messages SET rating = ? WHERE id = ?", params),
+                "the rating",
+                key=("rating", message_id),
+            )
+        )
+
+    def set_preferred(self, message_id: str, preferred: bool = True) -> None:
+        """Mark this version as the better one among its variants, clearing the mark on the
+        others in the same transaction (or clear its own mark)."""
+
+        def run(c: sqlite3.Connection) -> None:
+            if preferred:
+                c.execute(
+                    "UPDATE messages SET preferred = (id = ?) WHERE rid IN (SELECT s.rid FROM messages s "
+                    "JOIN messages m ON m.id = ? AND s.conversation_id = m.conversation_id "
+                    "AND s.parent_id IS m.parent_id)",
+                    (message_id, message_id),
+                )
+            else:
+                c.execute("UPDATE messages SET preferred = 0 WHERE id = ?", (message_id,))
+
+        self._submit(_Op(run, "the preferred version"))
 
     def rename(self, conversation_id: str, title: str) -> None:
         params = (_text(title), conversation_id)
@@ -758,15 +828,18 @@ class ConversationStore:
         conv_rows = [_conversation_row(c) for c in convs]
         ids = [(c.id,) for c in convs]
         msg_rows = []
+        image_rows = []
         for conv in convs:
             conv.link()
             msg_rows += [_message_row(conv.id, m, i) for i, m in enumerate(conv.messages)]
             msg_rows += [_message_row(conv.id, m, -1) for m in conv.branches]
+            image_rows += [r for m in conv.all_messages() for r in _image_rows(m)]
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(_UPSERT_CONVERSATION, conv_rows)
             conn.executemany("DELETE FROM messages WHERE conversation_id = ?", ids)
             conn.executemany(_UPSERT_MESSAGE, msg_rows)
+            conn.executemany(_INSERT_IMAGE, image_rows)
 
         return run
 
@@ -823,6 +896,15 @@ class ConversationStore:
             for r in rows
         ]
 
+    def ratings_by_model(self) -> dict[str, tuple[int, int]]:
+        """Model display name -> (good, bad): how many of its replies were rated each way."""
+        sql = (
+            "SELECT model, sum(rating = 1), sum(rating = -1) FROM messages "
+            "WHERE rating IS NOT NULL AND model IS NOT NULL GROUP BY model"
+        )
+        rows = self._read(lambda c: c.execute(sql).fetchall())
+        return {_row_text(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
     def count_conversations(self) -> int:
         count: int = self._read(lambda c: c.execute("SELECT count(*) FROM conversations").fetchone()[0])
         return count
@@ -844,11 +926,22 @@ class ConversationStore:
             if row is None:
                 raise ConversationNotFound("That conversation is no longer in the database.")
             rows = c.execute(
-                "SELECT role, text, state, model, settings, stats, created, id, parent_id, active "
+                "SELECT role, text, state, model, settings, stats, created, id, parent_id, active, rating, preferred "
                 "FROM messages WHERE conversation_id = ? ORDER BY rid",
                 (conversation_id,),
             ).fetchall()
-            return _conversation_from_rows(row, rows, notes)
+            images: dict[str, list[Attachment]] = {}
+            for message_id, mime, name, data in c.execute(
+                "SELECT i.message_id, i.mime, i.name, i.data FROM message_images i JOIN messages m "
+                "ON m.id = i.message_id WHERE m.conversation_id = ? ORDER BY i.message_id, i.position",
+                (conversation_id,),
+            ):
+                if isinstance(data, bytes) and isinstance(mime, str) and sniff_image(data) is not None:
+                    images.setdefault(message_id, []).append(Attachment(mime, data, _row_text(name)))
+            conv = _conversation_from_rows(row, rows, notes)
+            for message in conv.all_messages():
+                message.images = images.get(message.id, [])
+            return conv
 
         return self._read(run)
 
@@ -956,6 +1049,8 @@ def _conversation_from_rows(row: tuple[Any, ...], rows: list[tuple[Any, ...]], n
                 id=_row_text(m[7]),
                 parent_id=_row_text(parent) if parent is not None else None,
                 active=bool(m[9]) if isinstance(m[9], (int, float)) else True,
+                rating=m[10] if m[10] in (1, -1) and not isinstance(m[10], bool) else None,
+                preferred=bool(m[11]) if isinstance(m[11], (int, float)) else False,
             )
         )
     conv = Conversation(

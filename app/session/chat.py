@@ -59,6 +59,7 @@ class ChatSession(QObject):
     contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
     # model path, and why it has no usable chat template ("" when it has one, or one was chosen)
     templateStatus = Signal(str, str)
+    messageRated = Signal(str)  # message id whose rating or preferred mark changed
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -592,6 +593,27 @@ class ChatSession(QObject):
             return False
         self._select_branch(variants[index + step].id)
         self.conversationOpened.emit(conv)
+        return True
+
+    def rate(self, message_id: str, rating: int | None) -> bool:
+        """👍 (+1), 👎 (-1) or no rating (None) for a reply; saved at once. The message may
+        be in another conversation than the open one (a compare column): the store is
+        updated either way. False for a rating that is not one of those."""
+        if rating not in (1, -1, None):
+            return False
+        message = self.conversation.find(message_id)
+        if message is not None:
+            message.rating = rating
+        self.store.set_rating(message_id, rating)
+        self.messageRated.emit(message_id)
+        return True
+
+    def prefer(self, message_id: str, preferred: bool = True) -> bool:
+        """Mark this version of a reply as the better one among its ‹n/m› versions (the
+        others lose the mark, in memory and in the same store transaction), or clear it."""
+        self.conversation.set_preferred(message_id, preferred)
+        self.store.set_preferred(message_id, preferred)
+        self.messageRated.emit(message_id)
         return True
 
     def _reveal(self, message_id: str) -> None:
