@@ -176,7 +176,8 @@ def test_every_sampling_field_reaches_llama_cpp_or_the_messages() -> None:
     assert grammar_spec(SamplingSettings(response_format="json")) == ("json", "")
     assert grammar_spec(SamplingSettings(response_format="grammar", grammar="root ::= x")) == ("gbnf", "root ::= x")
     as_grammar = {"response_format", "json_schema", "grammar"}
-    covered = (names & mapped) | {"last_n_tokens"} | to_messages | as_grammar
+    at_load = {"adapters"}  # LoRA adapters: the session puts them in protocol.Load.loras (test_adapters)
+    covered = (names & mapped) | {"last_n_tokens"} | to_messages | as_grammar | at_load
     assert names == covered, f"not mapped to llama.cpp: {names - covered}"
 
     class FakeLlama:
