@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.vision import Attachment
-
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -55,8 +53,6 @@ class Message:
     # better" among the variants of a reply (at most one of them is preferred).
     rating: int | None = None
     preferred: bool = False
-    # Images the person attached (a user message to a vision model), in order.
-    images: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -194,16 +190,8 @@ class Conversation:
         for m in self.messages:
             if m.role is Role.ASSISTANT and not m.text:
                 continue
-            turns.append({"role": m.role.value, "content": content_parts(m.text, m.images) if m.images else m.text})
+            turns.append({"role": m.role.value, "content": m.text})
         return turns
-
-
-def content_parts(text: str, images: list[Attachment]) -> list[dict[str, Any]]:
-    """A message's content as OpenAI content parts: each image (a data: URL), then the text."""
-    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": a.data_url()}} for a in images]
-    if text:
-        parts.append({"type": "text", "text": text})
-    return parts
 
 
 def _oldest_first(messages: Any) -> list[Message]:
