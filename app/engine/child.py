@@ -153,6 +153,11 @@ class _Server:
             return
         self.llm = llm
         self.model_path = request.model_path
+        problem = _apply_loras(llm, request.loras, os.path.basename(request.model_path))
+        if problem:
+            self.close()
+            self.conn.send(p.Error("load", problem))
+            return
         chosen = known_template(request.chat_template)
         from_gguf = chosen is None and "tokenizer.chat_template" in llm.metadata
         if chosen is not None:
@@ -168,6 +173,7 @@ class _Server:
         self.conn.send(
             p.Loaded(
                 model_path=request.model_path,
+                loras=request.loras,
                 n_ctx=llm.n_ctx(),
                 n_ctx_train=llm.n_ctx_train() if hasattr(llm, "n_ctx_train") else llm.n_ctx(),
                 chat_format=chat_format or ("gguf template" if from_gguf else "unknown"),
@@ -522,6 +528,34 @@ def _grammar_error(llm: Any, gbnf: str) -> str | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _apply_loras(llm: Any, loras: tuple[tuple[str, float], ...], model: str) -> str:
+    """Load each LoRA adapter and set them all, with their scales, on the model's context;
+    "" when done, else why not, in words. llama-cpp-python's ``Llama`` takes one ``lora_path``;
+    llama.cpp's own API takes any number, so this does what ``Llama.__init__`` does for one.
+    Each adapter is freed with the model (``llm.close()``), before it."""
+    if not loras:
+        return ""
+    import ctypes  # noqa: PLC0415
+
+    import llama_cpp  # noqa: PLC0415
+
+    handles = []
+    for path, _scale in loras:
+        adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, os.fsencode(path))
+        if not adapter:
+            return (
+                f"{os.path.basename(path)}: llama.cpp could not load this LoRA adapter for {model} "
+                "(it is missing, damaged, or made for another model)."
+            )
+        llm._stack.callback(llama_cpp.llama_adapter_lora_free, adapter)
+        handles.append(adapter)
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * len(handles))(*handles)
+    scales = (ctypes.c_float * len(loras))(*(scale for _path, scale in loras))
+    if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, len(handles), scales):
+        return f"llama.cpp could not apply the LoRA adapters to {model}."
+    return ""
 
 
 def _formatter(llm: Any, template: str) -> Any:

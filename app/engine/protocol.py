@@ -32,6 +32,8 @@ class Load:
     n_batch: int = 512
     # A known chat template (core.chat_templates key) to use instead of the GGUF's own.
     chat_template: str | None = None
+    # LoRA adapters to apply, (adapter file, scale) in order; a change means a reload.
+    loras: tuple[tuple[str, float], ...] = ()
     # Set for a model served by another program: the worker talks to that server instead of
     # the local engine process (model_path is then the model's "remote://…" reference).
     remote: RemoteTarget | None = None
@@ -113,6 +115,7 @@ class Loaded:
     chat_format: str
     template_from_gguf: bool
     load_seconds: float
+    loras: tuple[tuple[str, float], ...] = ()  # the LoRA adapters applied (Load.loras)
     # SamplingSettings fields the backend would ignore (a remote server that has no such knob)
     ignored_settings: frozenset[str] = frozenset()
     # Whether images can be sent (the projector loaded); a sentence when it could not be.

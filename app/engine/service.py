@@ -201,7 +201,7 @@ class EngineService(EngineWorker):
         """Load another library model for an API request (the person allowed it); the window
         follows, as when the model is picked there."""
         base = self._model or p.Load(path)
-        self.load(replace(base, model_path=path, remote=None, chat_template=None))
+        self.load(replace(base, model_path=path, remote=None, chat_template=None, loras=()))
         return self._loaded_path() == path
 
     def _run_generation(self, job: Job) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from app.core.adapters import enabled_for
 from app.core.config import AppConfig
 from app.core.connections import ConnectionStore
 from app.core.conversation import Conversation, Message, MessageState, Role
@@ -109,6 +110,8 @@ class ChatSession(QObject):
         self._wanted_model: str | None = None  # the load asked for last, until it ends
         self._loading_path: str | None = None  # the load the engine is working on
         self._stop_requested = False
+        self._requested_loras: tuple[tuple[str, float], ...] = ()  # the adapters of the last load asked for
+        self._reply_adapters: list[dict[str, Any]] = []  # those on for the reply being written
 
         self._thread = QThread()
         self._thread.setObjectName("engine-worker")
@@ -253,6 +256,7 @@ class ChatSession(QObject):
             load.n_gpu_layers = defaults.n_gpu_layers
         if model.context_length:
             load.n_ctx = min(load.n_ctx, model.context_length)
+        self._requested_loras = self._loras_for(model)
         # Loading from now on: a message sent before the engine says so waits for this model
         # (it is queued behind the load), and an earlier load that ends meanwhile is not it.
         self._wanted_model = model.path
@@ -264,10 +268,22 @@ class ChatSession(QObject):
                 load.n_threads,
                 load.n_gpu_layers,
                 load.n_batch,
+                loras=self._requested_loras,
                 chat_template=model.defaults.chat_template,
                 remote=self.models.remote_target(model),
             )
         )
+
+    def _loras_for(self, model: ModelInfo) -> tuple[tuple[str, float], ...]:
+        """The LoRA adapters (file, scale) this conversation's settings turn on for ``model``."""
+        return () if model.remote is not None else enabled_for(self.settings.adapters, model.adapters)
+
+    def sync_adapters(self) -> None:
+        """Reload the model when the adapters the settings turn on (or their scales) differ
+        from those it was loaded with; they are applied at load."""
+        model = self.current_model
+        if model is not None and self._loras_for(model) != self._requested_loras:
+            self.select_model(model.path)
 
     # -- conversations ----------------------------------------------------------------------
 
@@ -308,6 +324,7 @@ class ChatSession(QObject):
             self._select_branch(reveal)
         if conversation.settings:  # checked by the store: every known field has its type
             self.settings = SamplingSettings.from_dict(conversation.settings)
+            self.sync_adapters()
         self.few_shot = [(u, a) for u, a in (conversation.settings or {}).get("few_shot", [])]
         if problems:
             shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
@@ -383,6 +400,7 @@ class ChatSession(QObject):
         }
         if self._saved:
             self.store.save_conversation(self.conversation)
+        self.sync_adapters()
 
     def export_conversations(self, path: str, fmt: str, conversation_ids: list[str] | None = None) -> bool:
         """Write the given conversations (all when None) to ``path``; errors become messages."""
@@ -687,6 +705,7 @@ class ChatSession(QObject):
         vector = self._query_vector if self._query_vector is not None and self._query_vector is not False else None
         messages, self._citations = self.docs.with_sources(messages, question, vector)
         self._query_vector = None
+        self._reply_adapters = self._adapters_record()
         self._reply = Message(
             Role.ASSISTANT,
             "",
@@ -703,6 +722,12 @@ class ChatSession(QObject):
         if self.worker.busy_with_api():
             self.statusText.emit("Your reply starts when the engine has finished an API request…")
         self._chat.emit(messages, self._request_settings())
+
+    def _adapters_record(self) -> list[dict[str, Any]]:
+        """The LoRA adapters the loaded model has on, for the reply's stats."""
+        loaded = self.loaded_info.loras if self.loaded_info is not None else ()
+        names = {a.path: a.name for a in (self.current_model.adapters if self.current_model else [])}
+        return [{"name": names.get(path, Path(path).stem), "path": path, "scale": scale} for path, scale in loaded]
 
     def _request_settings(self) -> dict:
         """The conversation's settings as sent to the engine: a "max new tokens" larger than
@@ -848,6 +873,8 @@ class ChatSession(QObject):
     def _on_finished(self, reason: str, stats: dict) -> None:
         stopped = reason == "cancelled" or self._stop_requested
         stats = dict(stats, finish_reason=reason)
+        if self._reply_adapters:
+            stats["adapters"] = self._reply_adapters  # which LoRA adapters were on
         empty = not stopped and self._reply is not None and not self._reply.text.strip()
         if self._reply is not None and not stopped and not empty:
             asked = self._reply.settings or {}
