@@ -3,6 +3,7 @@ and against a fake that misbehaves on command. Nothing here leaves 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -92,9 +93,41 @@ def test_sampling_settings_take_each_servers_form() -> None:
         "min_p",
         "repeat_penalty",
         "last_n_tokens",
+        "grammar",
     }
     assert RemoteBackend("http://127.0.0.1:1", kind=ServerKind.LLAMA_CPP).ignored_settings() == frozenset()
     assert RemoteBackend("http://127.0.0.1:1", kind=ServerKind.VLLM).ignored_settings() == {"last_n_tokens"}
+
+
+SCHEMA = '{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}'
+
+
+def test_structured_output_takes_each_servers_form() -> None:
+    as_json = SamplingSettings(response_format="json")
+    for kind in (ServerKind.OPENAI, ServerKind.LLAMA_CPP, ServerKind.VLLM, ServerKind.LLAMA_CPP_PYTHON):
+        assert request_body(kind, "m", MESSAGES, as_json, 7)["response_format"] == {"type": "json_object"}
+    assert request_body(ServerKind.OLLAMA, "m", MESSAGES, as_json, 7)["format"] == "json"
+
+    schema = SamplingSettings(response_format="json_schema", json_schema=SCHEMA)
+    openai_form = {"type": "json_schema", "json_schema": {"name": "reply", "schema": json.loads(SCHEMA)}}
+    for kind in (ServerKind.OPENAI, ServerKind.LLAMA_CPP, ServerKind.VLLM, ServerKind.LM_STUDIO):
+        assert request_body(kind, "m", MESSAGES, schema, 7)["response_format"] == openai_form
+    # llama-cpp-python's server refuses the json_schema form; it reads a schema in json_object
+    assert request_body(ServerKind.LLAMA_CPP_PYTHON, "m", MESSAGES, schema, 7)["response_format"] == {
+        "type": "json_object",
+        "schema": json.loads(SCHEMA),
+    }
+    assert request_body(ServerKind.OLLAMA, "m", MESSAGES, schema, 7)["format"] == json.loads(SCHEMA)
+
+    gbnf = SamplingSettings(response_format="grammar", grammar='root ::= "yes" | "no"')
+    assert request_body(ServerKind.LLAMA_CPP, "m", MESSAGES, gbnf, 7)["grammar"] == gbnf.grammar
+    assert request_body(ServerKind.VLLM, "m", MESSAGES, gbnf, 7)["structured_outputs"] == {"grammar": gbnf.grammar}
+    for kind in (ServerKind.OPENAI, ServerKind.OLLAMA, ServerKind.LM_STUDIO):  # marked ignored in the panel
+        body = request_body(kind, "m", MESSAGES, gbnf, 7)
+        assert "grammar" not in body and "response_format" not in body and "format" not in body
+        assert "grammar" in RemoteBackend("http://127.0.0.1:1", kind=kind).ignored_settings()
+    plain = request_body(ServerKind.OPENAI, "m", MESSAGES, SamplingSettings(), 7)
+    assert "response_format" not in plain
 
 
 def test_counts_come_from_the_server_where_it_can_and_usage_corrects_an_estimate() -> None:
@@ -293,6 +326,18 @@ def test_real_server_probe_load_chat_count(llama_server) -> None:
     assert done.stats["ttft"] is not None and first[0].n_ctx == 1024
     count = backend.count_prompt(MESSAGES)
     assert 3 < count < 60
+    backend.close()
+
+
+@pytest.mark.model
+def test_real_server_replies_in_the_json_schema_asked_for(llama_server) -> None:
+    """llama-cpp-python's own server, sent the form it accepts: the reply is JSON matching."""
+    backend = RemoteBackend(llama_server.url)
+    backend.load(p.Load("smol"))
+    settings = SamplingSettings(response_format="json_schema", json_schema=SCHEMA, max_tokens=48, temperature=0)
+    events, text = run(backend, {**settings.to_dict(), "seed": 3})
+    assert events[-1].reason in ("stop", "length")
+    assert isinstance(json.loads(text)["n"], int), text
     backend.close()
 
 

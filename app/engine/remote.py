@@ -53,6 +53,7 @@ import httpcore2
 import httpx2
 
 from app import logs
+from app.core import response_format as rf
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
 from app.engine.client import EngineError
@@ -112,17 +113,20 @@ _ALL_SAMPLING = frozenset(
         "stop",
         "seed",
         "last_n_tokens",
+        # a GBNF grammar (response format "grammar"); any JSON and JSON Schema every kind takes
+        "grammar",
     }
 )
 _ACCEPTED: dict[ServerKind, frozenset[str]] = {
     ServerKind.LLAMA_CPP: _ALL_SAMPLING,
-    ServerKind.OLLAMA: _ALL_SAMPLING,
+    # Ollama takes a JSON Schema ("format") but no grammar.
+    ServerKind.OLLAMA: _ALL_SAMPLING - {"grammar"},
     # llama-cpp-python fixes the repetition window when it loads the model.
     ServerKind.LLAMA_CPP_PYTHON: _ALL_SAMPLING - {"last_n_tokens"},
     # vLLM's repetition_penalty looks at the whole text: it has no window.
     ServerKind.VLLM: _ALL_SAMPLING - {"last_n_tokens"},
-    ServerKind.LM_STUDIO: _ALL_SAMPLING - {"min_p", "last_n_tokens"},
-    ServerKind.OPENAI: _ALL_SAMPLING - {"top_k", "min_p", "repeat_penalty", "last_n_tokens"},
+    ServerKind.LM_STUDIO: _ALL_SAMPLING - {"min_p", "last_n_tokens", "grammar"},
+    ServerKind.OPENAI: _ALL_SAMPLING - {"top_k", "min_p", "repeat_penalty", "last_n_tokens", "grammar"},
 }
 
 MAX_RETRIES_429 = 3
@@ -154,7 +158,12 @@ def request_body(
         }
         if s.stop:
             options["stop"] = list(s.stop)
-        return {"model": model, "messages": messages, "stream": True, "options": options}
+        native: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "options": options}
+        if s.response_format == rf.JSON:
+            native["format"] = "json"
+        elif s.response_format == rf.JSON_SCHEMA:
+            native["format"] = json.loads(s.json_schema)
+        return native
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -184,7 +193,27 @@ def request_body(
         body.update(top_k=s.top_k if s.top_k > 0 else -1, min_p=s.min_p, repetition_penalty=s.repeat_penalty)
     elif kind is ServerKind.LM_STUDIO:
         body.update(top_k=s.top_k, repeat_penalty=s.repeat_penalty)
+    body.update(_structured_output(kind, s))
     return body
+
+
+def _structured_output(kind: ServerKind, s: SamplingSettings) -> dict[str, Any]:
+    """The response format in the fields this kind of server reads (checked settings: the
+    schema parses).  llama-cpp-python's server refuses OpenAI's json_schema form and takes the
+    schema inside json_object; a grammar goes where llama.cpp, llama-cpp-python and vLLM read
+    it, and nowhere for the others (the panel marks it ignored)."""
+    if s.response_format == rf.JSON:
+        return {"response_format": {"type": "json_object"}}
+    if s.response_format == rf.JSON_SCHEMA:
+        schema = json.loads(s.json_schema)
+        if kind is ServerKind.LLAMA_CPP_PYTHON:
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}}
+    if s.response_format == rf.GRAMMAR and "grammar" in _ACCEPTED[kind]:
+        if kind is ServerKind.VLLM:  # guided_grammar before vLLM 0.10, structured_outputs since
+            return {"guided_grammar": s.grammar, "structured_outputs": {"grammar": s.grammar}}
+        return {"grammar": s.grammar}
+    return {}
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
