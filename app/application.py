@@ -46,6 +46,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         from app import serve
 
         return serve.main(argv[1:])
+    if argv is not None and list(argv[:1]) == ["dataset"]:  # fine-tuning datasets, no Qt (app/cli_dataset.py)
+        from app import cli_dataset
+
+        return cli_dataset.main(argv[1:])
     args = parse_args(argv)
     if args.data_dir:
         paths.set_root(args.data_dir)
