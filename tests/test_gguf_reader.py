@@ -247,7 +247,7 @@ def test_kv_cache_and_ram_estimate(meta: GGUFMetadata) -> None:
     assert meta.kv_cache_bytes(1000) == 2 * 4 * 1000 * (64 // 8 * 2) * 2
     assert meta.kv_cache_bytes(0) == 0
     mib = 1024 * 1024
-    expected = meta.file_size + meta.kv_cache_bytes(2048) + 256 * mib + int(meta.file_size * 0.05)
+    expected = meta.file_size + meta.kv_cache_bytes(2048) + 80 * mib + int(meta.file_size * 0.05)
     assert meta.estimate_ram_bytes(2048) == expected
     # default context: the trained one
     assert meta.estimate_ram_bytes() == meta.estimate_ram_bytes(4096)
@@ -310,7 +310,7 @@ def test_header_only_file(tmp_path: Path) -> None:
         assert getattr(meta, prop) is None, prop
     assert meta.split_count == 1
     assert meta.kv_cache_bytes(4096) == 0
-    assert meta.estimate_ram_bytes() == meta.file_size + 256 * 1024 * 1024 + int(meta.file_size * 0.05)
+    assert meta.estimate_ram_bytes() == meta.file_size + 80 * 1024 * 1024 + int(meta.file_size * 0.05)
 
 
 def test_wrongly_typed_values_count_as_missing(tmp_path: Path) -> None:
@@ -382,11 +382,11 @@ def test_split_model_estimate(tmp_path: Path) -> None:
     mib = 1024 * 1024
     # second part missing: assumed as large as the first
     weights = 2 * meta.file_size
-    assert meta.estimate_ram_bytes(0) == weights + 256 * mib + int(weights * 0.05)
+    assert meta.estimate_ram_bytes(0) == weights + 80 * mib + int(weights * 0.05)
     # second part present: its real size is used
     (tmp_path / "m-00002-of-00002.gguf").write_bytes(b"\0" * 12345)
     weights = meta.file_size + 12345
-    assert meta.estimate_ram_bytes(0) == weights + 256 * mib + int(weights * 0.05)
+    assert meta.estimate_ram_bytes(0) == weights + 80 * mib + int(weights * 0.05)
 
 
 # ---------------------------------------------------------------------------

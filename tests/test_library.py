@@ -320,7 +320,7 @@ def test_effective_context_prefers_the_models_default() -> None:
 def test_fit_thresholds() -> None:
     info = ModelInfo(path="/m.gguf", name="m", size=1_000_000_000, kv_bytes_per_token=100_000, context_length=4096)
     need = ram_estimate(info, 4096)
-    assert need == 1_000_000_000 + 409_600_000 + 256 * 1024 * 1024 + 50_000_000
+    assert need == 1_000_000_000 + 409_600_000 + 80 * 1024 * 1024 + 50_000_000
     total = 64 * 10**9
     # fits: within 80 % of what is available now
     assert fit(info, 4096, MemoryInfo(total, int(need / FITS_SHARE_OF_AVAILABLE) + 1)) is Fit.FITS

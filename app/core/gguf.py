@@ -315,10 +315,12 @@ class TensorInfo:
         return GGML_TYPE_NAMES.get(self.ggml_type, f"type {self.ggml_type}")
 
 
-# Fixed memory the runtime needs besides weights and KV cache (compute
-# buffers, scratch, CUDA/Metal context, the process itself), and the extra
-# share of the weight size that compute buffers grow by for bigger models.
-_OVERHEAD_BASE_BYTES = 256 * 1024 * 1024
+# Fixed memory the runtime needs besides weights and KV cache (the engine process
+# itself with Python and llama.cpp, ~50 MiB, and the compute buffers a prompt batch
+# touches), and the extra share of the weight size that compute buffers grow by for
+# bigger models. Checked against the engine child's measured RSS by bench/memory.py
+# (CPU build; a GPU runtime's own context comes on top).
+_OVERHEAD_BASE_BYTES = 80 * 1024 * 1024
 _OVERHEAD_WEIGHT_FRACTION = 0.05
 
 
@@ -474,7 +476,7 @@ class GGUFMetadata:
     def estimate_ram_bytes(self, n_ctx: int | None = None) -> int:
         """Rough memory needed to run the model with a context of ``n_ctx`` tokens.
 
-        ``weights + kv_cache_bytes(n_ctx) + 256 MiB + 5 % of weights``, where
+        ``weights + kv_cache_bytes(n_ctx) + 80 MiB + 5 % of weights``, where
 
         * *weights* is the size of the file, or of all its parts for a split
           model (parts that are missing are assumed as big as this one);

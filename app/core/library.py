@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
+from app.core import load_options
 from app.core.adapters import AdapterInfo, is_adapter
 from app.core.chat_templates import known_template, template_problem
 from app.core.demo import DEMO_NAME, find_demo_model
@@ -99,6 +100,12 @@ class ModelDefaults:
     # A known chat template (core.chat_templates key) used instead of the GGUF's own: for a
     # base model without one, or one whose template is broken.
     chat_template: str | None = None
+    # Speed and memory options (core.load_options; None: its default there).
+    flash_attn: str | None = None  # "auto", "on", "off"
+    kv_cache_type: str | None = None  # "f16", "q8_0", "q4_0"
+    use_mmap: bool | None = None
+    use_mlock: bool | None = None
+    prompt_lookup: bool | None = None
 
     MIN_CTX = 16
     MAX_CTX = 1 << 24
@@ -125,7 +132,21 @@ class ModelDefaults:
             problems.append(Problem("n_gpu_layers", "GPU layers must be 0 or more (-1 puts every layer on the GPU)."))
         if self.n_threads is not None and not 1 <= self.n_threads <= self.MAX_THREADS:
             problems.append(Problem("n_threads", f"Threads must be between 1 and {self.MAX_THREADS}."))
+        clash = load_options.conflict(self.flash_attn, self.kv_cache_type)
+        if clash:
+            problems.append(Problem("kv_cache_type", clash))
         return problems
+
+    def load_options(self) -> dict[str, Any]:
+        """The speed and memory options as ``protocol.Load`` fields, unset ones at their
+        defaults (core.load_options)."""
+        return {
+            "flash_attn": self.flash_attn or load_options.FLASH_AUTO,
+            "kv_cache_type": self.kv_cache_type or load_options.KV_F16,
+            "use_mmap": True if self.use_mmap is None else self.use_mmap,
+            "use_mlock": bool(self.use_mlock),
+            "prompt_lookup": bool(self.prompt_lookup),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +164,13 @@ class ModelDefaults:
         values["system_prompt"] = prompt if isinstance(prompt, str) and prompt else None
         template = data.get("chat_template")
         values["chat_template"] = template if known_template(template) is not None else None
+        flash = data.get("flash_attn")
+        values["flash_attn"] = flash if flash in dict(load_options.FLASH_ATTN_CHOICES) else None
+        kv = data.get("kv_cache_type")
+        values["kv_cache_type"] = kv if kv in dict(load_options.KV_CACHE_CHOICES) else None
+        for name in ("use_mmap", "use_mlock", "prompt_lookup"):
+            value = data.get(name)
+            values[name] = value if isinstance(value, bool) else None
         return cls(**values)
 
 
@@ -307,12 +335,14 @@ def effective_context(model: ModelInfo, n_ctx: int | None = None) -> int:
 def ram_estimate(model: ModelInfo, n_ctx: int | None = None) -> int:
     """Bytes needed to run ``model`` at the context :func:`effective_context` gives.
 
-    Same formula as :meth:`GGUFMetadata.estimate_ram_bytes`: weights (the file size) + f16
-    KV cache + 256 MiB + 5 % of the weights for compute buffers and the runtime.  Offloading
-    layers to a GPU moves part of it to video memory; this is the all-CPU figure.
+    Same formula as :meth:`GGUFMetadata.estimate_ram_bytes`: weights (the file size) + KV
+    cache (f16, or smaller for the model's quantized KV cache type) + 80 MiB + 5 % of the
+    weights for compute buffers and the runtime.  Offloading layers to a GPU moves part of it
+    to video memory; this is the all-CPU figure (bench/memory.py measures it).
     """
     weights = max(model.size, 0)
-    kv = (model.kv_bytes_per_token or 0) * effective_context(model, n_ctx)
+    kv_f16 = (model.kv_bytes_per_token or 0) * effective_context(model, n_ctx)
+    kv = int(kv_f16 * load_options.kv_factor(model.defaults.kv_cache_type))
     return weights + kv + _OVERHEAD_BASE_BYTES + int(weights * _OVERHEAD_WEIGHT_FRACTION)
 
 

@@ -17,11 +17,14 @@ from typing import Any
 
 from app.core import response_format as rf
 from app.core.chat_templates import known_template
+from app.core.load_options import PROMPT_LOOKUP_NGRAM, PROMPT_LOOKUP_TOKENS
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
 from app.engine.params import (
     apply_sampler_attributes,
     completion_kwargs,
+    default_load_options,
+    describe_load_options,
     grammar_spec,
     llama_kwargs,
     thread_kwargs,
@@ -141,16 +144,26 @@ class _Server:
             self.conn.send(p.Error("request", f"Unknown request {type(request).__name__}"))
 
     def load(self, request: p.Load) -> None:
-        from llama_cpp import Llama  # noqa: PLC0415
-
         self.close()  # free the old model first: two large models may not fit in RAM
         started = time.perf_counter()
+        fallback_notice = ""
         try:
-            llm = Llama(**llama_kwargs(request))
+            llm = _new_llama(request)
         except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError with terse text
             name = os.path.basename(request.model_path)
-            self.conn.send(p.Error("load", f"{name}: llama.cpp could not load this model ({exc})."))
-            return
+            plain = default_load_options(request)
+            if plain == request:
+                self.conn.send(p.Error("load", f"{name}: llama.cpp could not load this model ({exc})."))
+                return
+            try:  # the speed/memory options may be what failed: the defaults, once
+                llm = _new_llama(plain)
+            except Exception:
+                self.conn.send(p.Error("load", f"{name}: llama.cpp could not load this model ({exc})."))
+                return
+            fallback_notice = (
+                f"{name} could not load with {describe_load_options(request)} ({_first_line(exc)}); "
+                "it was loaded with the default speed and memory settings instead."
+            )
         self.llm = llm
         self.model_path = request.model_path
         problem = _apply_loras(llm, request.loras, os.path.basename(request.model_path))
@@ -180,6 +193,7 @@ class _Server:
                 template_from_gguf=from_gguf,
                 load_seconds=time.perf_counter() - started,
                 **self._load_projector(request),
+                fallback_notice=fallback_notice,
             )
         )
 
@@ -523,6 +537,20 @@ def _grammar_error(llm: Any, gbnf: str) -> str | None:
             return line.split("error parsing grammar:", 1)[1].strip() or "it does not parse."
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     return lines[0] if lines else "it does not parse."
+
+
+def _new_llama(request: p.Load) -> Any:
+    """A ``Llama`` for this load request, with its speed and memory options."""
+    from app.engine.llama_ext import HearthLlama  # noqa: PLC0415 - imports llama_cpp
+
+    kwargs = llama_kwargs(request)
+    if request.prompt_lookup:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding  # noqa: PLC0415
+
+        kwargs["draft_model"] = LlamaPromptLookupDecoding(
+            max_ngram_size=PROMPT_LOOKUP_NGRAM, num_pred_tokens=PROMPT_LOOKUP_TOKENS
+        )
+    return HearthLlama(**kwargs)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,8 +24,10 @@ prompt batches (:func:`thread_kwargs`). Passing nothing would leave llama-cpp-py
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
+from app.core import load_options as lo
 from app.core import response_format as rf
 from app.core import sysinfo
 from app.core.settings import SamplingSettings
@@ -87,7 +89,66 @@ def llama_kwargs(load: Load) -> dict[str, Any]:
         "verbose": False,
     }
     kwargs.update(thread_kwargs(load.n_threads))
+    kwargs.update(load_option_kwargs(load))
     return kwargs
+
+
+def load_option_kwargs(load: Load) -> dict[str, Any]:
+    """The speed and memory options (core.load_options) as ``Llama(...)`` arguments.
+
+    Flash attention "auto" is ``flash_attn_type=-1`` (LLAMA_FLASH_ATTN_TYPE_AUTO), which
+    llama-cpp-python's own ``flash_attn`` bool cannot say: the child's ``Llama`` subclass
+    (engine/llama_ext.py) takes it. A quantized KV cache is sent only with flash attention
+    on or auto (llama.cpp refuses a quantized V cache without it); prompt lookup becomes the
+    child's ``draft_model``. Values at llama.cpp's defaults are still passed explicitly.
+    """
+    flash = load.flash_attn if load.flash_attn in (lo.FLASH_ON, lo.FLASH_OFF) else lo.FLASH_AUTO
+    kwargs: dict[str, Any] = {
+        "flash_attn_type": FLASH_ATTN_TYPE[flash],
+        "flash_attn": flash == lo.FLASH_ON,
+        "use_mmap": bool(load.use_mmap),
+        "use_mlock": bool(load.use_mlock),
+    }
+    kv = load.kv_cache_type if load.kv_cache_type in lo.GGML_TYPE else lo.KV_F16
+    if lo.conflict(flash, kv) is None:
+        kwargs["type_k"] = kwargs["type_v"] = lo.GGML_TYPE[kv]
+    else:
+        kwargs["type_k"] = kwargs["type_v"] = lo.GGML_TYPE[lo.KV_F16]
+    return kwargs
+
+
+def default_load_options(load: Load) -> Load:
+    """``load`` with every speed and memory option at its default (what a failed load with
+    non-default options is retried with)."""
+    return replace(
+        load,
+        flash_attn=lo.FLASH_AUTO,
+        kv_cache_type=lo.KV_F16,
+        use_mmap=True,
+        use_mlock=False,
+        prompt_lookup=False,
+    )
+
+
+def describe_load_options(load: Load) -> str:
+    """The options of ``load`` that differ from the defaults, in words ("flash attention on,
+    KV cache q8_0")."""
+    parts = []
+    if load.flash_attn != lo.FLASH_AUTO:
+        parts.append(f"flash attention {load.flash_attn}")
+    if load.kv_cache_type != lo.KV_F16:
+        parts.append(f"KV cache {load.kv_cache_type}")
+    if not load.use_mmap:
+        parts.append("mmap off")
+    if load.use_mlock:
+        parts.append("mlock on")
+    if load.prompt_lookup:
+        parts.append("prompt-lookup decoding")
+    return ", ".join(parts) or "the default settings"
+
+
+#: llama.h's ``enum llama_flash_attn_type``.
+FLASH_ATTN_TYPE = {lo.FLASH_AUTO: -1, lo.FLASH_OFF: 0, lo.FLASH_ON: 1}
 
 
 def thread_kwargs(n_threads: int | None) -> dict[str, int]:

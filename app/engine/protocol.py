@@ -39,6 +39,14 @@ class Load:
     remote: RemoteTarget | None = None
     # A vision model's projector (mmproj*.gguf): images in chat go through it (engine.vision).
     mmproj_path: str | None = None
+    # Speed and memory options (core.load_options): flash attention "auto"/"on"/"off", KV
+    # cache "f16"/"q8_0"/"q4_0", mmap/mlock, prompt-lookup (n-gram) speculative decoding.
+    # A load that fails with any of them not at its default is retried with the defaults.
+    flash_attn: str = "auto"
+    kv_cache_type: str = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
+    prompt_lookup: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,9 @@ class Loaded:
     # Whether images can be sent (the projector loaded); a sentence when it could not be.
     vision: bool = False
     vision_notice: str = ""
+    # Set when the load's speed/memory options failed and the defaults were used instead:
+    # a sentence for the window saying so.
+    fallback_notice: str = ""
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,7 @@ class ChatSession(QObject):
                 loras=self._requested_loras,
                 chat_template=model.defaults.chat_template,
                 remote=self.models.remote_target(model),
+                **model.defaults.load_options(),
             )
         )
 
@@ -843,6 +844,8 @@ class ChatSession(QObject):
             self.currentModelChanged.emit(model.path)
         name = model.name if model else Path(info.model_path).name
         self._set_state(EngineState.READY, f"Ready — {name}, context {info.n_ctx:,} tokens")
+        if info.fallback_notice:
+            self.infoMessage.emit(info.fallback_notice)
         problem = (model.template_problem or "") if model is not None and model.needs_template else ""
         self.templateStatus.emit(info.model_path, problem)
         if self._pending_send:

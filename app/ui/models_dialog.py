@@ -74,6 +74,7 @@ from app.core.library import (
     scan_models_dir,
 )
 from app.core.sysinfo import MemoryInfo
+from app.ui.load_options_editor import LoadOptionsEditor
 from app.ui.model_table import PATH_ROLE, SORT_ROLE, Column, ModelTableModel
 from app.ui.plain import ask, plain_tip
 
@@ -463,6 +464,8 @@ class ModelsDialog(QDialog):
         form.addRow("Threads:", self.threads_spin)
         form.addRow("System prompt:", self.prompt_edit)
         form.addRow("Chat template:", self.template_combo)
+        self.load_options = LoadOptionsEditor()
+        form.addRow("Speed and memory:", self.load_options)
         buttons = QHBoxLayout()
         self.save_defaults_button = _named(QPushButton("Save defaults"), "saveDefaultsButton")
         self.clear_defaults_button = _named(QPushButton("Clear"), "clearDefaultsButton")
@@ -626,6 +629,7 @@ class ModelsDialog(QDialog):
             n_threads=self.threads_spin.value() or None,
             system_prompt=self.prompt_edit.toPlainText().strip() or None,
             chat_template=self.template_combo.currentData(),
+            **self.load_options.values(),
         )
         try:
             self.library.set_defaults(info.path, defaults)
@@ -836,6 +840,7 @@ class ModelsDialog(QDialog):
         self.threads_spin.setValue(defaults.n_threads or 0)
         self.prompt_edit.setPlainText(defaults.system_prompt or "")
         self.template_combo.setCurrentIndex(max(self.template_combo.findData(defaults.chat_template), 0))
+        self.load_options.set_defaults(defaults, info.size if info is not None else 0)
         if info is not None and info.context_length:
             self.ctx_spin.setToolTip(f"At most {info.context_length:,}, what the model was trained for")
 
@@ -845,6 +850,7 @@ class ModelsDialog(QDialog):
         self.threads_spin.setValue(0)
         self.prompt_edit.clear()
         self.template_combo.setCurrentIndex(0)
+        self.load_options.clear()
 
     def _update_buttons(self) -> None:
         info = self._selected_info()
