@@ -104,7 +104,9 @@ class FakeOpenAI:
                 text = "".join(f"<|{m['role']}|>{m['content']}" for m in body["messages"]) + "<|assistant|>"
                 return _json(h, 200, {"prompt": text})
             if path == "/tokenize":
-                return _json(h, 200, {"tokens": list(range(len(body["content"].split("|"))))})
+                # a token per word and per role marker: enough to fill a small context
+                pieces = body["content"].replace("|", " | ").split()
+                return _json(h, 200, {"tokens": list(range(len(pieces)))})
         if kind == "vllm":
             if path == "/version":
                 return _json(h, 200, {"version": "0.9.1"})

@@ -130,6 +130,32 @@ def test_structured_output_takes_each_servers_form() -> None:
     assert "response_format" not in plain
 
 
+@pytest.mark.parametrize("kind", ["openai", "llama.cpp"])  # counted by estimate, and by the server
+def test_a_conversation_longer_than_the_context_leaves_out_its_oldest_turns(kind) -> None:
+    with FakeOpenAI(kind) as fake:
+        fake.context_length = 256  # llama.cpp's /props says so; for the other, the user's setting
+        backend = RemoteBackend(fake.url)
+        backend.load(p.Load("fake-model", n_ctx=256))
+        history: list[dict[str, str]] = [{"role": "system", "content": "Be brief."}]
+        for i in range(12):
+            history += [
+                {"role": "user", "content": f"Question {i}: " + "words " * 20},
+                {"role": "assistant", "content": f"Answer {i}: " + "more " * 20},
+            ]
+        history.append({"role": "user", "content": "And the last question?"})
+        events = [e for e in backend.chat(p.Chat(history, {"max_tokens": 32}), tick=0.02) if e is not None]
+        info = next(e for e in events if isinstance(e, p.PromptInfo))
+        sent = fake.chat_bodies()[-1]["messages"]
+        assert info.dropped_turns > 0 and len(sent) == len(history) - info.dropped_turns
+        assert sent[0] == history[0] and sent[-1] == history[-1]  # the system prompt and the question stay
+        assert sent[1:] == history[1 + info.dropped_turns :]  # the oldest turns went, in order
+        assert info.prompt_tokens <= 256 - 32
+        assert events[-1].stats["dropped_turns"] == info.dropped_turns
+        # a conversation that fits is sent whole
+        events = [e for e in backend.chat(p.Chat(history[-3:], {"max_tokens": 32}), tick=0.02) if e is not None]
+        assert len(fake.chat_bodies()[-1]["messages"]) == 3 and events[-1].stats["dropped_turns"] == 0
+
+
 def test_counts_come_from_the_server_where_it_can_and_usage_corrects_an_estimate() -> None:
     with FakeOpenAI("vllm") as fake:
         backend = loaded(fake.url)

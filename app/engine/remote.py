@@ -536,6 +536,29 @@ class RemoteBackend:
             pass
         return estimate_tokens(messages), False
 
+    def _fit(
+        self, messages: list[dict[str, Any]], n_ctx: int, max_tokens: int, job: _Job
+    ) -> tuple[list[dict[str, Any]], int, bool, int]:
+        """Leave out the oldest turns (never the system prompt or the newest message) until the
+        prompt leaves room for the reply, as the local engine does: (messages, prompt tokens,
+        counted exactly, turns dropped).  The estimate picks how many turns to drop so the
+        server is asked to count again only a few times, not once per turn."""
+        count, exact = self.count_prompt_info(messages)
+        if not n_ctx:
+            return messages, count, exact, 0
+        room = min(max_tokens, max(n_ctx // 4, 32))
+        kept = list(messages)
+        first = 1 if kept and kept[0].get("role") == "system" else 0
+        dropped = 0
+        while count > n_ctx - room and len(kept) - first > 1 and not job.cancelled.is_set():
+            excess = count - (n_ctx - room)
+            while excess > 0 and len(kept) - first > 1:
+                excess -= estimate_tokens([kept[first]]) - 2
+                del kept[first]
+                dropped += 1
+            count, exact = self.count_prompt_info(kept)
+        return kept, count, exact, dropped
+
     # -- chat --------------------------------------------------------------------------
 
     def chat(
@@ -558,7 +581,7 @@ class RemoteBackend:
             problems = settings.validate(n_ctx or None)
             if problems:
                 raise RemoteError(" ".join(pr.message for pr in problems))
-            prompt_tokens, exact = self.count_prompt_info(request.messages)
+            messages, prompt_tokens, exact, dropped = self._fit(request.messages, n_ctx, settings.max_tokens, job)
             if job.cancelled.is_set():
                 yield p.Done("cancelled", {"tokens": 0, "endpoint": self.root, "remote_model": model})
                 return
@@ -570,15 +593,15 @@ class RemoteBackend:
             if n_ctx and prompt_tokens + settings.max_tokens > n_ctx:
                 settings.max_tokens = max(1, n_ctx - prompt_tokens)  # clamped, as the local engine does
             seed = settings.seed if settings.seed is not None else random.randrange(2**31)
-            yield p.PromptInfo(prompt_tokens, n_ctx, 0, model, counted_exactly=exact)
-            body = request_body(kind, model, request.messages, settings, seed)
+            yield p.PromptInfo(prompt_tokens, n_ctx, dropped, model, counted_exactly=exact)
+            body = request_body(kind, model, messages, settings, seed)
             if kind is ServerKind.OLLAMA and n_ctx:
                 body["options"]["num_ctx"] = n_ctx
             job.thread = threading.Thread(
                 target=self._read_stream, args=(job, kind, body), name="hearth-remote-stream", daemon=True
             )
             job.thread.start()
-            yield from self._consume(job, tick, started, model, prompt_tokens, exact, n_ctx, seed)
+            yield from self._consume(job, tick, started, model, prompt_tokens, exact, n_ctx, seed, dropped)
         finally:
             job.cancelled.set()
             self._tracker.abort_all()  # no-op when the reader finished; else the server must stop
@@ -596,6 +619,7 @@ class RemoteBackend:
         exact: bool,
         n_ctx: int,
         seed: int,
+        dropped: int = 0,
     ) -> Iterator[p.PromptInfo | p.Waiting | p.Delta | p.Done | None]:
         first: float | None = None
         last = started
@@ -619,7 +643,7 @@ class RemoteBackend:
                 "prompt_tokens": prompt,
                 "prompt_counted_exactly": exact or bool(reason_usage and reason_usage.get("prompt_tokens")),
                 "seed": seed,
-                "dropped_turns": 0,
+                "dropped_turns": dropped,
                 "endpoint": self.root,
                 "remote_model": model,
             }
@@ -646,7 +670,7 @@ class RemoteBackend:
             elif isinstance(item, _Finish):
                 usage = item.usage or usage
                 if usage and usage.get("prompt_tokens") and (not exact or usage["prompt_tokens"] != prompt_tokens):
-                    yield p.PromptInfo(int(usage["prompt_tokens"]), n_ctx, 0, model, counted_exactly=True)
+                    yield p.PromptInfo(int(usage["prompt_tokens"]), n_ctx, dropped, model, counted_exactly=True)
                 yield p.Done(item.reason, stats(usage))
                 return
             elif isinstance(item, RemoteError):
