@@ -125,6 +125,8 @@ class _Server:
             self.tokenize(request)
         elif isinstance(request, p.LoadEmbedder):
             self.load_embedder(request)
+        elif isinstance(request, p.Benchmark):
+            self.benchmark(request)
         elif isinstance(request, p.Embed):
             self.embed(request)
         elif isinstance(request, p.CountPrompt):
@@ -452,6 +454,70 @@ class _Server:
             pieces.append(text)
             self.conn.send(p.Delta(text))
 
+    def benchmark(self, request: p.Benchmark) -> None:
+        """Load a model of its own (the chat model stays as it is), process a fixed prompt in
+        batches, then decode tokens one at a time, as llama-bench's pp and tg tests do. The
+        cancel event is checked between batches and between tokens."""
+        from llama_cpp import Llama  # noqa: PLC0415
+
+        self.conn.send(p.BenchStage("load"))
+        started = time.perf_counter()
+        try:
+            llm = Llama(**llama_kwargs(request.load))
+        except Exception as exc:
+            name = os.path.basename(request.load.model_path)
+            self.conn.send(p.Error("load", f"{name}: llama.cpp could not load this model ({exc})."))
+            return
+        load_seconds = time.perf_counter() - started
+        try:
+            n_ctx = llm.n_ctx()
+            gen = max(1, min(request.gen_tokens, n_ctx // 4))
+            n_prompt = max(1, min(request.prompt_tokens, n_ctx - gen - 1))
+            text = _BENCH_TEXT.encode("utf-8")
+            tokens: list[int] = llm.tokenize(text, add_bos=True)
+            while len(tokens) < n_prompt:
+                tokens += llm.tokenize(text, add_bos=False)
+            tokens = tokens[:n_prompt]
+            done = p.BenchDone(cancelled=True, load_seconds=load_seconds, n_ctx=n_ctx)
+            if self.cancel.is_set():
+                self.conn.send(done)
+                return
+            self.conn.send(p.BenchStage("prompt"))
+            llm.reset()  # type: ignore[no-untyped-call]
+            batch = max(1, llm.n_batch)
+            started = time.perf_counter()
+            for i in range(0, n_prompt, batch):
+                if self.cancel.is_set():
+                    self.conn.send(done)
+                    return
+                llm.eval(tokens[i : i + batch])
+            prompt_seconds = time.perf_counter() - started
+            self.conn.send(p.BenchStage("generate"))
+            started = time.perf_counter()
+            for i in range(gen):
+                if self.cancel.is_set():
+                    self.conn.send(done)
+                    return
+                llm.eval([tokens[i % n_prompt]])
+            gen_seconds = time.perf_counter() - started
+        except Exception as exc:
+            self.conn.send(p.Error("request", f"The benchmark failed: {_first_line(exc)}"))
+            return
+        finally:
+            llm.close()
+        self.conn.send(
+            p.BenchDone(
+                cancelled=False,
+                load_seconds=load_seconds,
+                prompt_tokens=n_prompt,
+                prompt_seconds=prompt_seconds,
+                gen_tokens=gen,
+                gen_seconds=gen_seconds,
+                peak_rss=_peak_rss(),
+                n_ctx=n_ctx,
+            )
+        )
+
     def load_embedder(self, request: p.LoadEmbedder) -> None:
         from llama_cpp import Llama  # noqa: PLC0415
 
@@ -537,6 +603,29 @@ def _grammar_error(llm: Any, gbnf: str) -> str | None:
             return line.split("error parsing grammar:", 1)[1].strip() or "it does not parse."
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     return lines[0] if lines else "it does not parse."
+
+
+_BENCH_TEXT = (
+    "The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a "
+    "single step. In the beginning was the word, and the word was measured on this computer. "
+)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes (0 when the system cannot say)."""
+    try:
+        import resource  # noqa: PLC0415 - not on Windows
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes, Linux: KiB
+    except ImportError:
+        try:
+            import psutil  # noqa: PLC0415
+
+            info = psutil.Process().memory_info()
+            return int(getattr(info, "peak_wset", info.rss))
+        except Exception:
+            return 0
 
 
 def _new_llama(request: p.Load) -> Any:

@@ -187,6 +187,19 @@ class EngineClient:
         assert isinstance(event, p.Embeddings), event
         return event.vectors
 
+    def benchmark(self, request: p.Benchmark, tick: float | None = None) -> Iterator[p.BenchStage | p.BenchDone | None]:
+        """Yield BenchStage events, then one BenchDone (None every ``tick`` seconds without an
+        event). :meth:`cancel` ends it at the next batch or token with a cancelled BenchDone."""
+        self._cancel.clear()
+        self._send(request)
+        while True:
+            event = self._next(tick)
+            if isinstance(event, p.Error):
+                raise EngineError(event.message)
+            yield cast(p.BenchStage | p.BenchDone | None, event)
+            if isinstance(event, p.BenchDone):
+                return
+
     def unload(self, timeout: float = 30.0) -> None:
         self._send(p.Unload())
         event = self._next(timeout)

@@ -91,6 +91,17 @@ class Embed:
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """Load ``load`` and measure it: a prompt of ``prompt_tokens`` tokens, then ``gen_tokens``
+    generated one at a time. Answered with BenchStage events, then BenchDone (or an Error).
+    Meant for a fresh engine process, whose peak memory is then this model's alone."""
+
+    load: Load
+    prompt_tokens: int = 512
+    gen_tokens: int = 128
+
+
+@dataclass(frozen=True)
 class Unload:
     pass
 
@@ -187,6 +198,23 @@ class Embeddings:
 @dataclass(frozen=True)
 class TokenCount:
     count: int
+
+
+@dataclass(frozen=True)
+class BenchStage:
+    stage: str  # "load", "prompt", "generate"
+
+
+@dataclass(frozen=True)
+class BenchDone:
+    cancelled: bool
+    load_seconds: float = 0.0
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    gen_tokens: int = 0
+    gen_seconds: float = 0.0
+    peak_rss: int = 0  # bytes, the process's peak resident memory so far
+    n_ctx: int = 0
 
 
 @dataclass(frozen=True)

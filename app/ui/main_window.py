@@ -30,9 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, paths
+from app.core.model_bench import file_stamp
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
 from app.session import ChatSession, EngineState
+from app.session.bench import ModelBenchmark
 from app.session.notebook import NotebookController, is_notebook
 from app.ui.a11y import announce, named
 from app.ui.chat_view import ChatView
@@ -129,6 +131,7 @@ class MainWindow(QMainWindow):
         )
         self.downloads_dialog: DownloadsDialog | None = None
         self.models_dialog: ModelsDialog | None = None
+        self.benchmarks = ModelBenchmark(parent=self)  # Models > Benchmark; its figures label the picker
         self.connections_dialog: ConnectionsDialog | None = None
         self.server_panel: ServerPanel | None = None
         self.setAcceptDrops(True)
@@ -510,7 +513,11 @@ class MainWindow(QMainWindow):
 
             model = self.session.current_model
             dialog = ModelsDialog(
-                self.session.library, model.path if model else None, self, n_ctx=self.session.load_settings.n_ctx
+                self.session.library,
+                model.path if model else None,
+                self,
+                n_ctx=self.session.load_settings.n_ctx,
+                bench=self.benchmarks,
             )
             dialog.aboutToRemove.connect(self.session.unload_if_current)
             dialog.modelsChanged.connect(self.session.modelsChanged)
@@ -918,7 +925,14 @@ class MainWindow(QMainWindow):
             self._picker_heading("On this computer")
         for model in self.session.library.models():
             label = model.label() if model.exists else f"{model.name} (missing)"
+            measured = self.benchmarks.store.get(model.path, file_stamp(model.path)) if model.exists else None
+            if measured is not None:  # measured here with Benchmark: the speed/memory trade-off at a glance
+                label += f" — {measured.summary()}"
             self.model_picker.addItem(label, model.path)
+            if measured is not None:
+                self.model_picker.setItemData(
+                    self.model_picker.count() - 1, measured.describe(), Qt.ItemDataRole.ToolTipRole
+                )
         for damaged in self.session.library.damaged():  # listed with why, never choosable
             self._picker_heading(f"{damaged.file_name} (damaged: {damaged.reason})", indent=False)
         for connection in self.session.connections.all():
@@ -1001,5 +1015,6 @@ class MainWindow(QMainWindow):
             self.server_panel.shutdown()  # API clients are told the server is going away
         self.notebook_view.save_text()  # what was typed in the last half second too
         self.notebook.shutdown()
+        self.benchmarks.close()
         self.session.shutdown()
         super().closeEvent(event)

@@ -28,6 +28,7 @@ from app.core.library import (
     human_size,
     ram_estimate,
 )
+from app.core.model_bench import BenchResult, BenchStore, file_stamp
 from app.core.sysinfo import MemoryInfo
 from app.ui.plain import plain_tip
 
@@ -46,7 +47,8 @@ class Column(enum.IntEnum):
     CONTEXT = 6
     TEMPLATE = 7
     RAM = 8
-    STATUS = 9
+    SPEED = 9  # measured here (Benchmark), next to the estimate
+    STATUS = 10
 
 
 HEADERS = {
@@ -59,6 +61,7 @@ HEADERS = {
     Column.CONTEXT: "Context",
     Column.TEMPLATE: "Template",
     Column.RAM: "RAM needed",
+    Column.SPEED: "Speed here",
     Column.STATUS: "Status",
 }
 
@@ -68,6 +71,8 @@ HEADER_TIPS = {
     Column.RAM: "Estimated memory to run the model on the CPU at its context length, against this computer",
     Column.STATUS: "linked: your file, used where it is · copied: stored in Hearth's models folder · "
     "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
+    Column.SPEED: "Measured on this computer with Benchmark: prompt processing (pp) and generation (tg) "
+    "in tokens per second, and the peak memory while loading and running",
 }
 
 FIT_COLOURS = {
@@ -100,6 +105,7 @@ class _Row:
     ram: int
     fit: Fit
     problem: str | None = None  # why a damaged file cannot be used, in plain words
+    bench: BenchResult | None = None  # figures measured on this computer (Benchmark)
 
 
 class ModelTableModel(QAbstractTableModel):
@@ -115,9 +121,12 @@ class ModelTableModel(QAbstractTableModel):
         n_ctx: int | None = None,
         current_path: str | None = None,
         parent=None,
+        bench: BenchStore | None = None,
     ) -> None:
         super().__init__(parent)
         self.library = library
+        self.bench = bench
+        self.bench_running: dict[str, str] = {}  # path -> what the running benchmark does now
         self._memory = memory or MemoryInfo(None, None)
         self._n_ctx = n_ctx
         self._current = current_path
@@ -147,7 +156,26 @@ class ModelTableModel(QAbstractTableModel):
         return self._rows[row].status == DAMAGED
 
     def _make_row(self, info: ModelInfo) -> _Row:
-        return _Row(info, info.status, *self._estimate(info))
+        return _Row(info, info.status, *self._estimate(info), bench=self._bench_of(info))
+
+    def _bench_of(self, info: ModelInfo) -> BenchResult | None:
+        if self.bench is None or info.remote is not None:
+            return None
+        stamp = file_stamp(info.path)
+        return self.bench.get(info.path, stamp) if stamp is not None else None
+
+    def set_bench_state(self, path: str, words: str | None) -> None:
+        """A benchmark of ``path`` is at ``words`` (None: it ended; its figures are re-read)."""
+        if words is None:
+            self.bench_running.pop(path, None)
+        else:
+            self.bench_running[path] = words
+        row = self.row_of(path)
+        if row < 0:
+            return
+        if words is None and self._rows[row].status != DAMAGED:
+            self._rows[row].bench = self._bench_of(self._rows[row].info)
+        self.dataChanged.emit(self.index(row, Column.SPEED), self.index(row, Column.SPEED))
 
     def set_memory(self, memory: MemoryInfo) -> None:
         self._memory = memory
@@ -161,7 +189,7 @@ class ModelTableModel(QAbstractTableModel):
     def _recompute(self) -> None:
         for i, row in enumerate(self._rows):
             if row.status != DAMAGED:
-                self._rows[i] = _Row(row.info, row.status, *self._estimate(row.info))
+                self._rows[i] = _Row(row.info, row.status, *self._estimate(row.info), bench=row.bench)
         if self._rows:
             self.dataChanged.emit(self.index(0, Column.RAM), self.index(len(self._rows) - 1, Column.RAM))
 
@@ -295,6 +323,11 @@ class ModelTableModel(QAbstractTableModel):
             return "yes"
         if column == Column.RAM:
             return f"{human_size(row.ram)} · {row.fit.value}"
+        if column == Column.SPEED:
+            running = self.bench_running.get(info.path)
+            if running is not None:
+                return f"measuring: {running}…"
+            return row.bench.summary() if row.bench is not None else "—"
         return row.status
 
     def _damaged_data(self, row: _Row, column: Column, role: int) -> Any:
@@ -312,7 +345,7 @@ class ModelTableModel(QAbstractTableModel):
         if role == SORT_ROLE:  # numbers where the other rows have numbers
             if column == Column.SIZE:
                 return row.info.size
-            if column in (Column.PARAMETERS, Column.CONTEXT, Column.RAM):
+            if column in (Column.PARAMETERS, Column.CONTEXT, Column.RAM, Column.SPEED):
                 return -1
             return str(self._damaged_data(row, column, Qt.ItemDataRole.DisplayRole)).casefold()
         if role == PATH_ROLE:
@@ -336,6 +369,8 @@ class ModelTableModel(QAbstractTableModel):
             return info.context_length or -1
         if column == Column.RAM:
             return row.ram
+        if column == Column.SPEED:
+            return int(row.bench.gen_tok_s * 10) if row.bench is not None else -1
         return self._display(row, column).casefold()
 
     def _tooltip(self, row: _Row, column: Column) -> str | None:
@@ -349,6 +384,10 @@ class ModelTableModel(QAbstractTableModel):
             return self._ram_tip(row)
         if column == Column.STATUS:
             return _STATUS_TIPS.get(row.status)
+        if column == Column.SPEED:
+            if row.bench is not None:
+                return row.bench.describe()
+            return "Not measured on this computer yet: select the model and press Benchmark."
         if column == Column.SIZE:
             return f"{info.size:,} bytes"
         if column == Column.PARAMETERS and info.parameter_count:

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QMessageBox,  # tests answer the Remove question through this name  # noqa: F401
     QPlainTextEdit,
     QProgressDialog,
@@ -73,7 +74,9 @@ from app.core.library import (
     read_model,
     scan_models_dir,
 )
+from app.core.model_bench import BenchResult
 from app.core.sysinfo import MemoryInfo
+from app.session.bench import ModelBenchmark
 from app.ui.load_options_editor import LoadOptionsEditor
 from app.ui.model_table import PATH_ROLE, SORT_ROLE, Column, ModelTableModel
 from app.ui.plain import ask, plain_tip
@@ -319,9 +322,11 @@ class ModelsDialog(QDialog):
         *,
         n_ctx: int | None = None,
         memory: MemoryInfo | None = None,
+        bench: ModelBenchmark | None = None,
     ) -> None:
         """``n_ctx`` is the app's context setting (models without their own default use it
-        for the memory estimate); ``memory`` overrides this machine's (tests)."""
+        for the memory estimate); ``memory`` overrides this machine's (tests); ``bench``
+        measures models (Benchmark) and keeps their figures (one of its own when None)."""
         super().__init__(parent)
         _named(self, "modelsDialog", "Manage models")
         self.setWindowTitle("Models")
@@ -334,7 +339,10 @@ class ModelsDialog(QDialog):
         self._progress: QProgressDialog | None = None
         self._details: ModelDetailsDialog | None = None
 
-        self.model = ModelTableModel(library, memory or sysinfo.memory(), n_ctx, current_model_path, self)
+        self.bench = bench if bench is not None else ModelBenchmark(parent=self)
+        self.model = ModelTableModel(
+            library, memory or sysinfo.memory(), n_ctx, current_model_path, self, bench=self.bench.store
+        )
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
@@ -371,12 +379,18 @@ class ModelsDialog(QDialog):
         self.details_button = _named(QPushButton("Details"), "modelDetailsButton")
         self.refresh_button = _named(QPushButton("Refresh"), "refreshModelsButton")
         self.use_button = _named(QPushButton("Use this model"), "useModelButton")
+        self.bench_button = _named(QPushButton("Benchmark"), "benchmarkModelButton", "Benchmark")
+        self.bench_button.setToolTip(
+            "Measure this model on this computer: prompt and generation speed, load time and peak memory "
+            "(a fixed 512-token prompt and 128 generated tokens; takes from seconds to a few minutes)"
+        )
         self.refresh_button.setToolTip(plain_tip(f"Look for new model files in {library.models_dir}"))
         for button in (
             self.add_button,
             self.remove_button,
             self.rename_button,
             self.details_button,
+            self.bench_button,
             self.refresh_button,
         ):
             row.addWidget(button)
@@ -413,6 +427,13 @@ class ModelsDialog(QDialog):
         self.details_button.clicked.connect(self.show_details)
         self.refresh_button.clicked.connect(self.refresh)
         self.use_button.clicked.connect(self._use_selected)
+        self.bench_button.clicked.connect(self.toggle_benchmark)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._table_menu)
+        self.bench.stage.connect(self._bench_stage)
+        self.bench.finished.connect(self._bench_finished)
+        self.bench.failed.connect(self._bench_failed)
+        self.bench.cancelled.connect(self._bench_cancelled)
         self.table.doubleClicked.connect(self._use_index)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.link_radio.toggled.connect(self._update_mode_hint)
@@ -618,6 +639,60 @@ class ModelsDialog(QDialog):
         )
         self.modelRemoved.emit(info.path)
         self.modelsChanged.emit()
+
+    def toggle_benchmark(self) -> None:
+        """Benchmark the selected model, or cancel the benchmark that is running."""
+        if self.bench.running is not None:
+            self.bench.cancel()
+            self._show_info("Cancelling the benchmark…")
+            return
+        info = self._selected_info()
+        if info is None or not info.exists or info.remote is not None:
+            return
+        if self.bench.start(info):
+            self.model.set_bench_state(info.path, "starting")
+            self._show_info(f"Measuring {info.name} on this computer… You can keep using Hearth meanwhile.")
+        self._update_buttons()
+
+    def _table_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if index.isValid():
+            self.table.selectRow(index.row())
+        info = self._selected_info()
+        menu = QMenu(self)
+        if self.bench.running is not None:
+            menu.addAction("Cancel benchmark", self.toggle_benchmark)
+        elif info is not None and info.exists:
+            menu.addAction("Benchmark", self.toggle_benchmark)
+        if info is not None and info.exists:
+            menu.addAction("Use this model", self._use_selected)
+            menu.addAction("Details", self.show_details).setEnabled(self._job is None)
+        if menu.isEmpty():
+            return
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def _bench_stage(self, path: str, words: str) -> None:
+        self.model.set_bench_state(path, words)
+
+    def _bench_ended(self, path: str) -> None:
+        self.model.set_bench_state(path, None)
+        self._update_buttons()
+
+    def _bench_finished(self, path: str, result: object) -> None:
+        self._bench_ended(path)
+        info = self.library.get(path)
+        name = info.name if info is not None else Path(path).name
+        if isinstance(result, BenchResult):
+            self._show_info(f"{name} on this computer: {result.summary()}, loaded in {result.load_seconds:.1f} s.")
+        self.modelsChanged.emit()  # the picker shows the figures too
+
+    def _bench_failed(self, path: str, message: str) -> None:
+        self._bench_ended(path)
+        self._show_error(message)
+
+    def _bench_cancelled(self, path: str) -> None:
+        self._bench_ended(path)
+        self._show_info("The benchmark was cancelled; nothing was saved.")
 
     def save_defaults(self) -> None:
         info = self._selected_info()
@@ -863,6 +938,10 @@ class ModelsDialog(QDialog):
         self.rename_button.setEnabled(selected)
         self.details_button.setEnabled(idle and usable)
         self.use_button.setEnabled(usable)
+        running = self.bench.running is not None
+        self.bench_button.setText("Cancel benchmark" if running else "Benchmark")
+        self.bench_button.setAccessibleName("Cancel benchmark" if running else "Benchmark")
+        self.bench_button.setEnabled(running or (usable and info is not None and info.remote is None))
         self.defaults_box.setEnabled(selected)
 
     def _show_error(self, text: str) -> None:
