@@ -36,6 +36,7 @@ class JobRequest:
     response_format: dict[str, Any] | None = None  # OpenAI's response_format, once supported
     priority: int = API
     client: str = ""  # who asked, for the request log
+    switch_model: bool = False  # may load ``model`` when another is in use (the compare view)
 
 
 @dataclass(frozen=True)

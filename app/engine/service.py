@@ -85,7 +85,7 @@ class EngineService(EngineWorker):
         return [ModelEntry(e.id, e.name, e.path == loaded) for e in self._catalog]
 
     def submit(self, request: JobRequest) -> Job:
-        path = self._resolve(request.model)
+        path = self._resolve(request.model, request.switch_model)
         job = Job(request)
         job.target = path
         with self._lock:
@@ -96,6 +96,44 @@ class EngineService(EngineWorker):
         self._wake.emit()
         return job
 
+    def submit_remote(self, request: JobRequest, target: p.RemoteTarget) -> Job:
+        """Run a chat job on a model another server serves, on a thread and a connection of
+        its own: it runs alongside the queue (a local job, other remote ones), since nothing
+        of it uses this machine's engine (the compare view's remote contenders)."""
+        job = Job(request)
+        job.target = target.model_id
+        threading.Thread(target=self._run_remote, args=(job, target), name="remote-job", daemon=True).start()
+        return job
+
+    def _run_remote(self, job: Job, target: p.RemoteTarget) -> None:
+        from app.core.connections import ConnectionStore
+        from app.engine.remote import RemoteBackend
+
+        backend: RemoteBackend | None = None
+        try:
+            connection = ConnectionStore().get(target.connection)
+            key = ConnectionStore.api_key(connection) if connection is not None else None
+            backend = RemoteBackend(target.base_url, key)
+            backend.load(p.Load(target.model_id))
+            asked_to_stop = False
+            for event in backend.chat(p.Chat(list(job.request.messages or []), job.request.settings), tick=0.05):
+                if job.cancelled.is_set() and not asked_to_stop:
+                    backend.cancel()
+                    asked_to_stop = True
+                if event is None or isinstance(event, p.Waiting):
+                    continue
+                job.put(event)
+                if isinstance(event, p.Done):
+                    return
+            job.put(JobFailed("The server ended the reply without finishing it.", 502))
+        except EngineError as exc:
+            job.put(JobFailed(str(exc), 499 if job.cancelled.is_set() else 502))
+        except Exception as exc:  # never leave a client waiting forever
+            job.put(JobFailed(f"The request failed ({type(exc).__name__}).", 500))
+        finally:
+            if backend is not None:
+                backend.close()
+
     def busy_with_api(self) -> bool:
         """Whether an API job runs or waits (a reply the person asks for now comes after the running one)."""
         with self._lock:
@@ -105,7 +143,7 @@ class EngineService(EngineWorker):
         info = self._info
         return info.model_path if info is not None else None
 
-    def _resolve(self, model: str | None) -> str:
+    def _resolve(self, model: str | None, switch: bool = False) -> str:
         """The library path a request means; UnknownModel when there is none it may use."""
         loaded = self._loaded_path()
         catalog = self._catalog
@@ -116,7 +154,7 @@ class EngineService(EngineWorker):
         wanted = model.strip()
         for entry in catalog:
             if wanted in (entry.id, entry.name, entry.path, Path(entry.path).name, *entry.aliases):
-                if entry.path == loaded or self.allow_model_switch:
+                if entry.path == loaded or self.allow_model_switch or switch:
                     return entry.path
                 break
         if loaded is not None and wanted == loaded:

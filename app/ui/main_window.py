@@ -53,6 +53,7 @@ from app.ui.theme import apply_chat_font, apply_theme
 if TYPE_CHECKING:
     # Dialogs and export are imported when first opened or used: the first frame needs none
     # of them (tests/test_startup.py), and the downloads dialog brings the Hub's HTTP stack.
+    from app.ui.compare_view import CompareWindow
     from app.ui.connections_dialog import ConnectionsDialog
     from app.ui.downloads_dialog import DownloadsDialog
     from app.ui.models_dialog import ModelsDialog
@@ -134,6 +135,7 @@ class MainWindow(QMainWindow):
         self.benchmarks = ModelBenchmark(parent=self)  # Models > Benchmark; its figures label the picker
         self.connections_dialog: ConnectionsDialog | None = None
         self.server_panel: ServerPanel | None = None
+        self.compare_window: CompareWindow | None = None
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
         self.resize(900, 700)
@@ -458,6 +460,11 @@ class MainWindow(QMainWindow):
             "Write a text the model continues (no chat template), or go back to chatting (Ctrl+Shift+B)"
         )
         self.notebook_toggle.triggered.connect(self._toggle_notebook)
+        compare = view.addAction("&Compare models and settings…")
+        compare.setObjectName("compareAction")
+        compare.setShortcut(QKeySequence("Ctrl+Shift+K"))
+        compare.setToolTip("One prompt, 2–4 models or presets side by side, with a blind vote (Ctrl+Shift+K)")
+        compare.triggered.connect(self.show_compare)
         toggle = self.settings_dock.toggleViewAction()
         toggle.setText("&Settings panel")
         toggle.setShortcut(QKeySequence("Ctrl+,"))
@@ -485,6 +492,19 @@ class MainWindow(QMainWindow):
         return dialog
 
     # -- intents ----------------------------------------------------------------------------
+
+    def show_compare(self) -> CompareWindow:
+        """View > Compare…: contenders side by side (app/session/compare.py)."""
+        if self.compare_window is None:
+            from app.session.compare import CompareController
+            from app.ui.compare_view import CompareWindow
+
+            self.compare_window = CompareWindow(CompareController(self.session, self._presets), parent=self)
+        else:
+            self.compare_window.refresh_choices()
+        self.compare_window.show()
+        self.compare_window.raise_()
+        return self.compare_window
 
     def show_server_panel(self) -> ServerPanel:
         """Models > Local API server…: serve this window's models to other programs."""
@@ -1013,6 +1033,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.server_panel is not None:
             self.server_panel.shutdown()  # API clients are told the server is going away
+        if self.compare_window is not None:
+            self.compare_window.controller.close()
         self.notebook_view.save_text()  # what was typed in the last half second too
         self.notebook.shutdown()
         self.benchmarks.close()

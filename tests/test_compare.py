@@ -1,0 +1,160 @@
+"""View > Compare: two settings on the demo model (real generation) through the real window,
+a blind vote recorded as the preferred version, and a column continued in the chat; a remote
+contender runs while the local one does."""
+
+from __future__ import annotations
+
+import keyring
+import pytest
+from memory_keyring import MemoryKeyring
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+
+from app.core import secrets
+from app.core.conversation import MessageState, Role
+from app.core.presets import Preset
+
+pytestmark = pytest.mark.model
+
+
+def _open_compare(window):
+    action = window.findChild(QAction, "compareAction")
+    assert action is not None and action.shortcut().toString() == "Ctrl+Shift+K"
+    action.trigger()
+    compare = window.compare_window
+    assert compare is not None and compare.isVisible()
+    return compare
+
+
+def test_two_settings_on_the_demo_model_blind_vote_and_continue(qtbot, open_main_window) -> None:
+    window = open_main_window(max_tokens=8)
+    session = window.session
+    window._presets.save(
+        Preset("Pirate", system_prompt="You are a pirate. Answer like one.", settings={"seed": 7, "temperature": 0.8})
+    )
+    compare = _open_compare(window)
+    controller = compare.controller
+    assert len(compare.rows) == 2
+    demo = session.current_model
+    assert demo is not None
+    for row in compare.rows:
+        assert row.model.currentData() == demo.path
+    compare.rows[1].preset.setCurrentIndex(compare.rows[1].preset.findData("Pirate"))
+    compare.blind.setChecked(True)
+    compare.prompt.setPlainText("Say hello.")
+    qtbot.mouseClick(compare.start_button, Qt.MouseButton.LeftButton)
+    assert compare.stop_button.isEnabled()
+    with qtbot.waitSignal(controller.saved, timeout=40_000, raising=False) as saved:
+        pass
+    assert saved.signal_triggered, [(c.state, c.error, c.text, c.job) for c in controller.columns] + [
+        compare.progress.text()
+    ]
+    conv_id = saved.args[0]
+
+    # both columns filled, with their figures; the names stay hidden until the vote
+    for index, view in enumerate(compare.columns):
+        column = controller.columns[index]
+        assert column.state == "done", column.error
+        assert column.text.strip() and view.text.toPlainText() == column.text
+        stats = view.stats.text()
+        for figure in ("tokens", "tok/s", "first token", "peak RAM"):
+            assert figure in stats, stats
+        assert column.peak_rss and column.peak_rss > 20 * 2**20  # the engine process holds the model
+        assert view.title.text() == "AB"[index]
+        assert demo.name not in view.title.text() and "Pirate" not in view.title.text()
+    assert controller.columns[0].text != controller.columns[1].text  # a different system prompt and seed
+    assert not compare.stop_button.isEnabled()
+
+    # the vote: B is better; the names are revealed and the store has B as the preferred version
+    qtbot.mouseClick(compare.columns[1].vote, Qt.MouseButton.LeftButton)
+    assert "Pirate" in compare.columns[1].title.text() and demo.name in compare.columns[0].title.text()
+    assert not compare.columns[0].vote.isEnabled()
+    stored = session.store.load(conv_id)
+    prompt = next(m for m in stored.all_messages() if m.role is Role.USER)
+    assert prompt.text == "Say hello."
+    replies = stored.variants(next(m.id for m in stored.all_messages() if m.role is Role.ASSISTANT))
+    assert len(replies) == 2 and all(r.parent_id == prompt.id for r in replies)
+    by_column = {r.stats["compare"]["column"]: r for r in replies}
+    a, b = by_column["A"], by_column["B"]
+    assert b.preferred and not a.preferred
+    assert b.stats["compare"]["winner"] and not a.stats["compare"]["winner"] and b.stats["compare"]["blind"]
+    assert b.settings["system_prompt"].startswith("You are a pirate") and b.settings["seed"] == 7
+    assert a.settings["seed"] == 1 and a.model == b.model == demo.name
+    assert a.state is b.state is MessageState.COMPLETE and b.stats["tokens"] > 0
+    assert b.text == controller.columns[1].text
+    assert stored.messages[-1].id == b.id  # the winner is the version shown when it opens
+
+    # A continues as a normal conversation: opened in the window with A's version shown
+    qtbot.mouseClick(compare.columns[0].carry_on, Qt.MouseButton.LeftButton)
+    assert session.conversation.id == conv_id
+    assert session.conversation.messages[-1].id == a.id
+    assert session.conversation.variant_position(a.id) == (1, 2)
+    with qtbot.waitSignal(session.replyFinished, timeout=120_000) as finished:
+        window.input.setPlainText("And goodbye?")
+        window.send_current()
+    assert finished.args[0].text.strip()
+    again = session.store.load(conv_id)
+    assert [m.role for m in again.messages] == [Role.USER, Role.ASSISTANT, Role.USER, Role.ASSISTANT]
+    assert again.messages[1].id == a.id
+
+
+def test_stop_stops_every_contender_and_nothing_waits(qtbot, open_main_window) -> None:
+    window = open_main_window(max_tokens=200, stop=[])
+    compare = _open_compare(window)
+    controller = compare.controller
+    compare.prompt.setPlainText("Write a long story about a lighthouse keeper.")
+    qtbot.mouseClick(compare.start_button, Qt.MouseButton.LeftButton)
+    assert "next: B" in compare.progress.text()  # one local model at a time: B waits its turn
+    qtbot.waitUntil(lambda: bool(controller.columns[0].text), timeout=60_000)
+    qtbot.mouseClick(compare.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not controller.running, timeout=10_000)
+    a, b = controller.columns
+    assert a.state == "stopped" and a.text and a.stats["tokens"] < 200
+    assert b.state == "stopped" and not b.text and b.job is None  # never started
+    assert compare.start_button.isEnabled()
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch):
+    before = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    monkeypatch.setattr(secrets, "_session", {})
+    yield
+    keyring.set_keyring(before)
+
+
+def test_a_remote_contender_runs_while_the_local_one_does(qtbot, open_main_window, memory_keyring) -> None:
+    from fake_openai_server import FakeOpenAI
+
+    from app.core.remote_models import remote_ref
+
+    window = open_main_window(max_tokens=8)
+    with FakeOpenAI() as server:
+        dialog = window.show_connections()
+        dialog.name_edit.setText("lab")
+        dialog.url_edit.setText(server.url)
+        with qtbot.waitSignal(dialog.connectionsChanged, timeout=10_000):
+            qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        dialog.close()
+        compare = _open_compare(window)
+        controller = compare.controller
+        qtbot.waitUntil(lambda: any(p.startswith("remote://") for p, _ in controller.model_choices()), timeout=30_000)
+        ref = next(p for p, _ in controller.model_choices() if p.startswith("remote://"))
+        assert ref.startswith(remote_ref("lab", "")[:12])
+        compare.refresh_choices()
+        compare.rows[1].model.setCurrentIndex(compare.rows[1].model.findData(ref))
+        compare.prompt.setPlainText("Say hello.")
+        server.mode = "silent_stream"  # the remote reply writes "Hello", then waits
+        qtbot.mouseClick(compare.start_button, Qt.MouseButton.LeftButton)
+        a, b = controller.columns
+        assert b.remote and not a.remote
+        # in parallel: the local contender writes its whole reply while the remote one is mid-reply
+        qtbot.waitUntil(lambda: a.ended, timeout=120_000)
+        assert a.state == "done" and a.text.strip(), a.error
+        assert b.state == "writing" and b.text == "Hello"
+        qtbot.mouseClick(compare.stop_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not controller.running, timeout=10_000)
+        assert b.state == "stopped" and b.text == "Hello"
+        stats = compare.columns[1].stats.text()
+        assert "load n/a" in stats and "peak RAM n/a" in stats
+        server.release.set()
