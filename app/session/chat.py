@@ -11,6 +11,7 @@ own signals; the session composes them.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,6 +62,7 @@ class ChatSession(QObject):
     # model path, and why it has no usable chat template ("" when it has one, or one was chosen)
     templateStatus = Signal(str, str)
     messageRated = Signal(str)  # message id whose rating or preferred mark changed
+    ratingsCounted = Signal(object)  # {model name: (good, bad)}, after request_ratings()
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -634,6 +636,19 @@ class ChatSession(QObject):
         self.store.set_preferred(message_id, preferred)
         self.messageRated.emit(message_id)
         return True
+
+    def request_ratings(self) -> None:
+        """Count the rated replies per model off the GUI thread; ``ratingsCounted`` has them."""
+        store = self.store
+
+        def work() -> None:
+            try:
+                counts = store.ratings_by_model()
+            except StoreError:
+                counts = {}
+            self.ratingsCounted.emit(counts)
+
+        threading.Thread(target=work, name="ratings-count", daemon=True).start()
 
     def _reveal(self, message_id: str) -> None:
         if self.state is EngineState.GENERATING or not any(m.id == message_id for m in self.conversation.branches):

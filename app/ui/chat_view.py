@@ -218,6 +218,8 @@ class ChatView(QTextBrowser):
     sourceRequested = Signal(str, int)  # message id, source number: show the passage
     variantRequested = Signal(str, int)  # message id, -1 / +1: show the previous / next variant
     continueRequested = Signal(str)  # message id: a new chat with the turns up to it
+    rateRequested = Signal(str, object)  # message id, +1 / -1 / None (take the rating back)
+    preferRequested = Signal(str, bool)  # message id, whether it is the better version
 
     def __init__(self, parent: QWidget | None = None, *, open_url: Callable[[QUrl], object] | None = None) -> None:
         super().__init__(parent)
@@ -481,6 +483,8 @@ class ChatView(QTextBrowser):
                     action.setObjectName("regenerateAction")
                     action.triggered.connect(self.regenerateRequested)
                     menu.addAction(action)
+                if message.role is Role.ASSISTANT:
+                    self._add_rating_actions(menu, message)
                 action = QAction("Continue in a new chat from here", menu)
                 action.setObjectName("continueInNewChatAction")
                 action.setToolTip("A new conversation with the turns up to this message; this one stays as it is")
@@ -491,6 +495,47 @@ class ChatView(QTextBrowser):
                 action.triggered.connect(lambda _=False, mid=message.id: self.deleteRequested.emit(mid))
                 menu.addAction(action)
         return menu
+
+    def _add_rating_actions(self, menu: QMenu, message: Message) -> None:
+        """Good reply / Bad reply / Prefer this version: checkable, a second click takes it back."""
+        for name, label, value in (("rateGoodAction", "Good reply", 1), ("rateBadAction", "Bad reply", -1)):
+            action = QAction(label, menu)
+            action.setObjectName(name)
+            action.setCheckable(True)
+            action.setChecked(message.rating == value)
+            action.triggered.connect(
+                lambda checked, mid=message.id, v=value: self.rateRequested.emit(mid, v if checked else None)
+            )
+            menu.addAction(action)
+        if self.variant_position(message)[1] > 1:
+            action = QAction("Prefer this version", menu)
+            action.setObjectName("preferVersionAction")
+            action.setCheckable(True)
+            action.setChecked(message.preferred)
+            action.triggered.connect(lambda checked, mid=message.id: self.preferRequested.emit(mid, checked))
+            menu.addAction(action)
+
+    def refresh_message(self, message: Message) -> None:
+        """Draw one message again where it is (its rating changed), keeping the scroll place."""
+        entry = self._by_id.get(message.id)
+        if entry is None or entry.start is None or (self._live is not None and self._live.entry is entry):
+            return
+        entry.message = message
+        bar = self.verticalScrollBar()
+        value = bar.value()
+        self._adjusting = True
+        try:
+            start, end = self._entry_range(entry)
+            cursor = QTextCursor(self.document())
+            cursor.beginEditBlock()
+            cursor.setPosition(start - 1)
+            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            self._render_entry(cursor, entry)
+            cursor.endEditBlock()
+            bar.setValue(value)
+        finally:
+            self._adjusting = False
 
     def changeEvent(self, event: QEvent) -> None:
         """A live theme switch: pick the matching code colours and redraw (not mid-stream)."""
@@ -648,6 +693,48 @@ class ChatView(QTextBrowser):
             + arrow("›", "next", number < count, "Next")
         )
 
+    def _rating_html(self, message: Message) -> str:
+        """Good · Bad (and Prefer this version among versions) under a finished reply: links,
+        the chosen one bold and coloured; clicking it again takes it back."""
+        if message.state is MessageState.STREAMING:
+            return ""
+
+        def link(action: str, label: str, on: bool, colour: str, title: str) -> str:
+            look = f"color: {colour}; font-weight: bold" if on else f"color: {_GREY}"
+            return (
+                f'<a href="{self._scheme}:{action}/{message.id}/{"off" if on else "on"}" '
+                f'style="{look}" title="{html.escape(title)}">{label}</a>'
+            )
+
+        parts = [
+            link(
+                "rate-good",
+                "Good",
+                message.rating == 1,
+                "#2e7d32",
+                "Rated good: click to take back" if message.rating == 1 else "Good reply",
+            ),
+            link(
+                "rate-bad",
+                "Bad",
+                message.rating == -1,
+                "#c62828",
+                "Rated bad: click to take back" if message.rating == -1 else "Bad reply",
+            ),
+        ]
+        if self.variant_position(message)[1] > 1:
+            label = "Preferred version" if message.preferred else "Prefer this version"
+            parts.append(
+                link(
+                    "prefer",
+                    label,
+                    message.preferred,
+                    "#1565c0",
+                    "This version is the better one" if message.preferred else "Prefer this version",
+                )
+            )
+        return " · ".join(parts)
+
     def _footer_html(self, message: Message) -> str:
         variants = self._variants_html(message)
         if message.role is not Role.ASSISTANT:
@@ -661,7 +748,9 @@ class ChatView(QTextBrowser):
             note = empty  # a reply that ended with nothing says why, where the reply would be
         if note:
             out += f'<p style="margin-top: 4px; color: #b06000"><i>{html.escape(note)}</i></p>'
-        parts = ([variants] if variants else []) + [html.escape(p) for p in _stats_parts(message)]
+        rating = self._rating_html(message)
+        parts = ([variants] if variants else []) + ([rating] if rating else [])
+        parts += [html.escape(p) for p in _stats_parts(message)]
         if message.state is not MessageState.STREAMING:
             link = f'style="color: {_GREY}"'
             parts.append(f'<a href="{self._scheme}:copy-md/{message.id}" {link}>Copy</a>')
@@ -925,6 +1014,10 @@ class ChatView(QTextBrowser):
             self.sourceRequested.emit(message_id, int(index))
         elif action == "variant" and index in ("prev", "next"):
             self.variantRequested.emit(message_id, -1 if index == "prev" else 1)
+        elif action in ("rate-good", "rate-bad") and index in ("on", "off"):
+            self.rateRequested.emit(message_id, None if index == "off" else (1 if action == "rate-good" else -1))
+        elif action == "prefer" and index in ("on", "off"):
+            self.preferRequested.emit(message_id, index == "on")
 
     def _fence_code(self, entry: _Entry, index: int) -> str | None:
         """The raw code of the fence whose first block is at index: all of its parts."""

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, paths
+from app.core.conversation import Message, MessageState, Role
 from app.core.model_bench import file_stamp
 from app.core.preferences import Preferences, PreferencesError, PreferencesStore
 from app.core.presets import PresetStore
@@ -308,6 +309,9 @@ class MainWindow(QMainWindow):
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
         session.currentModelChanged.connect(self._show_settings)
+        session.currentModelChanged.connect(self._show_adapters)
+        session.modelsChanged.connect(self._show_adapters)
+        session.modelsChanged.connect(session.sync_adapters)  # an adapter in use was removed
         session.conversationOpened.connect(self._show_conversation)
         session.conversationsChanged.connect(self._refresh_conversations)
         session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
@@ -355,6 +359,11 @@ class MainWindow(QMainWindow):
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
         apply_chat_font(self.notebook_view.editor, self.prefs.chat_font_size)  # type: ignore[arg-type]
+        self._applying_look = False
+        qt_app = cast(QApplication, QApplication.instance())
+        if window_font_size(qt_app, self.prefs.chat_font_size) is not None:
+            self.apply_look()  # the font-size preference scales the whole window
+        follow_system(qt_app, self.apply_look)  # dark/light and high contrast, live
         self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
         self._show_documents()
@@ -395,6 +404,7 @@ class MainWindow(QMainWindow):
             ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
             ("Focus the &conversation list", "Ctrl+Shift+L", "focusConversationsAction", self.sidebar.list.setFocus),
             ("&Attach files…", "Ctrl+Shift+A", "attachAction", self._attach),
+            ("Attach an &image…", "Ctrl+Shift+I", "attachImageAction", self._attach_image),
             ("&Documents…", None, "documentsAction", lambda: self.documents_popover.popup_below(self.attach_tool)),
             ("Co&llections…", None, "collectionsAction", self.show_collections),
         ):
@@ -603,7 +613,7 @@ class MainWindow(QMainWindow):
         if models or others:
             event.acceptProposedAction()
         if models:
-            self.show_models().import_files(models)
+            self._import_gguf(models)
         if others:
             self.session.docs.attach_files(others)
 

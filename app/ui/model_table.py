@@ -49,6 +49,7 @@ class Column(enum.IntEnum):
     RAM = 8
     SPEED = 9  # measured here (Benchmark), next to the estimate
     STATUS = 10
+    RATINGS = 11  # replies rated good / bad in the chats (by the model's name)
 
 
 HEADERS = {
@@ -63,6 +64,7 @@ HEADERS = {
     Column.RAM: "RAM needed",
     Column.SPEED: "Speed here",
     Column.STATUS: "Status",
+    Column.RATINGS: "Ratings",
 }
 
 HEADER_TIPS = {
@@ -73,6 +75,7 @@ HEADER_TIPS = {
     "missing: the file is gone · damaged: a file in the models folder that cannot be read, and why",
     Column.SPEED: "Measured on this computer with Benchmark: prompt processing (pp) and generation (tg) "
     "in tokens per second, and the peak memory while loading and running",
+    Column.RATINGS: "Your ratings of its replies in the chats: rated good (+) and rated bad (−)",
 }
 
 FIT_COLOURS = {
@@ -132,6 +135,7 @@ class ModelTableModel(QAbstractTableModel):
         self._current = current_path
         self._rows: list[_Row] = []
         self._icons: dict[Fit, QIcon] = {}
+        self._ratings: dict[str, tuple[int, int]] = {}  # model name -> (good, bad)
         self.reload()
 
     # -- state from outside -----------------------------------------------------------------
@@ -176,6 +180,15 @@ class ModelTableModel(QAbstractTableModel):
         if words is None and self._rows[row].status != DAMAGED:
             self._rows[row].bench = self._bench_of(self._rows[row].info)
         self.dataChanged.emit(self.index(row, Column.SPEED), self.index(row, Column.SPEED))
+
+    def set_ratings(self, ratings: dict[str, tuple[int, int]]) -> None:
+        """How many replies of each model (by name) were rated good and bad."""
+        self._ratings = dict(ratings)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, Column.RATINGS), self.index(len(self._rows) - 1, Column.RATINGS))
+
+    def ratings_of(self, name: str) -> tuple[int, int]:
+        return self._ratings.get(name, (0, 0))
 
     def set_memory(self, memory: MemoryInfo) -> None:
         self._memory = memory
@@ -328,6 +341,9 @@ class ModelTableModel(QAbstractTableModel):
             if running is not None:
                 return f"measuring: {running}…"
             return row.bench.summary() if row.bench is not None else "—"
+        if column == Column.RATINGS:
+            good, bad = self.ratings_of(info.name)
+            return f"+{good} / −{bad}" if good or bad else "—"
         return row.status
 
     def _damaged_data(self, row: _Row, column: Column, role: int) -> Any:
@@ -347,6 +363,8 @@ class ModelTableModel(QAbstractTableModel):
                 return row.info.size
             if column in (Column.PARAMETERS, Column.CONTEXT, Column.RAM, Column.SPEED):
                 return -1
+            if column == Column.RATINGS:
+                return -(10**9)
             return str(self._damaged_data(row, column, Qt.ItemDataRole.DisplayRole)).casefold()
         if role == PATH_ROLE:
             return row.info.path
@@ -371,6 +389,9 @@ class ModelTableModel(QAbstractTableModel):
             return row.ram
         if column == Column.SPEED:
             return int(row.bench.gen_tok_s * 10) if row.bench is not None else -1
+        if column == Column.RATINGS:
+            good, bad = self.ratings_of(info.name)
+            return good - bad if good or bad else -(10**9)
         return self._display(row, column).casefold()
 
     def _tooltip(self, row: _Row, column: Column) -> str | None:
@@ -388,6 +409,11 @@ class ModelTableModel(QAbstractTableModel):
             if row.bench is not None:
                 return row.bench.describe()
             return "Not measured on this computer yet: select the model and press Benchmark."
+        if column == Column.RATINGS:
+            good, bad = self.ratings_of(info.name)
+            return (
+                f"{good:,} repl{'y' if good == 1 else 'ies'} rated good, {bad:,} rated bad (Good / Bad under a reply)"
+            )
         if column == Column.SIZE:
             return f"{info.size:,} bytes"
         if column == Column.PARAMETERS and info.parameter_count:

@@ -1,0 +1,94 @@
+"""Rating replies in the window: the Good / Bad / Prefer links under a reply, the message menu,
+the keyboard (Alt+G, Alt+B, Alt+P), and the count per model in Manage models."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QTextCursor
+
+from app.core.conversation import Conversation, Message, Role
+from app.ui.model_table import Column
+
+
+def _href_present(view, part: str) -> bool:
+    block = view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            if part in it.fragment().charFormat().anchorHref():
+                return True
+            it += 1
+        block = block.next()
+    return False
+
+
+def _click(qtbot, view, part: str) -> None:
+    doc = view.document()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if part in fragment.charFormat().anchorHref():
+                cursor = QTextCursor(doc)
+                cursor.setPosition(fragment.position() + fragment.length() // 2)
+                view.setTextCursor(cursor)
+                view.ensureCursorVisible()
+                qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.cursorRect(cursor).center())
+                return
+            it += 1
+        block = block.next()
+    raise AssertionError(f"no link to {part!r} in the chat view")
+
+
+def test_rate_and_prefer_a_reply_and_the_library_counts_it(qtbot, open_main_window) -> None:
+    window = open_main_window()
+    session, view = window.session, window.chat_view
+    name = session.current_model.name
+    conv = Conversation(title="to rate")
+    question = Message(Role.USER, "Name a colour.", created=1)
+    old = Message(Role.ASSISTANT, "Teal.", model=name, created=2, parent_id=question.id, active=False)
+    new = Message(Role.ASSISTANT, "Crimson.", model=name, created=3)
+    conv.messages = [question, new]
+    conv.link()
+    conv.branches = [old]
+    session.store.import_conversations([conv])
+    assert session.open_conversation(conv.id)
+    assert _href_present(view, f"rate-good/{new.id}/on") and _href_present(view, f"prefer/{new.id}/on")
+
+    # the Good link under the reply
+    _click(qtbot, view, f"rate-good/{new.id}/on")
+    qtbot.waitUntil(lambda: session.conversation.find(new.id).rating == 1)
+    assert _href_present(view, f"rate-good/{new.id}/off")  # drawn as rated; a click takes it back
+    assert session.store.load(conv.id).messages[-1].rating == 1
+
+    # the message menu: Prefer this version (the reply has two)
+    cursor = view.document().find("Crimson.")
+    menu = view.build_context_menu(view.cursorRect(cursor).center())
+    prefer = menu.findChild(QAction, "preferVersionAction")
+    assert prefer is not None and not prefer.isChecked()
+    assert menu.findChild(QAction, "rateGoodAction").isChecked()
+    prefer.trigger()
+    menu.deleteLater()
+    stored = {m.id: m for m in session.store.load(conv.id).all_messages()}
+    assert stored[new.id].preferred and not stored[old.id].preferred
+    assert _href_present(view, f"prefer/{new.id}/off")
+
+    # the keyboard: Alt+B rates the newest reply bad (the Good mark goes)
+    bad = window.findChild(QAction, "rateBadMenuAction")
+    assert bad.shortcut().toString() == "Alt+B"
+    bad.trigger()
+    assert session.conversation.find(new.id).rating == -1
+    assert session.store.load(conv.id).messages[-1].rating == -1
+
+    # the other version, rated good through the session, counts too
+    session.rate(old.id, 1)
+    dialog = window.show_models()
+    row = dialog.model.row_of(session.current_model.path)
+    cell = dialog.model.index(row, Column.RATINGS)
+    qtbot.waitUntil(lambda: cell.data() == "+1 / −1", timeout=5000)
+    assert dialog.model.headerData(Column.RATINGS, Qt.Orientation.Horizontal) == "Ratings"
+    # rating with the dialog open updates it
+    window.findChild(QAction, "rateGoodMenuAction").trigger()
+    qtbot.waitUntil(lambda: cell.data() == "+2 / −0", timeout=5000)
+    dialog.close()
