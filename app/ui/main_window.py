@@ -309,9 +309,6 @@ class MainWindow(QMainWindow):
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
         session.currentModelChanged.connect(self._show_settings)
-        session.currentModelChanged.connect(self._show_adapters)
-        session.modelsChanged.connect(self._show_adapters)
-        session.modelsChanged.connect(session.sync_adapters)  # an adapter in use was removed
         session.conversationOpened.connect(self._show_conversation)
         session.conversationsChanged.connect(self._refresh_conversations)
         session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
@@ -342,6 +339,9 @@ class MainWindow(QMainWindow):
         self.chat_view.sourceRequested.connect(self._show_source)
         self.chat_view.variant_position = lambda message: session.conversation.variant_position(message)
         self.chat_view.variantRequested.connect(session.switch_variant)
+        self.chat_view.rateRequested.connect(session.rate)
+        self.chat_view.preferRequested.connect(session.prefer)
+        session.messageRated.connect(self._on_rated)
         self.attach_button.clicked.connect(self._attach)
         self.collections_button.clicked.connect(self.show_collections)
         self.use_documents.toggled.connect(session.docs.set_retrieval_enabled)
@@ -359,11 +359,6 @@ class MainWindow(QMainWindow):
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
         apply_chat_font(self.notebook_view.editor, self.prefs.chat_font_size)  # type: ignore[arg-type]
-        self._applying_look = False
-        qt_app = cast(QApplication, QApplication.instance())
-        if window_font_size(qt_app, self.prefs.chat_font_size) is not None:
-            self.apply_look()  # the font-size preference scales the whole window
-        follow_system(qt_app, self.apply_look)  # dark/light and high contrast, live
         self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
         self._show_documents()
@@ -404,7 +399,6 @@ class MainWindow(QMainWindow):
             ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
             ("Focus the &conversation list", "Ctrl+Shift+L", "focusConversationsAction", self.sidebar.list.setFocus),
             ("&Attach files…", "Ctrl+Shift+A", "attachAction", self._attach),
-            ("Attach an &image…", "Ctrl+Shift+I", "attachImageAction", self._attach_image),
             ("&Documents…", None, "documentsAction", lambda: self.documents_popover.popup_below(self.attach_tool)),
             ("Co&llections…", None, "collectionsAction", self.show_collections),
         ):
@@ -422,6 +416,9 @@ class MainWindow(QMainWindow):
             ("&Next message", "Alt+Down", "nextMessageAction", lambda: self.navigator.move(1)),
             ("Read the selected &message", "Alt+R", "readMessageAction", self.navigator.read_current),
             ("Cop&y the selected message", "Ctrl+Shift+M", "copyMessageAction", self.navigator.copy_current),
+            ("Rate the reply &good", "Alt+G", "rateGoodMenuAction", lambda: self._rate_current(1)),
+            ("Rate the reply &bad", "Alt+B", "rateBadMenuAction", lambda: self._rate_current(-1)),
+            ("Prefer this &version of the reply", "Alt+P", "preferMenuAction", self._prefer_current),
         ):
             action = chat_menu.addAction(text)
             action.setObjectName(name)
@@ -553,7 +550,9 @@ class MainWindow(QMainWindow):
             dialog.modelsChanged.connect(self.session.modelsChanged)
             dialog.modelChosen.connect(self.session.select_model)
             self.session.currentModelChanged.connect(dialog.set_current_model)
+            self.session.ratingsCounted.connect(dialog.model.set_ratings)
             self.models_dialog = dialog
+        self.session.request_ratings()
         self.models_dialog.show()
         self.models_dialog.raise_()
         return self.models_dialog
@@ -613,7 +612,7 @@ class MainWindow(QMainWindow):
         if models or others:
             event.acceptProposedAction()
         if models:
-            self._import_gguf(models)
+            self.show_models().import_files(models)
         if others:
             self.session.docs.attach_files(others)
 
@@ -628,6 +627,44 @@ class MainWindow(QMainWindow):
         )
         if files:
             self.session.docs.attach_files(files)
+
+    def _rated_target(self) -> Message | None:
+        """The selected reply (Alt+Up/Down), else the newest reply."""
+        message = self.navigator.current()
+        if message is None or message.role is not Role.ASSISTANT:
+            message = next((m for m in reversed(self.session.conversation.messages) if m.role is Role.ASSISTANT), None)
+        if message is None or message.state is MessageState.STREAMING:
+            announce(self.chat_view, "No finished reply to rate")
+            return None
+        return message
+
+    def _rate_current(self, value: int) -> None:
+        """Alt+G / Alt+B: rate the selected (else newest) reply; again takes it back."""
+        message = self._rated_target()
+        if message is not None:
+            self.session.rate(message.id, None if message.rating == value else value)
+
+    def _prefer_current(self) -> None:
+        message = self._rated_target()
+        if message is None:
+            return
+        if self.session.conversation.variant_position(message)[1] < 2:
+            announce(self.chat_view, "This reply has only one version: regenerate it to compare versions")
+            return
+        self.session.prefer(message.id, not message.preferred)
+
+    def _on_rated(self, message_id: str) -> None:
+        message = self.session.conversation.find(message_id)
+        if message is None:
+            return
+        self.chat_view.refresh_message(message)
+        if self.models_dialog is not None and self.models_dialog.isVisible():
+            self.session.request_ratings()
+        said = {1: "Rated good", -1: "Rated bad"}.get(message.rating or 0, "Not rated")
+        if message.preferred:
+            said += "; the preferred version"
+        self.status.showMessage(said, 3000)
+        announce(self.chat_view, said)
 
     def show_collections(self):
         from app.ui.collections_dialog import CollectionsDialog
