@@ -28,6 +28,7 @@ from app.core.datasets import (
     Kind,
     Rating,
     build,
+    describe_count,
     write_jsonl,
 )
 
@@ -45,7 +46,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--rating",
         default="any",
         choices=list(RATINGS),
-        help="SFT: any reply, leave out 👎 ones (not_bad), or only 👍 ones (good); default: any",
+        help="SFT: any reply, leave out replies rated Bad (not_bad), or only those rated Good (good); default: any",
     )
     parser.add_argument(
         "--model", action="append", default=[], metavar="NAME", help="only replies by this model (repeatable)"
@@ -106,8 +107,7 @@ def main(argv: Sequence[str]) -> int:
         finally:
             store.close()
         result_rows, conversations, used = result.rows, result.conversations, result.used
-    what = "preference pairs" if spec.kind == "preferences" else "conversations (SFT rows)"
-    summary = f"{len(result_rows):,} {what} from {used:,} of {conversations:,} saved conversations"
+    summary = f"{describe_count(spec.kind, len(result_rows))} from {used:,} of {conversations:,} saved conversations"
     if args.dry_run:
         print(f"{summary} (dry run: nothing written).")
         return 0

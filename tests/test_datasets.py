@@ -219,7 +219,7 @@ def test_cli_on_an_empty_data_folder(tmp_path: Path) -> None:
     out = tmp_path / "empty.jsonl"
     done = _cli("--data-dir", str(tmp_path / "home"), "--kind", "sft", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "0 conversations (SFT rows) from 0 of 0" in done.stdout
+    assert "0 rows (SFT conversations) from 0 of 0" in done.stdout
     assert out.read_text() == ""
 
 
@@ -239,7 +239,7 @@ def test_cli_on_a_folder_with_conversations(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [check_sharegpt_row(r)[-1] for r in rows] == [("gpt", "A small wallaby.")]
     done = _cli("--data-dir", str(home), "--kind", "sft", "--model", "Model B", "--since", "1970-01-01", "--dry-run")
-    assert done.returncode == 0 and "1 conversations (SFT rows) from 1 of 1" in done.stdout
+    assert done.returncode == 0 and "1 row (SFT conversations) from 1 of 1" in done.stdout
     # bad input: plain messages, no traceback
     bad = _cli("--data-dir", str(home), "--kind", "sft", "--since", "yesterday", "--out", str(out))
     assert bad.returncode == 2 and "not a date" in bad.stderr and "Traceback" not in bad.stderr

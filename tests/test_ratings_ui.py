@@ -92,3 +92,51 @@ def test_rate_and_prefer_a_reply_and_the_library_counts_it(qtbot, open_main_wind
     window.findChild(QAction, "rateGoodMenuAction").trigger()
     qtbot.waitUntil(lambda: cell.data() == "+2 / −0", timeout=5000)
     dialog.close()
+
+
+def test_export_dataset_dialog_previews_counts_and_writes(qtbot, open_main_window, tmp_path) -> None:
+    import json
+
+    from tests.test_datasets import check_preference_row, check_sft_row, tutor_chat
+
+    window = open_main_window()
+    window.session.store.import_conversations([tutor_chat()])
+    action = window.findChild(QAction, "exportDatasetAction")
+    assert action is not None and "dataset" in action.text()
+    dialog = window.show_dataset_export()
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("2 rows (SFT conversations) from 1 of 1"), timeout=5000)
+    assert "A kind of bird." in dialog.preview.toPlainText()  # the rows themselves, as plain text
+
+    # a filter recounts in the background
+    dialog.rating.setCurrentIndex(dialog.rating.findData("good"))
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("1 row (SFT"), timeout=5000)
+    dialog.kind.setCurrentIndex(dialog.kind.findData("preferences"))
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("1 preference pair "), timeout=5000)
+    dialog.model.setCurrentText("No such model")
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("0 preference pairs"), timeout=5000)
+    assert "Nothing matches" in dialog.counts.text() and not dialog.export_button.isEnabled()
+    dialog.model.setCurrentText("All models")
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("1 preference pair "), timeout=5000)
+
+    out = tmp_path / "pairs.jsonl"
+    with qtbot.waitSignal(dialog.exported, timeout=10_000) as done:
+        assert dialog.export_to(str(out))
+    assert done.args == [str(out), 1]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [check_preference_row(r)[1:] for r in rows] == [("A small wallaby.", "A kind of bird.")]
+    assert "Wrote 1 row" in dialog.message.text() and dialog.export_button.isEnabled()
+
+    # SFT in the background too; a folder that does not exist is a plain message
+    dialog.kind.setCurrentIndex(dialog.kind.findData("sft"))
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("1 row (SFT"), timeout=5000)
+    sft = tmp_path / "sft.jsonl"
+    with qtbot.waitSignal(dialog.exported, timeout=10_000):
+        dialog.export_to(str(sft))
+    assert [check_sft_row(json.loads(line))[-1] for line in sft.read_text().splitlines()] == [
+        ("assistant", "A small wallaby.")
+    ]
+    dialog.export_to(str(tmp_path / "missing" / "x.jsonl"))
+    qtbot.waitUntil(lambda: dialog.message.isVisible() and "not written" in dialog.message.text(), timeout=10_000)
+    assert "does not exist" in dialog.message.text()
+    dialog.grab().save("/tmp/h4_dialog.png")
+    dialog.close()

@@ -78,8 +78,8 @@ KINDS: dict[str, str] = {"sft": "Fine-tuning (SFT) conversations", "preferences"
 FORMATS: dict[str, str] = {"openai": "OpenAI chat messages", "sharegpt": "ShareGPT"}
 RATINGS: dict[str, str] = {
     "any": "Any reply",
-    "not_bad": "Leave out replies rated 👎",
-    "good": "Only replies rated 👍",
+    "not_bad": "Leave out replies rated Bad",
+    "good": "Only replies rated Good",
 }
 
 _SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -307,6 +307,13 @@ def build(
         if progress is not None:
             progress(done, total)
     return result
+
+
+def describe_count(kind: str, rows: int) -> str:
+    """ "1 preference pair", "12 rows (SFT conversations)"."""
+    if kind == "preferences":
+        return f"{rows:,} preference pair{'s' if rows != 1 else ''}"
+    return f"{rows:,} row{'s' if rows != 1 else ''} (SFT conversations)"
 
 
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:

@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
                 lambda: self._export([self.session.conversation.id]),
             ),
             ("Export &all conversations…", None, "exportAllAction", lambda: self._export(None)),
+            ("Export &dataset for fine-tuning…", None, "exportDatasetAction", self.show_dataset_export),
             ("&Import conversations…", None, "importAction", self._import),
             ("Import &presets…", None, "importPresetsAction", self._import_presets),
             ("Export p&resets…", None, "exportPresetsAction", self._export_presets),
@@ -627,6 +628,19 @@ class MainWindow(QMainWindow):
         )
         if files:
             self.session.docs.attach_files(files)
+
+    def show_dataset_export(self) -> QWidget:
+        """File > Export dataset…: SFT rows or preference pairs from the saved chats."""
+        from app.ui.dataset_dialog import DatasetDialog
+
+        names = [m.name for m in self.session.library.models()]
+        dialog = DatasetDialog(self.session.store, names, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.exported.connect(
+            lambda path, rows: self.info_bar.show_message(f"Exported {rows:,} dataset rows to {Path(path).name}.")
+        )
+        dialog.show()
+        return dialog
 
     def _rated_target(self) -> Message | None:
         """The selected reply (Alt+Up/Down), else the newest reply."""
