@@ -101,6 +101,7 @@ def test_every_control_of_the_window_and_its_dialogs_has_a_human_name(qtbot, bar
         window.show_downloads(),
         window.show_shortcuts(),
         window.show_server_panel(),
+        window.show_compare(),
     ]
     for dialog in dialogs:
         qtbot.waitExposed(dialog)

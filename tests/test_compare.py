@@ -98,6 +98,41 @@ def test_two_settings_on_the_demo_model_blind_vote_and_continue(qtbot, open_main
     assert again.messages[1].id == a.id
 
 
+def test_two_models_take_turns_on_the_last_turn_and_the_window_gets_its_model_back(
+    qtbot, open_main_window, tiny
+) -> None:
+    window = open_main_window(max_tokens=8)
+    session = window.session
+    demo = session.current_model
+    other = session.add_model(str(tiny))
+    assert demo is not None and other is not None
+    with qtbot.waitSignal(session.replyFinished, timeout=120_000) as first:
+        window.input.setPlainText("Name a colour.")
+        window.send_current()
+    compare = _open_compare(window)
+    controller = compare.controller
+    compare.rows[1].model.setCurrentIndex(compare.rows[1].model.findData(other.path))
+    compare.rerun.setChecked(True)
+    assert not compare.prompt.isEnabled()
+    qtbot.mouseClick(compare.start_button, Qt.MouseButton.LeftButton)
+    assert "next: B" in compare.progress.text()
+    with qtbot.waitSignal(controller.saved, timeout=120_000) as saved:
+        pass
+    a, b = controller.columns
+    assert a.state == b.state == "done", (a.error, b.error)
+    assert a.load_seconds is None and "already loaded" in compare.columns[0].stats.text()
+    assert b.load_seconds is not None and f"load {b.load_seconds:.2f} s" in compare.columns[1].stats.text()
+    assert a.text == first.args[0].text  # the same turn, settings and seed: the same greedy reply
+    stored = session.store.load(saved.args[0])
+    assert [m.text for m in stored.messages[:-1]] == ["Name a colour."]
+    assert {m.model for m in stored.variants(stored.messages[-1].id)} == {demo.name, other.name}
+    # the window follows a contender's model while it runs, then gets its own model back
+    qtbot.waitUntil(
+        lambda: session.loaded_info is not None and session.loaded_info.model_path == demo.path, timeout=60_000
+    )
+    assert session.current_model.path == demo.path
+
+
 def test_stop_stops_every_contender_and_nothing_waits(qtbot, open_main_window) -> None:
     window = open_main_window(max_tokens=200, stop=[])
     compare = _open_compare(window)

@@ -155,6 +155,7 @@ class CompareController(QObject):
         self._local_queue: list[int] = []
         self._local_running: int | None = None
         self._stopping = False
+        self._home: str | None = None  # the window's model before the run: it gets it back
         session.worker.loaded.connect(self._on_loaded)
 
     # -- what can be compared --------------------------------------------------------------
@@ -215,6 +216,8 @@ class CompareController(QObject):
         self._stopping = False
         self._local_queue = [i for i, c in enumerate(columns) if not c.remote]
         self._local_running = None
+        current = self.session.current_model
+        self._home = current.path if current is not None else None
         self.columnsReset.emit()
         self.runningChanged.emit(True)
         for index, column in enumerate(columns):
@@ -286,7 +289,18 @@ class CompareController(QObject):
             if self._submit(index):
                 self._local_running = index
                 break
+        if self._local_running is None:
+            self._give_back_model()
         self._say_progress()
+
+    def _give_back_model(self) -> None:
+        """The local contenders are done: the window gets back the model it had (a contender
+        that loaded another one made the window follow)."""
+        session, home = self.session, self._home
+        self._home = None
+        loaded = session.loaded_info.model_path if session.loaded_info is not None else None
+        if home is not None and loaded is not None and loaded != home and session.model_info(home) is not None:
+            session.select_model(home)
 
     def _submit(self, index: int) -> bool:
         column = self.columns[index]
