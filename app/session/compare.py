@@ -13,11 +13,12 @@ turns it re-runs) and, after its last user message, one reply version per conten
 variants of one reply, as a regenerated reply has), each recording its model, settings and
 stats (``stats["compare"]``: its column, its contender, blind or not, load time, peak RAM).
 A vote marks the winner as the preferred version and makes it the version shown; in blind
-mode the names are revealed only then. Any column continues as an ordinary chat.
+mode the contenders get their letters in a random order and the names are revealed only then. Any column continues as an ordinary chat.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class CompareController(QObject):
         self._local_running: int | None = None
         self._stopping = False
         self._home: str | None = None  # the window's model before the run: it gets it back
+        self.shuffle = random.shuffle  # blind mode: which contender gets which letter
         session.worker.loaded.connect(self._on_loaded)
 
     # -- what can be compared --------------------------------------------------------------
@@ -202,6 +204,9 @@ class CompareController(QObject):
         history = self._history_for(prompt, rerun_last)
         if history is None:
             return False
+        contenders = list(contenders)
+        if blind:  # the letters must not follow the order in which the person listed them
+            self.shuffle(contenders)
         columns = []
         for index, contender in enumerate(contenders):
             column = self._column(index, contender)

@@ -49,16 +49,16 @@ def stats_line(column: Column) -> str:
 class _ContenderRow(QWidget):
     def __init__(self, index: int, models: list[tuple[str, str]], presets: list[str], current: str | None) -> None:
         super().__init__()
-        letter = LABELS[index]
+        number = index + 1  # numbers, not letters: in blind mode the columns' letters are drawn at random
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel(f"{letter}:")
-        self.model = named(QComboBox(), f"compareModel{letter}", f"Contender {letter} model")
+        self.label = QLabel(f"{number}:")
+        self.model = named(QComboBox(), f"compareModel{number}", f"Contender {number} model")
         for path, name in models:
             self.model.addItem(name, path)
         at = self.model.findData(current) if current else -1
         self.model.setCurrentIndex(max(at, 0))
-        self.preset = named(QComboBox(), f"comparePreset{letter}", f"Contender {letter} preset")
+        self.preset = named(QComboBox(), f"comparePreset{number}", f"Contender {number} preset")
         self.preset.addItem("Current settings", CURRENT)
         for name in presets:
             self.preset.addItem(name, name)
@@ -140,7 +140,9 @@ class CompareWindow(QDialog):
             "Re-run the last turn of the open conversation",
         )
         self.blind = named(
-            QCheckBox("Blind: hide the names until I vote"), "compareBlind", "Blind mode: hide names until the vote"
+            QCheckBox("Blind: shuffle and hide the names until I vote"),
+            "compareBlind",
+            "Blind mode: columns in a random order, names hidden until the vote",
         )
         self.start_button = named(QPushButton("Compare"), "compareStart", "Start the comparison")
         self.start_button.setToolTip("Run every contender on the prompt (Ctrl+Enter)")
