@@ -193,3 +193,14 @@ def test_a_remote_contender_runs_while_the_local_one_does(qtbot, open_main_windo
         stats = compare.columns[1].stats.text()
         assert "load n/a" in stats and "peak RAM n/a" in stats
         server.release.set()
+
+        # a server that fails: that column says why, in plain words; the local one is unaffected
+        server.mode = "500"
+        compare.prompt.setPlainText("<b>Say</b> hello.")
+        qtbot.mouseClick(compare.start_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not controller.running, timeout=120_000)
+        a, b = controller.columns
+        assert a.state == "done" and b.state == "failed" and not b.text
+        assert "CUDA out of memory" in compare.columns[1].state.text()
+        assert compare.columns[1].state.textFormat() == Qt.TextFormat.PlainText
+        assert compare.columns[0].vote.isEnabled() and not compare.columns[1].vote.isEnabled()

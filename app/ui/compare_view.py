@@ -81,7 +81,9 @@ class _ColumnView(QFrame):
         self.title = named(QLabel(letter), f"compareTitle{letter}", f"Column {letter}")
         self.title.setTextFormat(Qt.TextFormat.PlainText)  # model names come from files and servers
         self.title.setWordWrap(True)
-        self.state = QLabel("Waiting")
+        self.state = named(QLabel("Waiting"), f"compareState{letter}", f"Column {letter} state")
+        self.state.setTextFormat(Qt.TextFormat.PlainText)  # errors may quote a server's words
+        self.state.setWordWrap(True)
         self.text = named(QPlainTextEdit(), f"compareText{letter}", f"Reply {letter}")
         self.text.setReadOnly(True)  # plain text: model output is never rendered as HTML here
         self.text.setTabChangesFocus(True)
