@@ -110,3 +110,34 @@ def test_markers_and_data_urls() -> None:
         decode_data_url("https://example.com/cat.png")
     with pytest.raises(ValueError, match="base64"):
         decode_data_url("data:image/png;base64,@@@")
+
+
+def test_images_export_import_and_store(tmp_path: Path) -> None:
+    from app.core import export
+    from app.core.conversation import Conversation, Message, Role
+    from app.core.store import ConversationStore
+    from app.core.vision import Attachment
+
+    picture = Attachment.from_bytes(png(6, 4, 2), "dot.png")
+    conv = Conversation(
+        title="pic", messages=[Message(Role.USER, "look", images=[picture]), Message(Role.ASSISTANT, "ok")]
+    )
+    conv.link()
+    # HTML: the image inline, so the page stays one file
+    assert picture.data_url() in export.to_html(conv)
+    # JSON: as data, and back
+    [back] = export.from_json(export.to_json([conv]))
+    assert back.messages[0].images == [picture] and back.messages[1].images == []
+    # an image that is not one is refused with the file, nothing imported
+    bad = export.to_json([conv]).replace(picture.data_url().split(",", 1)[1], base64.b64encode(b"<svg/>").decode())
+    with pytest.raises(export.ImportFormatError, match="image 1 is not a PNG"):
+        export.from_json(bad)
+    # the store keeps the bytes with the message, and drops them with it
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    store.import_conversations([conv])
+    store.flush()
+    assert store.load(conv.id).messages[0].images == [picture]
+    store.delete_message(conv.messages[0].id)
+    store.flush()
+    assert store._read(lambda c: c.execute("SELECT count(*) FROM message_images").fetchone()[0]) == 0
+    store.close()

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.vision import Attachment
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -53,6 +55,8 @@ class Message:
     # better" among the variants of a reply (at most one of them is preferred).
     rating: int | None = None
     preferred: bool = False
+    # Images the person attached (a user message to a vision model), in order.
+    images: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -184,14 +188,22 @@ class Conversation:
         self.rebuild(everything)
         return True
 
-    def chat_messages(self, system_prompt: str = "") -> list[dict[str, str]]:
+    def chat_messages(self, system_prompt: str = "") -> list[dict[str, Any]]:
         """The turns to send to the model; empty failed or unfinished replies are left out."""
-        turns = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        turns: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
         for m in self.messages:
             if m.role is Role.ASSISTANT and not m.text:
                 continue
-            turns.append({"role": m.role.value, "content": m.text})
+            turns.append({"role": m.role.value, "content": content_parts(m.text, m.images) if m.images else m.text})
         return turns
+
+
+def content_parts(text: str, images: list[Attachment]) -> list[dict[str, Any]]:
+    """A message's content as OpenAI content parts: each image (a data: URL), then the text."""
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": a.data_url()}} for a in images]
+    if text:
+        parts.append({"type": "text", "text": text})
+    return parts
 
 
 def _oldest_first(messages: Any) -> list[Message]:

@@ -67,6 +67,9 @@ rating     int or null     ``1`` (rated good), ``-1`` (rated bad) or ``null`` (n
 preferred  boolean         the person marked this version of a reply as the better one
                            among its versions (optional; default ``false``; at most one
                            per set of versions)
+images     array           images attached to the message, in order (optional; default
+                           none): ``{"mime": "image/png", "name": "cat.png", "data": base64}``;
+                           PNG, JPEG, GIF, BMP or WebP, each at most 20 MB
 =========  ==============  ==============================================================
 
 A message in ``branches`` has two more keys: ``parent`` (string or null), the id of the
@@ -103,13 +106,16 @@ from app.core.conversation import Conversation, Message, MessageState, Role, new
 from app.core.markdown_html import render_markdown
 from app.core.records import (
     RecordError,
+    check_images,
     check_preferred,
     check_rating,
     check_settings,
     check_stats,
     describe,
+    image_to_dict,
     is_number,
 )
+from app.core.vision import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +243,16 @@ def _html_conversation(conv: Conversation, anchor: str, code_style: str) -> str:
             body = f'<div class="text md">{render_markdown(msg.text, code_style=code_style)}</div>'
         else:
             body = f'<div class="text plain">{_esc(msg.text)}</div>'
+        if msg.images:  # inline, so the page stays one self-contained file
+            body = (
+                '<div class="images">'
+                + "".join(
+                    f'<img src="{a.data_url()}" alt="{_esc(a.name or "image")}" style="max-width: 320px; max-height: 320px">'
+                    for a in msg.images
+                )
+                + "</div>"
+                + body
+            )
         meta = _html_meta(msg)
         out.append(
             f'<section class="message {role} state-{msg.state.value}">'
@@ -387,6 +403,7 @@ def _message_to_dict(m: Message) -> dict[str, Any]:
         "created": m.created,
         "rating": m.rating,
         "preferred": m.preferred,
+        **({"images": [image_to_dict(a) for a in m.images]} if m.images else {}),
     }
 
 
@@ -483,6 +500,13 @@ class _Checker:
         """``rating`` and ``preferred`` (both optional)."""
         try:
             return check_rating(self.obj.get("rating")), check_preferred(self.obj.get("preferred", False))
+        except RecordError as exc:
+            raise self.fail(str(exc)) from None
+
+    def images(self) -> list[Attachment]:
+        """``images`` (optional): each a real image, checked by its first bytes."""
+        try:
+            return check_images(self.obj.get("images"))
         except RecordError as exc:
             raise self.fail(str(exc)) from None
 
@@ -584,6 +608,7 @@ def _hearth_from_data(data: Any) -> list[Conversation]:
                 id=mid,
                 rating=rating,
                 preferred=preferred,
+                images=m.images(),
             ), m
 
         messages = [message(raw, f"message {mi}")[0] for mi, raw in enumerate(c.listing("messages"), 1)]

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
-from app.core import load_options
+from app.core import load_options, vision
 from app.core.adapters import AdapterInfo, is_adapter
 from app.core.chat_templates import known_template, template_problem
 from app.core.demo import DEMO_NAME, find_demo_model
@@ -100,6 +100,9 @@ class ModelDefaults:
     # A known chat template (core.chat_templates key) used instead of the GGUF's own: for a
     # base model without one, or one whose template is broken.
     chat_template: str | None = None
+    # A vision model's image projector (mmproj .gguf) chosen by hand; None: the one found
+    # beside the model (ModelInfo.projector), if any.
+    mmproj: str | None = None
     # Speed and memory options (core.load_options; None: its default there).
     flash_attn: str | None = None  # "auto", "on", "off"
     kv_cache_type: str | None = None  # "f16", "q8_0", "q4_0"
@@ -164,6 +167,8 @@ class ModelDefaults:
         values["system_prompt"] = prompt if isinstance(prompt, str) and prompt else None
         template = data.get("chat_template")
         values["chat_template"] = template if known_template(template) is not None else None
+        mmproj = data.get("mmproj")
+        values["mmproj"] = mmproj if isinstance(mmproj, str) and mmproj else None
         flash = data.get("flash_attn")
         values["flash_attn"] = flash if flash in dict(load_options.FLASH_ATTN_CHOICES) else None
         kv = data.get("kv_cache_type")
@@ -195,6 +200,9 @@ class ModelInfo:
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     # LoRA adapters added to this model (core.adapters); which are on is a chat setting
     adapters: list[AdapterInfo] = field(default_factory=list)
+    # A vision model's image projector found beside it (core.vision.find_projector); the
+    # person's own choice, defaults.mmproj, wins over it.
+    projector: str | None = None
     # For a model served by another program: the connection's name (path is then a
     # "remote://connection/model" reference, see core.remote_models). Never stored in the library.
     remote: str | None = None
@@ -277,6 +285,8 @@ class ModelInfo:
             info.added = 0.0  # models() sorts by it
         if not isinstance(info.linked, bool):
             info.linked = True  # when in doubt, never delete the file
+        if not isinstance(info.projector, str) or not info.projector:
+            info.projector = None
         if not isinstance(info.has_chat_template, bool):
             info.has_chat_template = True  # unknown: the engine says so when the model loads
         if not isinstance(info.template_problem, str) or not info.template_problem:
@@ -405,8 +415,15 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
         raise GGUFError(
             parts[0], "this is a LoRA adapter, not a model: add it to its model under Models > Manage models > Adapters"
         )
+    if vision.is_projector(metas[0]):
+        raise GGUFError(
+            parts[0],
+            "this is an image projector (mmproj), not a model: it pairs with its vision model in the same "
+            "folder, or set it under Models > Manage models > Defaults",
+        )
     info = ModelInfo.from_metadata(metas[0], name=name, linked=linked)
     info.path = str(_resolve(parts[0]))
+    info.projector = vision.find_projector(parts[0], metas[0].embedding_length)
     if len(metas) > 1:
         info.size = sum(m.file_size for m in metas)
         counts = [m.parameter_count or 0 for m in metas]
@@ -578,7 +595,7 @@ def _gguf_files(folder: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(".gguf"):
+            if not name.startswith(".") and name.lower().endswith(".gguf") and not vision.looks_like_projector(name):
                 yield Path(dirpath) / name
 
 

@@ -27,6 +27,8 @@ API: ``RecordError``; ``check_settings(value, strict=True, conversation=False)``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import math
@@ -35,6 +37,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from app.core.settings import SamplingSettings
+from app.core.vision import MAX_IMAGE_BYTES, Attachment
 
 #: Larger whole numbers are refused: a spin box (C int), SQLite (int64) or
 #: ``int(float)`` would overflow, and nothing Hearth writes comes near it.
@@ -55,6 +58,35 @@ def check_rating(value: Any) -> int | None:
     if value is None or (is_int(value) and value in (1, -1)):
         return value  # type: ignore[no-any-return]
     raise RecordError(f"rating must be 1, -1 or null (found {describe(value)})")
+
+
+def check_images(value: Any) -> list[Attachment]:
+    """A message's ``images``: absent/null, or a list of ``{mime, name, data}`` whose data is
+    base64 of a PNG, JPEG, GIF, BMP or WebP image of at most MAX_IMAGE_BYTES."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError(f"images must be a list (found {describe(value)})")
+    out = []
+    for n, item in enumerate(value, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise RecordError(f"image {n} must be an object with base64 data (found {describe(item)})")
+        if len(item["data"]) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+            raise RecordError(f"image {n} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+        try:
+            data = base64.b64decode(item["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise RecordError(f"image {n}: data is not valid base64") from None
+        name = item.get("name", "")
+        try:
+            out.append(Attachment.from_bytes(data, clean_text(name) if isinstance(name, str) else ""))
+        except ValueError:
+            raise RecordError(f"image {n} is not a PNG, JPEG, GIF, BMP or WebP image") from None
+    return out
+
+
+def image_to_dict(image: Attachment) -> dict[str, str]:
+    return {"mime": image.mime, "name": image.name, "data": base64.b64encode(image.data).decode("ascii")}
 
 
 def check_preferred(value: Any) -> bool:

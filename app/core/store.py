@@ -61,13 +61,14 @@ from typing import Any, TypeVar
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.core.records import check_settings, check_stats, clean_text, is_number
 from app.core.sqlite_util import connect, run_migrations
+from app.core.vision import Attachment, sniff_image
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Markers SQLite puts around matched words in a snippet; parsed out into
 #: :attr:`SearchHit.highlights`, so :attr:`SearchHit.snippet` is plain text.
@@ -208,8 +209,21 @@ ALTER TABLE messages ADD COLUMN preferred INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_rated ON messages (model) WHERE rating IS NOT NULL;
 """
 
+# Version 4: images attached to messages (vision models), kept in the database with their
+# message (deleted with it), in order; the bytes as the person gave them.
+_SCHEMA_V4 = """
+CREATE TABLE message_images (
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    position   INTEGER NOT NULL,
+    mime       TEXT NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    data       BLOB NOT NULL,
+    PRIMARY KEY (message_id, position)
+);
+"""
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``. Append, never edit.
-_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+_MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -338,6 +352,13 @@ INSERT INTO conversations (id, title, created, updated, pinned, settings) VALUES
 ON CONFLICT (id) DO UPDATE SET title = excluded.title, created = excluded.created,
     updated = excluded.updated, pinned = excluded.pinned, settings = excluded.settings
 """
+
+_INSERT_IMAGE = "INSERT OR REPLACE INTO message_images (message_id, position, mime, name, data) VALUES (?, ?, ?, ?, ?)"
+
+
+def _image_rows(message: Message) -> list[tuple[str, int, str, str, bytes]]:
+    return [(message.id, i, a.mime, _text(a.name) or "", bytes(a.data)) for i, a in enumerate(message.images)]
+
 
 _UPSERT_MESSAGE = """
 INSERT INTO messages (id, conversation_id, position, role, text, state, model, settings, stats, created,
@@ -666,7 +687,13 @@ class ConversationStore:
         if position > 0 and message.parent_id is None:
             raise ValueError("a message after the first must name the message it follows (parent_id)")
         row = _message_row(conversation_id, message, position)
-        self._submit(_Op(lambda c: c.execute(_UPSERT_MESSAGE, row), "the message"))
+        images = _image_rows(message)
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(_UPSERT_MESSAGE, row)
+            c.executemany(_INSERT_IMAGE, images)
+
+        self._submit(_Op(run, "the message"))
 
     def update_message(self, message: Message) -> None:
         """Save a message's text, state and stats: the cheap call made while a reply streams."""
@@ -801,15 +828,18 @@ class ConversationStore:
         conv_rows = [_conversation_row(c) for c in convs]
         ids = [(c.id,) for c in convs]
         msg_rows = []
+        image_rows = []
         for conv in convs:
             conv.link()
             msg_rows += [_message_row(conv.id, m, i) for i, m in enumerate(conv.messages)]
             msg_rows += [_message_row(conv.id, m, -1) for m in conv.branches]
+            image_rows += [r for m in conv.all_messages() for r in _image_rows(m)]
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(_UPSERT_CONVERSATION, conv_rows)
             conn.executemany("DELETE FROM messages WHERE conversation_id = ?", ids)
             conn.executemany(_UPSERT_MESSAGE, msg_rows)
+            conn.executemany(_INSERT_IMAGE, image_rows)
 
         return run
 
@@ -900,7 +930,18 @@ class ConversationStore:
                 "FROM messages WHERE conversation_id = ? ORDER BY rid",
                 (conversation_id,),
             ).fetchall()
-            return _conversation_from_rows(row, rows, notes)
+            images: dict[str, list[Attachment]] = {}
+            for message_id, mime, name, data in c.execute(
+                "SELECT i.message_id, i.mime, i.name, i.data FROM message_images i JOIN messages m "
+                "ON m.id = i.message_id WHERE m.conversation_id = ? ORDER BY i.message_id, i.position",
+                (conversation_id,),
+            ):
+                if isinstance(data, bytes) and isinstance(mime, str) and sniff_image(data) is not None:
+                    images.setdefault(message_id, []).append(Attachment(mime, data, _row_text(name)))
+            conv = _conversation_from_rows(row, rows, notes)
+            for message in conv.all_messages():
+                message.images = images.get(message.id, [])
+            return conv
 
         return self._read(run)
 

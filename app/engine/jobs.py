@@ -29,7 +29,7 @@ JobKind = Literal["chat", "complete", "embed"]
 class JobRequest:
     kind: JobKind
     model: str | None = None  # a library model's path or name; None: the model in use
-    messages: list[dict[str, str]] | None = None  # "chat"
+    messages: list[dict[str, Any]] | None = None  # "chat" (content may be content parts with images)
     prompt: str | None = None  # "complete": plain continuation, no chat template
     texts: list[str] | None = None  # "embed"
     settings: dict[str, Any] = field(default_factory=dict)  # SamplingSettings.to_dict() shaped

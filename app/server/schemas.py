@@ -22,7 +22,9 @@ from typing import Any
 
 from app.core import response_format as rf
 from app.core.settings import SEED_LIMIT, SamplingSettings
+from app.core.vision import sniff_image
 from app.engine.jobs import API, JobRequest
+from app.engine.vision import decode_data_url
 
 ROLES = {"system", "user", "assistant"}
 # Newer OpenAI clients send "developer" where older ones sent "system" (same meaning).
@@ -31,7 +33,8 @@ ROLE_ALIASES = {"developer": "system"}
 
 @dataclass(frozen=True)
 class Limits:
-    max_body: int = 4 * 1024 * 1024  # bytes of request body
+    max_body: int = 32 * 1024 * 1024  # bytes of request body (images come inline, as data: URLs)
+    max_image_bytes: int = 16 * 1024 * 1024  # one image, decoded
     max_tokens_cap: int = 8192  # the most new tokens one request may ask for
     max_messages: int = 512  # messages in one chat request
     max_inputs: int = 256  # texts in one embeddings request
@@ -176,35 +179,72 @@ def sampling(body: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return settings.to_dict()
 
 
-def _content(value: Any, where: str) -> str:
-    """A message's content: a string, or a list of text parts (joined)."""
+def _content(value: Any, where: str, limits: Limits | None = None) -> str | list[dict[str, Any]]:
+    """A message's content: a string, or a list of text parts (joined into a string), or,
+    when it has images (``image_url`` parts, data: URLs only), the parts in order."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts: list[str] = []
+        parts: list[dict[str, Any]] = []
         for i, part in enumerate(value):
             if not isinstance(part, dict):
                 raise invalid(f"{where}.content[{i}] must be an object.", f"{where}.content")
             kind = part.get("type")
+            if kind == "image_url":
+                parts.append(_image_part(part, f"{where}.content[{i}]", f"{where}.content", limits or Limits()))
+                continue
             if kind != "text":
                 raise invalid(
-                    f"{where}.content[{i}] is of type {str(kind)[:40]!r}; only text parts are supported.",
+                    f"{where}.content[{i}] is of type {str(kind)[:40]!r}; only text and image_url parts are supported.",
                     f"{where}.content",
                 )
             text = part.get("text")
             if not isinstance(text, str):
                 raise invalid(f"{where}.content[{i}].text must be a string.", f"{where}.content")
-            texts.append(text)
-        return "".join(texts)
-    raise invalid(f"{where}.content must be a string or a list of text parts.", f"{where}.content")
+            parts.append({"type": "text", "text": text})
+        if any(p["type"] == "image_url" for p in parts):
+            return parts
+        return "".join(p["text"] for p in parts)
+    raise invalid(f"{where}.content must be a string or a list of content parts.", f"{where}.content")
 
 
-def messages(value: Any, limits: Limits) -> list[dict[str, str]]:
+def _image_part(part: dict[str, Any], where: str, param: str, limits: Limits) -> dict[str, Any]:
+    """An ``image_url`` part: a data: URL of a PNG, JPEG, GIF, BMP or WebP image no larger than
+    ``limits.max_image_bytes``. Nothing is ever fetched: an http(s) URL is refused."""
+    ref = part.get("image_url")
+    url = ref.get("url") if isinstance(ref, dict) else ref
+    if not isinstance(url, str):
+        raise invalid(f"{where}.image_url.url must be a string.", param)
+    if not url.startswith("data:"):
+        raise invalid(
+            f"{where}.image_url.url must be a data: URL (base64); this server fetches nothing from the network.",
+            param,
+            "unsupported_image_url",
+        )
+    head, _, payload = url.partition(",")
+    if len(payload) > limits.max_image_bytes * 4 // 3 + 4:
+        raise ApiError(
+            413,
+            f"{where}: the image is larger than {limits.max_image_bytes:,} bytes.",
+            param=param,
+            code="image_too_large",
+        )
+    try:
+        data = decode_data_url(url)
+    except ValueError as exc:
+        raise invalid(f"{where}: {exc}", param, "invalid_image") from None
+    mime = sniff_image(data)
+    if mime is None:
+        raise invalid(f"{where}: the image is not a PNG, JPEG, GIF, BMP or WebP image.", param, "invalid_image")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{payload}"}}
+
+
+def messages(value: Any, limits: Limits) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise invalid("'messages' must be a non-empty list.", "messages")
     if len(value) > limits.max_messages:
         raise invalid(f"'messages' may hold at most {limits.max_messages} messages.", "messages")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, message in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -219,7 +259,7 @@ def messages(value: Any, limits: Limits) -> list[dict[str, str]]:
         content = message.get("content")
         if content is None and role == "assistant":
             content = ""
-        out.append({"role": str(role), "content": _content(content, where)})
+        out.append({"role": str(role), "content": _content(content, where, limits)})
     return out
 
 

@@ -21,14 +21,16 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.core.adapters import enabled_for
 from app.core.config import AppConfig
 from app.core.connections import ConnectionStore
-from app.core.conversation import Conversation, Message, MessageState, Role
+from app.core.conversation import Conversation, Message, MessageState, Role, content_parts
 from app.core.library import ModelInfo, ModelLibrary
 from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.response_format import check_reply
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
+from app.core.vision import Attachment
 from app.engine import protocol as p
 from app.engine.service import CatalogEntry, EngineService
+from app.engine.vision import NO_VISION
 from app.import_worker import ImportResult, ImportWorker
 from app.session.documents import DocumentsController, sources_stats
 from app.session.models import ModelCatalog
@@ -273,6 +275,7 @@ class ChatSession(QObject):
                 loras=self._requested_loras,
                 chat_template=model.defaults.chat_template,
                 remote=self.models.remote_target(model),
+                mmproj_path=None if model.remote is not None else (model.defaults.mmproj or model.projector),
                 **model.defaults.load_options(),
             )
         )
@@ -532,11 +535,12 @@ class ChatSession(QObject):
         self._unload.emit()
         self._set_state(EngineState.NO_MODEL, "The model was removed — choose another one.")
 
-    def send(self, text: str) -> bool:
-        """Add the user's message and ask for a reply. False when it cannot be sent now
-        (the caller keeps the text in the input)."""
+    def send(self, text: str, images: list[Attachment] | None = None) -> bool:
+        """Add the user's message (with any images) and ask for a reply. False when it cannot
+        be sent now (the caller keeps the text and images in the composer)."""
         text = text.strip()
-        if not text or self.state in (EngineState.GENERATING, EngineState.CRASHED, EngineState.CLOSED):
+        images = list(images or [])
+        if not (text or images) or self.state in (EngineState.GENERATING, EngineState.CRASHED, EngineState.CLOSED):
             return False
         if _is_notebook(self.conversation):  # a notebook is continued, not chatted with (notebook.py)
             return False
@@ -549,7 +553,9 @@ class ChatSession(QObject):
         if problems:
             self.errorMessage.emit(" ".join(pr.message for pr in problems))
             return False
-        message = Message(Role.USER, text)
+        if images and not self._can_see_images():
+            return False
+        message = Message(Role.USER, text, images=images)
         self._append(message)
         self.messageAdded.emit(message)
         self.conversationsChanged.emit()
@@ -759,7 +765,7 @@ class ChatSession(QObject):
             )
         return settings
 
-    def prompt_messages(self) -> list[dict[str, str]]:
+    def prompt_messages(self) -> list[dict[str, Any]]:
         """What goes through the model's chat template: the system prompt (with the
         chain-of-thought instruction when on), few-shot examples as real turns, then the chat."""
         settings = self.settings
@@ -772,14 +778,29 @@ class ChatSession(QObject):
         messages[at:at] = few_shot_turns(self.few_shot)
         return messages
 
-    def request_context_count(self, draft: str = "") -> None:
+    def _can_see_images(self) -> bool:
+        """Whether the model can take images; says why not when it cannot (nothing is sent,
+        so nothing the person wrote is lost). A model still loading is asked when it is ready."""
+        model = self.current_model
+        info = self.loaded_info
+        if model is not None and model.remote is not None:
+            return True  # the server says whether it can, in its answer
+        if self.state is EngineState.READY and info is not None and not info.vision:
+            self.errorMessage.emit(NO_VISION)
+            return False
+        if self.state is not EngineState.READY and model is not None and not (model.defaults.mmproj or model.projector):
+            self.errorMessage.emit(NO_VISION)
+            return False
+        return True
+
+    def request_context_count(self, draft: str = "", images: list[Attachment] | None = None) -> None:
         """Count the conversation (and what the user is typing) with the model's tokenizer;
         the answer comes as contextChanged. Only the newest request's answer is used."""
         if self.state is not EngineState.READY or self.loaded_info is None:
             return
         messages = self.prompt_messages()
-        if draft.strip():
-            messages.append({"role": "user", "content": draft})
+        if draft.strip() or images:
+            messages.append({"role": "user", "content": content_parts(draft, images) if images else draft})
         self._count_serial += 1
         self._countPrompt.emit(messages, self._count_serial)
 

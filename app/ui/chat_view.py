@@ -644,7 +644,26 @@ class ChatView(QTextBrowser):
         who = "You" if message.role is Role.USER else (message.model or "Assistant")
         if message.role is Role.SYSTEM:
             who = "System"
-        return f'<p style="margin-top: 14px; margin-bottom: 2px"><b>{html.escape(who)}</b></p>'
+        return f'<p style="margin-top: 14px; margin-bottom: 2px"><b>{html.escape(who)}</b></p>' + self._images_html(
+            message
+        )
+
+    def _images_html(self, message: Message) -> str:
+        """The person's attached images, as thumbnails (document resources under this view's
+        random scheme: nothing is loaded from anywhere, and a model cannot point at them)."""
+        tags = []
+        for i, image in enumerate(message.images):
+            url = QUrl(f"{self._scheme}-image:{message.id}/{i}")
+            thumb = QImage.fromData(image.data)
+            if thumb.isNull():
+                continue
+            thumb = thumb.scaled(
+                160, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+            self.document().addResource(QTextDocument.ResourceType.ImageResource, url, thumb)
+            alt = html.escape(image.name or f"image {i + 1}", quote=True)
+            tags.append(f'<img src="{url.toString()}" width="{thumb.width()}" height="{thumb.height()}" alt="{alt}"> ')
+        return f'<p style="margin-top: 2px; margin-bottom: 2px">{"".join(tags)}</p>' if tags else ""
 
     def _block_html(self, message_id: str, index: int, block: Block) -> str:
         if block.part and (block.is_code and not block.code_lines() or block.text.count("\n") < 2):

@@ -3,13 +3,14 @@ new line; it grows with its text."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QSizePolicy
 
 
 class MessageInput(QPlainTextEdit):
     submitted = Signal()
+    imagePasted = Signal(QImage)  # an image pasted into the box goes with the message (vision models)
 
     MAX_LINES = 10
 
@@ -41,6 +42,17 @@ class MessageInput(QPlainTextEdit):
             if mode == "ctrl+enter"
             else "Message the model — Enter sends, Shift+Enter adds a line"
         )
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasImage() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        if source.hasImage():
+            image = source.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.imagePasted.emit(image)
+                return
+        super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):

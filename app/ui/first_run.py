@@ -15,7 +15,7 @@ API::
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -101,11 +101,12 @@ class FirstRunWidget(QFrame):
         self.hint = _named(QLabel("You can also drop a .gguf file onto this window."), "firstRunHint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setEnabled(False)  # drawn greyed: a hint, not an action
+        self.hint.setWordWrap(True)  # wraps instead of being cut at a large font size
         column.addWidget(self.hint)
 
-        holder = QWidget()
+        holder = self._holder = QWidget()
         holder.setLayout(column)
-        holder.setMaximumWidth(560)
+        self._fit_width()
         # Centred with stretches, not an alignment flag: an aligned item gets its plain size
         # hint, which ignores the wrapped paragraph's height and squeezes the column.
         row = QHBoxLayout()
@@ -117,6 +118,15 @@ class FirstRunWidget(QFrame):
 
         self.set_demo_available(bool(demo_available))
         self.set_download_available(download_available)
+
+    def _fit_width(self) -> None:
+        """A readable column: 560 px at ordinary sizes, wider in step with a larger font."""
+        self._holder.setMaximumWidth(max(560, 30 * self._holder.fontMetrics().horizontalAdvance("M")))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_width()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if not self._demo_known:

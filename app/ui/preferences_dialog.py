@@ -43,7 +43,8 @@ from app.ui.validation import show_problems
 
 _HELP = {
     "theme": "How Hearth looks: the same as the rest of your computer, or always light or dark.",
-    "chat_font_size": "The size of the text in the conversation, in points.",
+    "chat_font_size": "The size of the text in the conversation, in points; the rest of the window "
+    "(menus, buttons, lists) grows and shrinks with it.",
     "send_with": "Which key sends your message. Shift+Enter always starts a new line.",
     "default_model": "The model loaded when Hearth starts. “The last one used” picks up where you left off.",
     "default_preset": "The preset a new conversation starts with (its instructions, sampling values and examples).",
@@ -97,7 +98,7 @@ class PreferencesDialog(QDialog):
         self._font_size.setKeyboardTracking(False)
         self._font_size.setValue(prefs.chat_font_size)
         self._font_size.valueChanged.connect(self._edited)
-        self._add_row(form, "chat_font_size", "Chat &font size", self._font_size)
+        self._add_row(form, "chat_font_size", "Te&xt size", self._font_size)
 
         self._send_with = self._combo(_SEND_WITH, prefs.send_with)
         self._add_row(form, "send_with", "&Send with", self._send_with)

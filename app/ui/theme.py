@@ -9,19 +9,31 @@ Qt resolves to the platform theme's colours (so an OS switch to dark mode is fol
 The platform's style and font are remembered on the first call, before anything is changed,
 so "system" can restore them.
 
+When the system asks for high contrast (Qt 6.10+: ``QStyleHints.accessibility()``), light and
+dark use :func:`high_contrast_palette` instead (pure black and white, strong selection);
+"system" leaves it to the platform. :func:`follow_system` re-applies the look when the system's
+dark/light or contrast setting changes while Hearth runs.
+
+The font-size preference scales the whole window: :func:`window_font_size` turns it into the
+app-wide font's size, in proportion to the platform's own (the default size keeps it as is).
+
 API: ``apply_theme(app, theme, font_size=None)``; ``apply_chat_font(view, point_size)``;
-``dark_palette()``; ``light_palette()``; ``is_dark(palette)``.
+``dark_palette()``; ``light_palette()``; ``high_contrast_palette(dark)``; ``is_dark(palette)``;
+``wants_high_contrast(app)``; ``window_font_size(app, preference)``; ``follow_system(app, reapply)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory, QTextEdit
 
-from app.core.preferences import THEMES
+from app.core.preferences import THEMES, Preferences
+
+DEFAULT_FONT_SIZE = Preferences().chat_font_size  # the preference's default: the platform's own size
 
 _Role = QPalette.ColorRole
 _Group = QPalette.ColorGroup
@@ -91,6 +103,68 @@ def light_palette() -> QPalette:
         style.deleteLater()
 
 
+def high_contrast_palette(dark: bool) -> QPalette:
+    """Black on white (or white on black) everywhere, with black (white) edges and a selection
+    no one can miss: for people who asked their system for more contrast."""
+    fg, bg = (QColor(255, 255, 255), QColor(0, 0, 0)) if dark else (QColor(0, 0, 0), QColor(255, 255, 255))
+    palette = QPalette()
+    for role in (_Role.Window, _Role.Base, _Role.AlternateBase, _Role.Button, _Role.ToolTipBase, _Role.Light):
+        palette.setColor(role, bg)
+    for role in (_Role.WindowText, _Role.Text, _Role.ButtonText, _Role.ToolTipText, _Role.PlaceholderText):
+        palette.setColor(role, fg)
+    for role in (_Role.Mid, _Role.Midlight, _Role.Dark, _Role.Shadow):
+        palette.setColor(role, fg)  # Fusion draws frames and edges with these
+    highlight = QColor(255, 255, 0) if dark else QColor(0, 0, 160)
+    palette.setColor(_Role.Highlight, highlight)
+    palette.setColor(_Role.HighlightedText, QColor(0, 0, 0) if dark else QColor(255, 255, 255))
+    palette.setColor(_Role.Link, QColor(120, 200, 255) if dark else QColor(0, 0, 200))
+    palette.setColor(_Role.LinkVisited, QColor(230, 160, 255) if dark else QColor(100, 0, 140))
+    palette.setColor(_Role.BrightText, QColor(255, 80, 80) if dark else QColor(180, 0, 0))
+    if hasattr(_Role, "Accent"):
+        palette.setColor(_Role.Accent, highlight)
+    dim = QColor(160, 160, 160) if dark else QColor(90, 90, 90)
+    for role in (_Role.WindowText, _Role.Text, _Role.ButtonText):
+        palette.setColor(_Group.Disabled, role, dim)
+    return palette
+
+
+def wants_high_contrast(app: QApplication) -> bool:
+    """Whether the system asks for high contrast (False where Qt cannot tell: before 6.10)."""
+    hints = app.styleHints()
+    accessibility = getattr(hints, "accessibility", None)
+    if accessibility is None or not hasattr(Qt, "ContrastPreference"):
+        return False
+    try:
+        return bool(accessibility().contrastPreference() == Qt.ContrastPreference.HighContrast)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def window_font_size(app: QApplication, preference: int) -> int | None:
+    """The app-wide font's point size for the font-size preference: the platform's size scaled
+    by preference / default (None at the default: the platform's font as it is)."""
+    if preference == DEFAULT_FONT_SIZE:
+        return None
+    base = _remember_platform(app).font.pointSizeF()
+    if base <= 0:
+        base = float(DEFAULT_FONT_SIZE)
+    return max(6, round(base * preference / DEFAULT_FONT_SIZE))
+
+
+def follow_system(app: QApplication, reapply: Callable[..., None]) -> None:
+    """Call ``reapply`` when the system switches dark/light or asks for more (or less) contrast
+    while the app runs (the signals exist from Qt 6.5 and 6.10). Pass a bound method of a
+    QObject: the connection ends with that object."""
+    hints = app.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(reapply)
+    accessibility = getattr(hints, "accessibility", None)
+    if accessibility is not None:
+        signal = getattr(accessibility(), "contrastPreferenceChanged", None)
+        if signal is not None:
+            signal.connect(reapply)
+
+
 def is_dark(palette: QPalette) -> bool:
     """Whether text sits on a dark background (e.g. to pick a dark code-highlighting style)."""
     return palette.color(_Role.Base).lightness() < 128
@@ -117,7 +191,10 @@ def apply_theme(app: QApplication, theme: str, font_size: int | None = None) -> 
     else:
         if app.style().name().lower() != "fusion":
             app.setStyle("Fusion")
-        app.setPalette(dark_palette() if theme == "dark" else light_palette())
+        if wants_high_contrast(app):
+            app.setPalette(high_contrast_palette(theme == "dark"))
+        else:
+            app.setPalette(dark_palette() if theme == "dark" else light_palette())
     _set_colour_scheme(app, theme)
     # Widgets with a style sheet of their own do not take a new application palette by
     # themselves (the settings panel stayed light in a dark window): re-polish them.

@@ -257,7 +257,11 @@ def with_context(messages: Sequence[dict[str, str]], context: str) -> list[dict[
         return out
     for m in reversed(out):
         if m.get("role") == "user":
-            m["content"] = f"{context}\n\nQuestion: {m.get('content', '')}"
+            content = m.get("content", "")
+            if isinstance(content, list):  # a question with images (content parts): text goes in front
+                m["content"] = [{"type": "text", "text": f"{context}\n\nQuestion: "}, *content]
+            else:
+                m["content"] = f"{context}\n\nQuestion: {content}"
             return out
     out.append({"role": "user", "content": context})
     return out
