@@ -60,7 +60,8 @@ state      string          ``"complete"``, ``"streaming"``, ``"stopped"``, ``"in
 model      string or null  display name of the model that wrote it (optional)
 settings   object or null  sampling settings and system prompt used for it (optional)
 stats      object or null  generation figures: ``tokens``, ``tokens_per_s``, ``ttft``,
-                           ``seconds``, ``seed``, ``finish_reason`` (optional)
+                           ``seconds``, ``seed``, ``finish_reason``, ``adapters`` (the LoRA
+                           adapters that were on: ``[{name, path, scale}]``) (optional)
 created    number          Unix time in seconds (required)
 rating     int or null     ``1`` (rated good), ``-1`` (rated bad) or ``null`` (not rated)
                            (optional; default ``null``)
@@ -102,6 +103,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from app.core.adapters import describe as describe_adapters
 from app.core.conversation import Conversation, Message, MessageState, Role, new_id
 from app.core.markdown_html import render_markdown
 from app.core.records import (
@@ -273,6 +275,9 @@ def _html_meta(msg: Message) -> str:
         bits.append(f"{rate:.1f} tokens/s")
     if _is_number(ttft) and ttft:
         bits.append(f"first token after {ttft:.2f} s")
+    adapters = describe_adapters(stats.get("adapters"))
+    if adapters:
+        bits.append(f"adapters: {adapters}")
     text = " · ".join(_esc(b) for b in bits)
     if note:
         text += f' · <span class="note">{_esc(note)}</span>'

@@ -86,6 +86,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu, QTextBrowser, QTextEdit, QToolButton, QToolTip, QWidget
 
+from app.core.adapters import describe as describe_adapters
 from app.core.conversation import Message, MessageState, Role
 from app.core.response_format import check_note, pretty_reply
 from app.ui.plain import WEB_SCHEMES, open_web_link, plain_tip
@@ -1155,6 +1156,9 @@ def _stats_parts(message: Message) -> list[str]:
         parts.append(f"first token {stats['ttft']:.2f} s")
     if stats and message.model:
         parts.append(message.model)
+    adapters = describe_adapters(stats.get("adapters"))
+    if adapters:
+        parts.append(f"adapters: {adapters}")
     note = _FINISH_NOTES.get(str(stats.get("finish_reason")))
     if note:
         parts.append(note)

@@ -309,6 +309,9 @@ class MainWindow(QMainWindow):
         session.modelsChanged.connect(self._fill_models)
         session.currentModelChanged.connect(self._show_current_model)
         session.currentModelChanged.connect(self._show_settings)
+        session.currentModelChanged.connect(self._show_adapters)
+        session.modelsChanged.connect(self._show_adapters)
+        session.modelsChanged.connect(session.sync_adapters)  # an adapter in use was removed
         session.conversationOpened.connect(self._show_conversation)
         session.conversationsChanged.connect(self._refresh_conversations)
         session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
@@ -576,7 +579,7 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         models = [f for f in files if f.lower().endswith(".gguf")]
         if models:
-            self.show_models().import_files(models)
+            self._import_gguf(models)
 
     def _use_demo(self) -> None:
         # registers the demo when the library is empty, and picks it: its header is read on a
@@ -613,7 +616,7 @@ class MainWindow(QMainWindow):
         if models or others:
             event.acceptProposedAction()
         if models:
-            self.show_models().import_files(models)
+            self._import_gguf(models)
         if others:
             self.session.docs.attach_files(others)
 
@@ -954,6 +957,20 @@ class MainWindow(QMainWindow):
             self.session.settings, self.session.load_settings, model.context_length if model else None
         )
         self.settings_panel.set_few_shot(self.session.few_shot)
+
+    def _show_adapters(self, *_args) -> None:
+        model = self.session.current_model
+        remote = model is not None and model.remote is not None
+        self.settings_panel.set_adapters(None if remote else list(model.adapters) if model else [])
+
+    def _import_gguf(self, files: list[str]) -> None:
+        """Model files, or LoRA adapters: an adapter goes to the model in use (selected in the
+        Models dialog, where it is checked against that model)."""
+        dialog = self.show_models()
+        model = self.session.current_model
+        if model is not None and model.remote is None:
+            dialog.select_path(model.path)
+        dialog.import_files(files)
 
     def send_current(self) -> None:
         text = self.input.toPlainText()

@@ -59,6 +59,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import sysinfo
+from app.core.adapters import AdapterInfo
 from app.core.chat_templates import KNOWN_TEMPLATES
 from app.core.gguf import ArraySummary, GGUFError, GGUFMetadata, split_parts
 from app.core.library import (
@@ -168,19 +169,33 @@ class _Outcome:
     info: ModelInfo | None = None
     error: str | None = None
     cancelled: bool = False
+    adapter: AdapterInfo | None = None  # a LoRA adapter, for the model ``model``
+    model: str | None = None
 
 
 def _report_copy(job: _Job, name: str, done: int, total: int) -> None:
     job.report(f"Copying {name}…", done, total)
 
 
-def _import_all(job: _Job, sources: list[str], copy: bool) -> list[_Outcome]:
-    """Worker side of an import: read headers (and copy); no library state is touched."""
+def _import_all(
+    job: _Job, sources: list[str], copy: bool, target: tuple[str, str] | None = None, only_adapters: bool = False
+) -> list[_Outcome]:
+    """Worker side of an import: read headers (and copy); no library state is touched. A LoRA
+    adapter is checked against the model ``target`` (path, name) instead of becoming a model."""
+    from app.ui.adapters_box import adapter_outcome  # noqa: PLC0415
+
     outcomes: list[_Outcome] = []
     for source in sources:
         name = Path(source).name
         if job.cancelled():
             outcomes.append(_Outcome(source, cancelled=True))
+            continue
+        kind, found = adapter_outcome(source, target, only_adapters)
+        if isinstance(found, AdapterInfo):
+            outcomes.append(_Outcome(source, adapter=found, model=target[0] if target else None))
+            continue
+        if kind == "error":
+            outcomes.append(_Outcome(source, error=str(found)))
             continue
         try:
             if copy:
@@ -414,7 +429,10 @@ class ModelsDialog(QDialog):
         mode.addWidget(self.mode_hint, 1)
         layout.addLayout(mode)
 
-        layout.addWidget(self._build_defaults_editor())
+        below = QHBoxLayout()
+        below.addWidget(self._build_defaults_editor(), 2)
+        below.addWidget(self._build_adapters_box(), 1, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(below)
 
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
@@ -580,8 +598,10 @@ class ModelsDialog(QDialog):
             if notes:
                 self._show_info(" ".join(notes))
             return False
+        selected = self._selected_info()
+        target = (selected.path, selected.name) if selected is not None else None
         self._start(
-            lambda job: _import_all(job, todo, copy),
+            lambda job: _import_all(job, todo, copy, target),
             lambda result, error: self._imported(result, error, copy, notes),
             progress=copy,
         )
@@ -833,7 +853,16 @@ class ModelsDialog(QDialog):
         errors: list[str] = []
         cancelled = False
         for outcome in outcomes or []:
-            if outcome.info is not None:
+            if outcome.adapter is not None and outcome.model is not None:
+                try:
+                    model = self.library.add_adapter(outcome.model, outcome.adapter)
+                except LibraryError as exc:
+                    errors.append(str(exc))
+                    continue
+                notes.append(f"Added the adapter {outcome.adapter.name} to {model.name}.")
+                self._show_adapters()
+                self.modelsChanged.emit()
+            elif outcome.info is not None:
                 before = self.library.get(outcome.info.path)
                 info = self.library.add_info(outcome.info)
                 if before is None:
@@ -904,6 +933,7 @@ class ModelsDialog(QDialog):
         return self.model._current
 
     def _selection_changed(self, *_: object) -> None:
+        self._show_adapters()
         self._load_defaults_editor()
         self._update_buttons()
 
@@ -953,6 +983,41 @@ class ModelsDialog(QDialog):
         self.message.setStyleSheet("")
         self.message.setText(text)
         self.message.show()
+
+    # -- LoRA adapters ----------------------------------------------------------------------
+
+    def _build_adapters_box(self) -> QWidget:
+        from app.ui.adapters_box import AdaptersBox  # noqa: PLC0415
+
+        self.adapters_box = AdaptersBox(self)
+        self.adapters_box.addRequested.connect(self.add_adapters)
+        self.adapters_box.removeRequested.connect(self.remove_adapter)
+        return self.adapters_box
+
+    def _show_adapters(self) -> None:
+        info = self._selected_info()
+        self.adapters_box.show_adapters(list(info.adapters) if info is not None and info.remote is None else None)
+
+    def add_adapters(self, files: list[str]) -> bool:
+        """Check adapter files against the selected model (off the GUI thread) and keep those
+        that fit; a mismatch is explained in the message line."""
+        info = self._selected_info()
+        if info is None or not files:
+            return False
+        target = (info.path, info.name)
+        return self._start(
+            lambda job: _import_all(job, list(files), False, target, only_adapters=True),
+            lambda result, error: self._imported(result, error, False, []),
+        )
+
+    def remove_adapter(self, adapter_path: str) -> None:
+        info = self._selected_info()
+        if info is None:
+            return
+        self.library.remove_adapter(info.path, adapter_path)
+        self._show_adapters()
+        self._show_info(f"Removed the adapter {Path(adapter_path).name} (the file is still there).")
+        self.modelsChanged.emit()
 
     # -- drag and drop ----------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import response_format as rf
+from app.core.adapters import MAX_SCALE as MAX_ADAPTER_SCALE
+from app.core.adapters import AdapterInfo
 from app.core.presets import Preset, PresetError, PresetStore, apply_preset
 from app.core.settings import LoadSettings, Problem, SamplingSettings, escape_visible, unescape_visible
 from app.ui.plain import ask, plain_tip
@@ -58,6 +60,13 @@ _INVALID_STYLE = """
 *[invalid="true"] { border: 1px solid #c62828; border-radius: 3px; }
 QLabel[role="problem"] { color: #b71c1c; }
 """
+
+
+_ADAPTERS_HELP = (
+    "LoRA adapters specialise the model (a style, a task). Tick one to apply it and set its scale: "
+    "1 as trained, 0 not at all, in between a little, negative the opposite. Saved with this chat "
+    "and in presets; the model reloads when they change."
+)
 
 
 @dataclass(frozen=True)
@@ -262,6 +271,7 @@ class SettingsPanel(QWidget):
         column.addWidget(self._build_format_section())
         column.addWidget(self._build_examples_section())
         column.addWidget(self._build_load_section())
+        column.addWidget(self._build_adapters_section())
         precedence = self._note("precedenceNote")
         precedence.setWordWrap(True)
         precedence.setText(
@@ -347,6 +357,32 @@ class SettingsPanel(QWidget):
         )
         self._ignored_note.setVisible(bool(labels))
 
+    def set_adapters(self, adapters: list[AdapterInfo] | None) -> None:
+        """The current model's LoRA adapters (None: a model on another server, which cannot
+        take them): one row each, with on/off and a scale; emits nothing."""
+        if adapters is not None and [row[0] for row in self._adapter_rows] == adapters:
+            return  # the same rows: keep them (and the keyboard focus, and what is ticked)
+        self._updating = True
+        try:
+            for row in self._adapter_rows:
+                for widget in row[1:]:
+                    self._adapters_grid.removeWidget(widget)
+                    widget.setParent(None)  # gone from the panel now, not at the next event loop
+                    widget.deleteLater()
+            self._adapter_rows.clear()
+            for adapter in adapters or []:
+                self._add_adapter_row(adapter)
+            self._show_adapter_values(self._sampling_sent.adapters)
+        finally:
+            self._updating = False
+        if adapters is None:
+            text = "Adapters apply to models on this computer only."
+        elif not adapters:
+            text = "This model has no LoRA adapters. Add them under Models > Manage models."
+        else:
+            text = "Turn an adapter on and set how strongly it applies; changing these reloads the model."
+        self._adapters_note.setText(text)
+
     def settings(self) -> SamplingSettings:
         """The sampling settings as shown, valid or not (see :meth:`problems`)."""
         spin = self._spins
@@ -367,6 +403,7 @@ class SettingsPanel(QWidget):
             response_format=str(self._format.currentData() or rf.TEXT),
             json_schema=self._schema_edit.toPlainText(),
             grammar=self._grammar_edit.toPlainText(),
+            adapters=self._adapter_settings(),
         )
 
     def load_settings(self) -> LoadSettings:
@@ -647,6 +684,63 @@ class SettingsPanel(QWidget):
             del pairs[row]
             self.set_few_shot(pairs, emit=True)
 
+    def _build_adapters_section(self) -> QGroupBox:
+        """LoRA adapters of the current model (Models > Manage models adds them): on/off and a
+        scale each, per conversation and preset; applied when the model (re)loads."""
+        box = QGroupBox("Adapters (LoRA)")
+        box.setObjectName("adaptersSection")
+        grid = QGridLayout(box)
+        self._adapters_note = self._note("adaptersNote")
+        grid.addWidget(self._adapters_note, 0, 0, 1, 3)
+        rows = QWidget()
+        self._adapters_grid = QGridLayout(rows)
+        self._adapters_grid.setContentsMargins(0, 0, 0, 0)
+        self._add_row(grid, "adapters", "Use", _ADAPTERS_HELP, rows)
+        rows.setAccessibleName("Adapters")
+        self._adapter_rows: list[tuple[AdapterInfo, QCheckBox, QDoubleSpinBox]] = []
+        self._adapters_note.setText("This model has no LoRA adapters. Add them under Models > Manage models.")
+        return box
+
+    def _add_adapter_row(self, adapter: AdapterInfo) -> None:
+        row = self._adapters_grid.rowCount()
+        check = QCheckBox(adapter.name)
+        check.setObjectName(f"adapter_on_{len(self._adapter_rows)}")
+        check.setAccessibleName(f"Use adapter {adapter.name}")
+        check.setToolTip(plain_tip(f"Apply the LoRA adapter {adapter.name} ({adapter.path})"))
+        scale = QDoubleSpinBox()
+        scale.setObjectName(f"adapter_scale_{len(self._adapter_rows)}")
+        scale.setAccessibleName(f"Scale of adapter {adapter.name}")
+        scale.setToolTip("How strongly the adapter applies: 1 as trained, 0 not at all, negative the opposite")
+        scale.setDecimals(2)
+        scale.setRange(-MAX_ADAPTER_SCALE, MAX_ADAPTER_SCALE)
+        scale.setSingleStep(0.1)
+        scale.setValue(1.0)
+        scale.setKeyboardTracking(False)
+        check.toggled.connect(self._edited)
+        scale.valueChanged.connect(self._edited)
+        self._adapters_grid.addWidget(check, row, 0)
+        self._adapters_grid.addWidget(scale, row, 1)
+        self._adapter_rows.append((adapter, check, scale))
+
+    def _show_adapter_values(self, values: list[dict[str, Any]]) -> None:
+        on = {a.get("path"): a.get("scale") for a in values if isinstance(a, dict)}
+        for adapter, check, scale in self._adapter_rows:
+            check.setChecked(adapter.path in on)
+            value = on.get(adapter.path)
+            if isinstance(value, (int, float)):
+                scale.setValue(float(value))
+
+    def _adapter_settings(self) -> list[dict[str, Any]]:
+        """Adapters on, as a setting: those of other models stay as they were (a conversation
+        keeps its choice for each model), then this model's that are ticked."""
+        shown = {adapter.path for adapter, _check, _scale in self._adapter_rows}
+        kept = [dict(a) for a in self._sampling_sent.adapters if isinstance(a, dict) and a.get("path") not in shown]
+        return kept + [
+            {"path": adapter.path, "scale": round(scale.value(), 2)}
+            for adapter, check, scale in self._adapter_rows
+            if check.isChecked()
+        ]
+
     def _build_load_section(self) -> QGroupBox:
         box = QGroupBox("Model and runtime")
         box.setObjectName("loadSection")
@@ -769,6 +863,7 @@ class SettingsPanel(QWidget):
             if editor.toPlainText() != text:
                 editor.setPlainText(text)
         self._show_format_editor()
+        self._show_adapter_values(s.adapters)
 
     def _append_stop_item(self, shown: str) -> QListWidgetItem:
         item = QListWidgetItem(shown)
@@ -821,6 +916,9 @@ class SettingsPanel(QWidget):
             self._schema_edit.setPlainText(defaults.json_schema)
         elif name == "grammar":
             self._grammar_edit.setPlainText(defaults.grammar)
+        elif name == "adapters":
+            for _adapter, check, _scale in self._adapter_rows:
+                check.setChecked(False)
         elif name == "n_ctx":
             default_ctx = LoadSettings().n_ctx
             self._spins[name].setValue(min(default_ctx, self._native_ctx) if self._native_ctx else default_ctx)
