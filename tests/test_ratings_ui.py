@@ -140,3 +140,29 @@ def test_export_dataset_dialog_previews_counts_and_writes(qtbot, open_main_windo
     assert "does not exist" in dialog.message.text()
     dialog.grab().save("/tmp/h4_dialog.png")
     dialog.close()
+
+
+def test_keyboard_rates_the_reply_chosen_with_alt_up_and_keeps_it_chosen(qtbot, open_main_window) -> None:
+    window = open_main_window()
+    session = window.session
+    conv = Conversation(title="two turns")
+    turns = [
+        Message(Role.USER, "First question.", created=1),
+        Message(Role.ASSISTANT, "First answer.", model="M", created=2),
+        Message(Role.USER, "Second question.", created=3),
+        Message(Role.ASSISTANT, "Second answer.", model="M", created=4),
+    ]
+    conv.messages = turns
+    conv.link()
+    session.store.import_conversations([conv])
+    assert session.open_conversation(conv.id)
+    for _ in range(3):  # newest, then up to the first answer
+        window.navigator.move(-1) if window.navigator.current() else window.navigator.last()
+    assert window.navigator.current().id == turns[1].id
+    good = window.findChild(QAction, "rateGoodMenuAction")
+    good.trigger()
+    assert session.conversation.find(turns[1].id).rating == 1 and turns[3].rating is None
+    assert window.navigator.current().id == turns[1].id  # still chosen after the redraw
+    assert "rated good" in window.navigator.read_current()
+    good.trigger()  # again: taken back, on the same reply
+    assert turns[1].rating is None and turns[3].rating is None

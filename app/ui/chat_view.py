@@ -527,6 +527,8 @@ class ChatView(QTextBrowser):
         self._adjusting = True
         try:
             start, end = self._entry_range(entry)
+            selection = self.textCursor()
+            selected = selection.hasSelection() and start <= selection.selectionStart() <= end
             cursor = QTextCursor(self.document())
             cursor.beginEditBlock()
             cursor.setPosition(start - 1)
@@ -534,6 +536,12 @@ class ChatView(QTextBrowser):
             cursor.removeSelectedText()
             self._render_entry(cursor, entry)
             cursor.endEditBlock()
+            if selected:  # chosen with Alt+Up/Down: it stays chosen (the next Alt+G acts on it)
+                start, end = self._entry_range(entry)
+                selection = QTextCursor(self.document())
+                selection.setPosition(start)
+                selection.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+                self.setTextCursor(selection)
             bar.setValue(value)
         finally:
             self._adjusting = False

@@ -100,7 +100,9 @@ class MessageNavigator(QObject):
         from app.core.markdown_html import render_plain
 
         text = render_plain(_answer(message)).strip() if message.role is Role.ASSISTANT else message.text
-        said = f"{_speaker(message)}, message {index + 1} of {count}: {text or 'no text'}"
+        rated = {1: ", rated good", -1: ", rated bad"}.get(message.rating or 0, "")
+        rated += ", the preferred version" if message.preferred else ""
+        said = f"{_speaker(message)}, message {index + 1} of {count}{rated}: {text or 'no text'}"
         announce(self.view, said)
         return said
 
