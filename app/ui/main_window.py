@@ -43,6 +43,7 @@ from app.ui.composer import MessageInput
 from app.ui.conversation_list import ConversationListModel, ConversationSidebar
 from app.ui.documents_popover import DocumentsPopover
 from app.ui.first_run import FirstRunWidget
+from app.ui.image_tray import IMAGE_FILTER, ImageTray, is_image_file
 from app.ui.lazy_downloads import LazyDownloads
 from app.ui.message_nav import MessageNavigator
 from app.ui.notebook_view import NotebookView
@@ -232,6 +233,15 @@ class MainWindow(QMainWindow):
         self.attach_tool.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.attach_tool.setToolTip(self.attach_tool.accessibleDescription())
         row.addWidget(self.attach_tool, 0, Qt.AlignmentFlag.AlignBottom)
+        # Images for a vision model: the Image… button, a paste or a drop; thumbnails above the box.
+        self.image_tool = _named(
+            QToolButton(), "imageTool", "Attach an image", "Attach an image for a vision model to see (Ctrl+Shift+I)"
+        )
+        self.image_tool.setText("Image…")
+        self.image_tool.setToolTip(self.image_tool.accessibleDescription())
+        row.addWidget(self.image_tool, 0, Qt.AlignmentFlag.AlignBottom)
+        self.image_tray = ImageTray()
+        layout.addWidget(self.image_tray)
         self.input = MessageInput()
         row.addWidget(self.input, 1)
         buttons = QVBoxLayout()
@@ -267,7 +277,9 @@ class MainWindow(QMainWindow):
         self._count_timer = QTimer(self)
         self._count_timer.setSingleShot(True)
         self._count_timer.setInterval(300)  # count after a pause in typing, not per keystroke
-        self._count_timer.timeout.connect(lambda: session.request_context_count(self.input.toPlainText()))
+        self._count_timer.timeout.connect(
+            lambda: session.request_context_count(self.input.toPlainText(), self.image_tray.attachments())
+        )
 
         self.settings_panel = SettingsPanel(presets)
         self.settings_dock = QDockWidget("Settings", self)
@@ -281,6 +293,10 @@ class MainWindow(QMainWindow):
 
         # intents
         self.input.submitted.connect(self.send_current)
+        self.input.imagePasted.connect(self.image_tray.add_image)
+        self.image_tool.clicked.connect(self._attach_image)
+        self.image_tray.changed.connect(self._count_timer.start)
+        self.image_tray.problem.connect(self.session.errorMessage)
         self.send_button.clicked.connect(self.send_current)
         self.stop_button.clicked.connect(self._stop)
         self.attach_tool.clicked.connect(lambda: self.documents_popover.popup_below(self.attach_tool))
@@ -403,6 +419,7 @@ class MainWindow(QMainWindow):
             ("&Focus the message box", "Ctrl+L", "focusInputAction", self.input.setFocus),
             ("Focus the &conversation list", "Ctrl+Shift+L", "focusConversationsAction", self.sidebar.list.setFocus),
             ("&Attach files…", "Ctrl+Shift+A", "attachAction", self._attach),
+            ("Attach an &image…", "Ctrl+Shift+I", "attachImageAction", self._attach_image),
             ("&Documents…", None, "documentsAction", lambda: self.documents_popover.popup_below(self.attach_tool)),
             ("Co&llections…", None, "collectionsAction", self.show_collections),
         ):
@@ -613,6 +630,11 @@ class MainWindow(QMainWindow):
             for u in event.mimeData().urls()
             if u.isLocalFile() and u.toLocalFile() not in models and not u.toLocalFile().lower().endswith(".gguf")
         ]
+        images = [path for path in others if is_image_file(path)]
+        others = [path for path in others if path not in images]
+        if images:
+            event.acceptProposedAction()
+            self.image_tray.add_files(images)
         if models or others:
             event.acceptProposedAction()
         if models:
@@ -621,6 +643,12 @@ class MainWindow(QMainWindow):
             self.session.docs.attach_files(others)
 
     # -- documents ------------------------------------------------------------------------
+
+    def _attach_image(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Attach an image", "", IMAGE_FILTER)
+        if files:
+            self.image_tray.add_files(files)
+            self.input.setFocus()
 
     def _attach(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -974,8 +1002,9 @@ class MainWindow(QMainWindow):
 
     def send_current(self) -> None:
         text = self.input.toPlainText()
-        if self.session.send(text):
+        if self.session.send(text, self.image_tray.attachments()):
             self.input.clear()  # only once the session has taken it: nothing typed is lost
+            self.image_tray.clear()
 
     def _announce_reply(self, message) -> None:
         """A finished reply is said aloud: who answered, how it ended, and its first words
