@@ -143,9 +143,11 @@ def test_tab_reaches_every_control_of_the_window(qtbot, bare_window) -> None:
             break
     missing = [f"{type(w).__name__} {w.objectName()}" for i, w in expected.items() if i not in reached]
     assert missing == []
-    # and the way back: Shift+Tab from the message box goes to the Attach button before it
+    # and the way back: Shift+Tab from the message box goes to the Image… and Attach buttons before it
     window.input.setFocus()
     qtbot.keyClick(window.input, Qt.Key.Key_Backtab)
+    assert QApplication.focusWidget() is window.image_tool
+    qtbot.keyClick(window.image_tool, Qt.Key.Key_Backtab)
     assert QApplication.focusWidget() is window.attach_tool
 
 
