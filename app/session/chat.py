@@ -882,6 +882,8 @@ class ChatSession(QObject):
         self._set_state(EngineState.READY, f"Ready — {name}, context {info.n_ctx:,} tokens")
         if info.fallback_notice:
             self.infoMessage.emit(info.fallback_notice)
+        if info.vision_notice:
+            self.infoMessage.emit(info.vision_notice)
         problem = (model.template_problem or "") if model is not None and model.needs_template else ""
         self.templateStatus.emit(info.model_path, problem)
         if self._pending_send:
@@ -934,6 +936,7 @@ class ChatSession(QObject):
             extra = f" — {stats.get('tokens', 0)} tokens" + (f", {rate:.1f} tokens/s" if rate else "")
             self._set_state(EngineState.READY, done + extra)
         self.docs.embed_missing()
+        self.sync_adapters()  # adapters changed while the reply was written apply now
 
     def _why_empty(self, reason: str, stats: dict) -> str:
         """Plain words for a reply that ended before writing anything: never just silence."""
