@@ -703,7 +703,7 @@ class SettingsPanel(QWidget):
 
     def _add_adapter_row(self, adapter: AdapterInfo) -> None:
         row = self._adapters_grid.rowCount()
-        check = QCheckBox(adapter.name)
+        check = QCheckBox(adapter.name.replace("&", "&&"))  # the name is the file's: no mnemonic from it
         check.setObjectName(f"adapter_on_{len(self._adapter_rows)}")
         check.setAccessibleName(f"Use adapter {adapter.name}")
         check.setToolTip(plain_tip(f"Apply the LoRA adapter {adapter.name} ({adapter.path})"))
