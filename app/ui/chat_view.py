@@ -107,6 +107,15 @@ _STATE_NOTES = {
 }
 _FINISH_NOTES = {"length": "cut off at the token limit", "context_full": "the context is full"}
 _GREY = "#8a8a8a"
+# (role, dark palette) -> (name colour, block tint); the tint is for the person's own turns
+_SPEAKER_COLOURS = {
+    (Role.USER, False): ("#1a4f9c", "#eaf1fb"),
+    (Role.USER, True): ("#8cb8ff", "#243348"),
+    (Role.ASSISTANT, False): ("#2e6b30", ""),
+    (Role.ASSISTANT, True): ("#8fd694", ""),
+    (Role.SYSTEM, False): ("#6b6b6b", "#f2f2f2"),
+    (Role.SYSTEM, True): ("#b0b0b0", "#333336"),
+}
 _ZWSP = "\u200b"
 # Block property marking a reply's reasoning blocks, so they can be hidden and shown again.
 _REASONING_PROP = QTextFormat.Property.UserProperty + 1
@@ -623,7 +632,7 @@ class ChatView(QTextBrowser):
         start = self._insert_after(cursor, self._header_html(message))
         entry.start = self._tracked(start)
         if message.role is not Role.ASSISTANT:
-            self._insert_after(cursor, _user_html(message.text) + self._footer_html(message))
+            self._insert_after(cursor, _user_html(message.text, self._speaker(message)[1]) + self._footer_html(message))
             return
         stream = ReplyStream()
         stream.feed(pretty_reply(message.text, message.stats) or message.text)
@@ -649,12 +658,21 @@ class ChatView(QTextBrowser):
             label = f"↑ {n:,} earlier message{'s' if n != 1 else ''} — scroll up or click to show"
             top.insertHtml(f'<a href="{self._scheme}:earlier" style="color: {_GREY}">{html.escape(label)}</a>')
 
+    def _speaker(self, message: Message) -> tuple[str, str]:
+        """(label colour, block tint) for who wrote ``message``, for this view's light or dark
+        palette: the person's turns are blue and tinted, the model's green on the plain page."""
+        dark = self._code_style == "monokai"
+        return _SPEAKER_COLOURS[(message.role, dark)]
+
     def _header_html(self, message: Message) -> str:
+        """Who speaks, at a glance: a larger bold name above each turn, in the speaker's colour."""
         who = "You" if message.role is Role.USER else (message.model or "Assistant")
         if message.role is Role.SYSTEM:
             who = "System"
-        return f'<p style="margin-top: 14px; margin-bottom: 2px"><b>{html.escape(who)}</b></p>' + self._images_html(
-            message
+        colour = self._speaker(message)[0]
+        return (
+            f'<p style="margin-top: 16px; margin-bottom: 3px; color: {colour}; font-size: large">'
+            f"<b>{html.escape(who)}</b></p>" + self._images_html(message)
         )
 
     def _images_html(self, message: Message) -> str:
@@ -1149,8 +1167,10 @@ def _is_label(block) -> bool:
     return block.blockFormat().hasProperty(_REASONING_PROP) and text.endswith("Reasoning") and text[:1] in "▾▸"
 
 
-def _user_html(text: str) -> str:
-    return f'<p style="white-space: pre-wrap; margin-top: 0px">{html.escape(text)}</p>'
+def _user_html(text: str, tint: str = "") -> str:
+    """The person's words as they typed them, on a tinted block (so their turns stand apart)."""
+    background = f"; background-color: {tint}" if tint else ""
+    return f'<p style="white-space: pre-wrap; margin-top: 0px{background}">{html.escape(text)}</p>'
 
 
 def _stats_parts(message: Message) -> list[str]:

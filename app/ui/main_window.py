@@ -50,7 +50,7 @@ from app.ui.notebook_view import NotebookView
 from app.ui.plain import make_plain, plain_tip
 from app.ui.settings_panel import SettingsPanel
 from app.ui.template_bar import TemplateBar
-from app.ui.theme import apply_chat_font, apply_theme
+from app.ui.theme import apply_chat_font, apply_theme, follow_system, window_font_size
 
 if TYPE_CHECKING:
     # Dialogs and export are imported when first opened or used: the first frame needs none
@@ -378,6 +378,11 @@ class MainWindow(QMainWindow):
 
         apply_chat_font(self.chat_view, self.prefs.chat_font_size)
         apply_chat_font(self.notebook_view.editor, self.prefs.chat_font_size)  # type: ignore[arg-type]
+        self._applying_look = False
+        qt_app = cast(QApplication, QApplication.instance())
+        if window_font_size(qt_app, self.prefs.chat_font_size) is not None:
+            self.apply_look()  # the font-size preference scales the whole window
+        follow_system(qt_app, self.apply_look)  # dark/light and high contrast, live
         self.input.set_send_with(self.prefs.send_with)
         self._fill_models()
         self._show_documents()
@@ -800,6 +805,18 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
+    def apply_look(self, *_args: object) -> None:
+        """The theme and the window's font size from the preferences, again (also when the
+        system's dark/light or contrast setting changes)."""
+        if self._applying_look:  # telling the platform the scheme may signal back
+            return
+        self._applying_look = True
+        try:
+            qt_app = cast(QApplication, QApplication.instance())  # instance() is typed QCoreApplication
+            apply_theme(qt_app, self.prefs.theme, window_font_size(qt_app, self.prefs.chat_font_size))
+        finally:
+            self._applying_look = False
+
     def apply_preferences(self, prefs: Preferences) -> None:
         old, self.prefs = self.prefs, prefs
         if self._prefs_store is not None:
@@ -807,7 +824,7 @@ class MainWindow(QMainWindow):
                 self._prefs_store.save(prefs)
             except PreferencesError as exc:
                 self.notice_bar.show_message(str(exc))  # still applied for this session
-        apply_theme(cast(QApplication, QApplication.instance()), prefs.theme)  # instance() is typed QCoreApplication
+        self.apply_look()
         apply_chat_font(self.chat_view, prefs.chat_font_size)
         apply_chat_font(self.notebook_view.editor, prefs.chat_font_size)  # type: ignore[arg-type]
         self.input.set_send_with(prefs.send_with)
