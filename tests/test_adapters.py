@@ -141,3 +141,15 @@ def test_an_adapter_llama_cpp_refuses_is_a_load_error(client: EngineClient, tmp_
     with pytest.raises(EngineError, match="wide.gguf: llama.cpp could not load this LoRA adapter for m.gguf"):
         client.load(p.Load(str(model), n_ctx=256, n_threads=1, loras=((str(bad), 1.0),)))
     assert _reply(client, model)  # the engine is still usable
+
+
+def test_a_preset_keeps_its_adapters_and_refuses_bad_ones() -> None:
+    from app.core.presets import Preset, PresetError, apply_preset
+
+    on = [{"path": "/a.gguf", "scale": 0.75}]
+    preset = Preset.from_dict({"name": "Pirate", "settings": {"adapters": on}})
+    assert apply_preset(preset, SamplingSettings()).adapters == on
+    with pytest.raises(PresetError, match="adapters must be a list of"):
+        Preset.from_dict({"name": "Bad", "settings": {"adapters": [{"path": "/a.gguf"}]}})
+    with pytest.raises(PresetError, match="scale must be a number between -10 and 10"):
+        Preset.from_dict({"name": "Loud", "settings": {"adapters": [{"path": "/a.gguf", "scale": 50}]}})
