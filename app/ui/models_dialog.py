@@ -81,6 +81,7 @@ from app.session.bench import ModelBenchmark
 from app.ui.load_options_editor import LoadOptionsEditor
 from app.ui.model_table import PATH_ROLE, SORT_ROLE, Column, ModelTableModel
 from app.ui.plain import ask, plain_tip
+from app.ui.projector_picker import ProjectorPicker
 
 log = logging.getLogger(__name__)
 
@@ -503,6 +504,8 @@ class ModelsDialog(QDialog):
         form.addRow("Threads:", self.threads_spin)
         form.addRow("System prompt:", self.prompt_edit)
         form.addRow("Chat template:", self.template_combo)
+        self.projector_picker = ProjectorPicker()
+        form.addRow("Image projector:", self.projector_picker)
         self.load_options = LoadOptionsEditor()
         form.addRow("Speed and memory:", self.load_options)
         buttons = QHBoxLayout()
@@ -724,6 +727,7 @@ class ModelsDialog(QDialog):
             n_threads=self.threads_spin.value() or None,
             system_prompt=self.prompt_edit.toPlainText().strip() or None,
             chat_template=self.template_combo.currentData(),
+            mmproj=self.projector_picker.value(),
             **self.load_options.values(),
         )
         try:
@@ -945,6 +949,7 @@ class ModelsDialog(QDialog):
         self.threads_spin.setValue(defaults.n_threads or 0)
         self.prompt_edit.setPlainText(defaults.system_prompt or "")
         self.template_combo.setCurrentIndex(max(self.template_combo.findData(defaults.chat_template), 0))
+        self.projector_picker.set_model(info, defaults.mmproj)
         self.load_options.set_defaults(defaults, info.size if info is not None else 0)
         if info is not None and info.context_length:
             self.ctx_spin.setToolTip(f"At most {info.context_length:,}, what the model was trained for")
@@ -955,6 +960,7 @@ class ModelsDialog(QDialog):
         self.threads_spin.setValue(0)
         self.prompt_edit.clear()
         self.template_combo.setCurrentIndex(0)
+        self.projector_picker.clear()
         self.load_options.clear()
 
     def _update_buttons(self) -> None:
