@@ -132,6 +132,7 @@ def load_request(model: ModelInfo) -> object:
         load.n_gpu_layers,
         load.n_batch,
         chat_template=defaults.chat_template,
+        **defaults.load_options(),
     )
 
 

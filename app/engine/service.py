@@ -33,6 +33,7 @@ from app.engine.jobs import (
     QueueFull,
     UnknownModel,
 )
+from app.engine.params import default_load_options
 from app.engine.worker import EngineWorker
 
 
@@ -239,7 +240,8 @@ class EngineService(EngineWorker):
         """Load another library model for an API request (the person allowed it); the window
         follows, as when the model is picked there."""
         base = self._model or p.Load(path)
-        self.load(replace(base, model_path=path, remote=None, chat_template=None, loras=()))
+        # another model: its own speed/memory options are not known here, so the defaults
+        self.load(default_load_options(replace(base, model_path=path, remote=None, chat_template=None, loras=())))
         return self._loaded_path() == path
 
     def _run_generation(self, job: Job) -> None:
