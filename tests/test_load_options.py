@@ -13,7 +13,7 @@ import pytest
 from tiny_model import write_tiny_llama
 
 from app.core import load_options as lo
-from app.core.library import ModelDefaults, ModelLibrary, ram_estimate, read_model
+from app.core.library import ModelDefaults, ModelInfo, ModelLibrary, ram_estimate, read_model
 from app.engine import protocol as p
 from app.engine.params import default_load_options, llama_kwargs
 
@@ -83,6 +83,17 @@ def test_ram_estimate_follows_context_and_kv_type(tmp_path: Path) -> None:
     assert estimates["f16"] - estimates["q4_0"] == pytest.approx(per_token * 4096 * (1 - 18 / 64), abs=2)
     info.defaults = ModelDefaults(n_ctx=8192, kv_cache_type="q8_0")
     assert ram_estimate(info) - estimates["q8_0"] == pytest.approx(per_token * 4096 * 34 / 64, abs=2)
+    # prompt lookup keeps float32 logits for every token of the context
+    from tiny_model import N_VOCAB
+
+    assert info.vocab_size == N_VOCAB
+    info.defaults = ModelDefaults(n_ctx=4096, prompt_lookup=True)
+    assert ram_estimate(info) - estimates["f16"] == 4096 * N_VOCAB * 4
+    # a record stored before the vocabulary size was kept still loads (without that term)
+    raw = info.to_dict()
+    del raw["vocab_size"]
+    old = ModelInfo.from_dict(raw)
+    assert old is not None and old.vocab_size is None and ram_estimate(old) == estimates["f16"]
 
 
 def test_mlock_is_refused_with_the_reason_when_the_limit_is_too_low(monkeypatch) -> None:

@@ -61,6 +61,7 @@ from app.core.demo import DEMO_NAME, find_demo_model
 from app.core.gguf import (
     _OVERHEAD_BASE_BYTES,
     _OVERHEAD_WEIGHT_FRACTION,
+    ArraySummary,
     GGUFError,
     GGUFMetadata,
     format_params,
@@ -196,6 +197,7 @@ class ModelInfo:
     added: float = field(default_factory=time.time)
     parameter_count: int | None = None  # summed over the tensors of every part
     kv_bytes_per_token: int | None = None  # f16 KV cache bytes per token of context
+    vocab_size: int | None = None  # tokens in the vocabulary (prompt lookup keeps logits for each)
     source: str | None = None  # for a copy: the file it was copied from
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     # LoRA adapters added to this model (core.adapters); which are on is a chat setting
@@ -262,6 +264,7 @@ class ModelInfo:
             linked=linked,
             parameter_count=count,
             kv_bytes_per_token=per_token or None,
+            vocab_size=_vocab_size(meta),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -353,7 +356,17 @@ def ram_estimate(model: ModelInfo, n_ctx: int | None = None) -> int:
     weights = max(model.size, 0)
     kv_f16 = (model.kv_bytes_per_token or 0) * effective_context(model, n_ctx)
     kv = int(kv_f16 * load_options.kv_factor(model.defaults.kv_cache_type))
-    return weights + kv + _OVERHEAD_BASE_BYTES + int(weights * _OVERHEAD_WEIGHT_FRACTION)
+    # prompt lookup makes llama-cpp-python keep float32 logits for every token of the context
+    vocab = model.vocab_size if isinstance(model.vocab_size, int) and model.vocab_size > 0 else 0
+    logits = effective_context(model, n_ctx) * vocab * 4 if model.defaults.prompt_lookup else 0
+    return weights + kv + logits + _OVERHEAD_BASE_BYTES + int(weights * _OVERHEAD_WEIGHT_FRACTION)
+
+
+def _vocab_size(meta: GGUFMetadata) -> int | None:
+    tokens = meta.kv.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, ArraySummary):
+        return tokens.length
+    return len(tokens) if isinstance(tokens, list) else None
 
 
 def fit_bytes(need: int, memory: MemoryInfo) -> Fit:
@@ -670,7 +683,7 @@ class ModelLibrary:
             if info is None:
                 continue  # a damaged record must not hide the others
             self._models[info.path] = info
-            if "kv_bytes_per_token" not in raw:
+            if "kv_bytes_per_token" not in raw or "vocab_size" not in raw:  # older records: re-read
                 self._stale.add(info.path)
 
     def save(self) -> None:
@@ -859,6 +872,7 @@ class ModelLibrary:
                 "template_problem",
                 "parameter_count",
                 "kv_bytes_per_token",
+                "vocab_size",
             ):
                 setattr(old, name, getattr(fresh, name))
             self._stale.discard(old.path)
