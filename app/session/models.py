@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.connections import Connection, ConnectionStore
-from app.core.gguf import GGUFError
+from app.core.gguf import GGUFError, read_gguf
 from app.core.library import (
     LibraryError,
     ModelDefaults,
@@ -28,6 +28,7 @@ from app.core.library import (
     scan_models_dir,
 )
 from app.core.remote_models import parse_remote_ref, remote_model_info
+from app.core.vision import find_projector, looks_like_projector
 from app.engine import protocol as p
 
 
@@ -113,10 +114,48 @@ class ModelCatalog(QObject):
         )
 
     def model_downloaded(self, path: str) -> None:
-        """A finished download joins the library; its header is read on a worker thread."""
+        """A finished download joins the library; its header is read on a worker thread. An
+        image projector (mmproj) is not a model: it pairs with the models in its folder."""
+        if looks_like_projector(path):
+            self._pair_projector(path)
+            return
         self._read_off_thread(
             lambda: read_model(path), lambda info, error: self._model_read(path, info, error, downloaded=True)
         )
+
+    def _pair_projector(self, projector: str) -> None:
+        """Look for the models in the projector's folder that it fits (headers read off the
+        GUI thread), and pair it with each of them that has none yet."""
+        folder = Path(projector).resolve().parent
+        paths = [m.path for m in self.library.models() if m.remote is None and Path(m.path).parent == folder]
+
+        def pair() -> list[tuple[str, str | None]]:
+            out = []
+            for path in paths:
+                try:
+                    n_embd = read_gguf(path).embedding_length
+                except (GGUFError, OSError):
+                    continue
+                out.append((path, find_projector(path, n_embd)))
+            return out
+
+        self._read_off_thread(pair, lambda found, error: self._projector_paired(projector, found or []))
+
+    def _projector_paired(self, projector: str, found: list[tuple[str, str | None]]) -> None:
+        names = []
+        for path, match in found:
+            model = self.library.get(path)
+            if model is not None and match and model.projector is None:
+                model.projector = match
+                names.append(model.name)
+        if names:
+            self.library.save()
+            self.modelsChanged.emit()
+            self.infoMessage.emit(f"{Path(projector).name} is downloaded: {', '.join(names)} can now see images.")
+        else:
+            self.infoMessage.emit(
+                f"{Path(projector).name} is downloaded; it pairs with its model when the model is in the same folder."
+            )
 
     def _model_read(self, path: str, info: ModelInfo | None, error: BaseException | None, downloaded: bool) -> None:
         if info is None:

@@ -26,6 +26,7 @@ from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signa
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -241,8 +242,19 @@ class DownloadsDialog(QDialog):
         self.downloadButton = QPushButton("Download")
         self.downloadButton.setObjectName("downloadButton")
         self.downloadButton.setEnabled(False)
+        # A vision model's repo also holds its image projector (mmproj): offered with the model.
+        self.projectorCheck = QCheckBox("With its image projector")
+        self.projectorCheck.setObjectName("projectorCheck")
+        self.projectorCheck.setAccessibleName("Also download the image projector")
+        self.projectorCheck.setToolTip(
+            "This repo has a vision projector (mmproj): with it the model can see images you attach. "
+            "It pairs with the model by itself."
+        )
+        self.projectorCheck.setChecked(True)
+        self.projectorCheck.hide()
         files_buttons = QHBoxLayout()
         files_buttons.addWidget(self.memoryNote, 1)
+        files_buttons.addWidget(self.projectorCheck)
         files_buttons.addWidget(self.downloadButton)
         files_box = QWidget()
         files_layout = QVBoxLayout(files_box)
@@ -432,6 +444,7 @@ class DownloadsDialog(QDialog):
         if self.searchStatus.text() == f"Opening {repo_id}…":
             self.searchStatus.setText("")
         self.filesModel.set_files(files.files, memory)
+        self.projectorCheck.setVisible(_projector_of(files) is not None)
         self.repoNote.setStyleSheet("")
         self.repoNote.setText(self._repo_note(files))
         self.memoryNote.setText(_memory_note(memory))
@@ -470,6 +483,11 @@ class DownloadsDialog(QDialog):
         chosen = self._selected_files()
         if repo is None or not chosen:
             return
+        projector = _projector_of(repo)
+        wants_projector = self.projectorCheck.isVisible() and self.projectorCheck.isChecked()
+        if projector is not None and wants_projector and not any(f.is_projector for f in chosen):
+            if any(not f.is_projector for f in chosen):
+                chosen.insert(0, projector)  # first, so the model finds it beside itself when it lands
         self.show_message("Starting " + ", ".join(f.name for f in chosen) + "…")
         hub, queue = self.hub, self.queue
         for f in chosen:
@@ -622,6 +640,16 @@ class DownloadsDialog(QDialog):
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _projector_of(repo: RepoFiles) -> QuantFile | None:
+    """The repo's image projector to fetch with a model: F16 when there is one (what the
+    converters write by default and every build reads), else the largest."""
+    projectors = [f for f in repo.files if f.is_projector and f.complete]
+    if not projectors:
+        return None
+    f16 = [f for f in projectors if (f.quant or "").upper() == "F16" or "f16" in f.name.lower()]
+    return (f16 or sorted(projectors, key=lambda f: f.size or 0))[-1]
 
 
 def _enqueue(hub: HubClient, queue: DownloadQueue, repo: RepoFiles, f: QuantFile) -> list[str]:
