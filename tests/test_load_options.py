@@ -270,3 +270,20 @@ def test_the_window_says_when_it_fell_back_and_still_answers(qtbot, open_main_wi
         window.input.setPlainText("Hello")
         window.send_current()
     assert finished.args[0].model == small.name
+
+
+@pytest.mark.model
+def test_the_ram_estimate_matches_the_engines_measured_memory(demo_model: Path) -> None:
+    """bench/memory.py's measurement, at one context and two KV types: the estimate is within
+    15 % of the engine child's resident memory, and the q8_0 cache saves what it predicts."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from memory import estimate, measure
+
+    measured = {kv: measure(demo_model, 4096, kv, threads=1) for kv in ("f16", "q8_0")}
+    for kv, got in measured.items():
+        assert estimate(demo_model, 4096, kv) / got == pytest.approx(1.0, abs=0.15), kv
+    saved = measured["f16"] - measured["q8_0"]
+    predicted = estimate(demo_model, 4096, "f16") - estimate(demo_model, 4096, "q8_0")
+    assert saved == pytest.approx(predicted, rel=0.3)

@@ -114,8 +114,8 @@ def test_table_shows_the_demo_model_and_a_tiny_model(
 def test_fit_flag_follows_memory_and_context(qtmodeltester, demo_model: Path) -> None:
     library = ModelLibrary()
     library.add_file(demo_model)
-    # the demo needs ~466 MB at 8k context, ~380 MB at 512
-    model = ModelTableModel(library, MemoryInfo(450 * 10**6, 450 * 10**6))
+    # the demo needs ~375 MB at 8k context, ~200 MB at 512
+    model = ModelTableModel(library, MemoryInfo(300 * 10**6, 200 * 10**6))
     qtmodeltester.check(model)
     ram = model.index(0, Column.RAM)
     assert ram.data(FIT_ROLE) == "won't fit" and "won't fit" in ram.data()
