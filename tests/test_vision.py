@@ -141,3 +141,11 @@ def test_images_export_import_and_store(tmp_path: Path) -> None:
     store.flush()
     assert store._read(lambda c: c.execute("SELECT count(*) FROM message_images").fetchone()[0]) == 0
     store.close()
+
+
+def test_a_remote_estimate_counts_an_image_not_its_base64() -> None:
+    from app.engine.remote import IMAGE_TOKENS_ESTIMATE, estimate_tokens
+
+    text = [{"role": "user", "content": "what is this?"}]
+    with_image = [image_message("what is this?", png(400, 300, 1))]
+    assert estimate_tokens(with_image) == estimate_tokens(text) + IMAGE_TOKENS_ESTIMATE

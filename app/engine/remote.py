@@ -58,6 +58,7 @@ from app.core.settings import SamplingSettings
 from app.engine import protocol as p
 from app.engine.client import EngineError
 from app.engine.sse import SSEParser, iter_lines
+from app.engine.vision import content_text, image_urls
 
 
 class ServerKind(str, Enum):
@@ -216,10 +217,20 @@ def _structured_output(kind: ServerKind, s: SamplingSettings) -> dict[str, Any]:
     return {}
 
 
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     """A rough count when the server cannot count: ~3.5 characters a token plus the template's
-    few tokens per message (shown with ≈)."""
-    return 2 + sum(4 + math.ceil(len(str(m.get("content", ""))) / 3.5) for m in messages)
+    few tokens per message (shown with ≈); an image as IMAGE_TOKENS_ESTIMATE, not its base64."""
+    return 2 + sum(
+        4
+        + math.ceil(len(content_text(m.get("content"))) / 3.5)
+        + IMAGE_TOKENS_ESTIMATE * len(image_urls(m.get("content")))
+        for m in messages
+    )
+
+
+#: What an image takes in a remote model's context when its server cannot say (most vision
+#: encoders make 256-1,000 tokens of one image).
+IMAGE_TOKENS_ESTIMATE = 768
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -528,7 +539,7 @@ class RemoteBackend:
                     return data["count"], True
             elif kind is ServerKind.LLAMA_CPP_PYTHON:
                 # Its tokenizer, but without the chat template: the text exactly, the template guessed.
-                text = "".join(str(m.get("content", "")) for m in messages)
+                text = "".join(content_text(m.get("content")) for m in messages)
                 data = self._post("/extras/tokenize/count", {"model": model or None, "input": text}, what="count")
                 if isinstance(data, dict) and isinstance(data.get("count"), int):
                     return data["count"] + 5 * len(messages) + 2, False
