@@ -77,3 +77,68 @@ def test_an_image_over_the_limit_is_413() -> None:
         [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _url(png(4, 4, 2))}}]}], limits
     )
     assert small[0]["content"][0]["type"] == "image_url"
+
+
+def test_through_the_real_engine_an_image_is_seen_or_refused(qtbot, tiny_model, tmp_path) -> None:
+    import threading
+
+    import openai
+    from PySide6.QtCore import QObject, QThread, Signal
+    from tiny_projector import IMAGE_TOKENS, write_tiny_projector
+
+    from app.engine import protocol as p
+    from app.engine.service import CatalogEntry, EngineService
+
+    class Driver(QObject):
+        load = Signal(object)
+        shutdown = Signal()
+        loaded = Signal(object)
+
+    projector = write_tiny_projector(tmp_path / "mmproj-tiny.gguf")
+    thread = QThread()
+    service = EngineService(flush_interval=0.04)
+    service.moveToThread(thread)
+    driver = Driver()
+    driver.load.connect(service.load)
+    driver.shutdown.connect(service.shutdown)
+    service.loaded.connect(driver.loaded)
+    thread.start()
+    server = ApiServer(service, port=0)  # type: ignore[arg-type]
+    try:
+        server.start()
+        api = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=60)
+        service.set_catalog([CatalogEntry("tiny", "Tiny", str(tiny_model))])
+        picture = _chat(_url(png(40, 30, 5)))["messages"]
+
+        def ask(messages: list | None = None) -> dict:
+            out: dict = {}
+
+            def run() -> None:
+                try:
+                    out["reply"] = api.chat.completions.create(
+                        model="tiny", messages=messages or picture, max_tokens=8, seed=1
+                    )
+                except BaseException as exc:
+                    out["error"] = exc
+
+            user = threading.Thread(target=run)
+            user.start()
+            qtbot.waitUntil(lambda: not user.is_alive(), timeout=60_000)
+            return out
+
+        with qtbot.waitSignal(driver.loaded, timeout=60_000):
+            driver.load.emit(p.Load(str(tiny_model), n_ctx=512, n_threads=1))
+        refused = ask()["error"]
+        assert isinstance(refused, openai.BadRequestError) and "can't see images" in refused.body["message"]
+
+        with qtbot.waitSignal(driver.loaded, timeout=60_000):
+            driver.load.emit(p.Load(str(tiny_model), n_ctx=512, n_threads=1, mmproj_path=str(projector)))
+        seen = ask()
+        assert "error" not in seen, seen
+        plain = ask([{"role": "user", "content": "what is this?"}])["reply"]
+        # the image's tokens (and the newline after its marker) are in the prompt the engine read
+        assert seen["reply"].usage.prompt_tokens == plain.usage.prompt_tokens + IMAGE_TOKENS + 1
+    finally:
+        server.stop()
+        driver.shutdown.emit()
+        assert thread.wait(10_000)
