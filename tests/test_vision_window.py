@@ -80,6 +80,12 @@ def test_vision_model_answers_and_the_image_is_stored(qtbot, open_main_window, t
     again = ConversationStore(session.store.path).load(session.conversation.id)
     assert again.messages[0].images[0].data == png(40, 30, 7)
 
+    # Edit and resend keeps the message's image
+    assert session.edit_and_resend(question.id, "describe it again")
+    qtbot.waitUntil(lambda: session.state is EngineState.READY, timeout=60_000)
+    edited = session.conversation.messages[0]
+    assert edited.id != question.id and edited.text == "describe it again" and edited.images == question.images
+
 
 def _image_urls(html: str) -> list[str]:
     import re

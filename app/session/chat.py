@@ -591,8 +591,9 @@ class ChatSession(QObject):
             return False
         if self.conversation.messages[index].role is not Role.USER:
             return False
+        images = list(self.conversation.messages[index].images)  # an edit keeps the message's images
         self._set_aside(index)
-        edited = Message(Role.USER, text)
+        edited = Message(Role.USER, text, images=images)
         self._append(edited)
         self.conversationOpened.emit(self.conversation)
         self._generate()
