@@ -265,7 +265,7 @@ def _self_test(qt_app, session, window) -> None:
     def on_state(state: str) -> None:
         if state == EngineState.READY.value and not started["sent"]:
             started["sent"] = True
-            session.new_conversation()
+            session.conversations.new_conversation()
             session.settings.max_tokens = 8
             window.input.setPlainText("Say hello.")
             window.send_current()

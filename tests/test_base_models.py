@@ -232,7 +232,7 @@ def test_an_empty_reply_says_that_a_stop_sequence_came_first(qtbot, open_main_wi
     first = _send(qtbot, window, "List five fruits, one per line.")
     assert first.text.strip()
     # the same question in a new chat, now with the reply's first character as a stop sequence
-    window.session.new_conversation()
+    window.session.conversations.new_conversation()
     window.session.settings.stop = [first.text[0]]
     reply = _send(qtbot, window, "List five fruits, one per line.")
     assert reply.text == "" and reply.stats["stop_sequence"] == first.text[0]
@@ -250,11 +250,11 @@ def test_an_empty_reply_from_the_model_itself_says_so(qtbot, open_main_window) -
     session = window.session
     # The engine's "stop" with nothing written: the model ended its turn at once.
     session._reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="m")
-    session._append(session._reply)
+    session.conversations.append(session._reply)
     session._on_finished("stop", {"tokens": 0})
     assert "ended its reply at once" in window.info_bar.label.text()
     session._reply = Message(Role.ASSISTANT, "", MessageState.STREAMING, model="m")
-    session._append(session._reply)
+    session.conversations.append(session._reply)
     session._on_finished("context_full", {"tokens": 0})
     assert "context was full" in window.info_bar.label.text()
 

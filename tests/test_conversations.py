@@ -89,7 +89,7 @@ def test_sidebar_new_rename_pin_delete_undo_and_restart(qtbot, qtmodeltester, op
 def test_search_finds_titles_and_text(qtbot, open_window) -> None:
     window = open_window()
     chat(qtbot, window, "Tell me about volcanoes")
-    window.session.new_conversation()
+    window.session.conversations.new_conversation()
     chat(qtbot, window, "What is the capital of France?")
     qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     assert window.sidebar.search.hasFocus()
@@ -107,20 +107,20 @@ def test_export_and_import_round_trip(qtbot, open_window, tmp_path: Path) -> Non
     chat(qtbot, window, "What is the capital of France?")
     session = window.session
     out = tmp_path / "all.json"
-    assert session.export_conversations(str(out), "json")
+    assert session.conversations.export_conversations(str(out), "json")
     data = json.loads(out.read_text())
     assert data["format"] == "hearth.conversations" and len(data["conversations"]) == 1
     for fmt in ("md", "html", "txt"):
-        assert session.export_conversations(str(tmp_path / f"one.{fmt}"), fmt, [session.conversation.id])
+        assert session.conversations.export_conversations(str(tmp_path / f"one.{fmt}"), fmt, [session.conversation.id])
         assert "capital of France" in (tmp_path / f"one.{fmt}").read_text()
-    with qtbot.waitSignal(session.importFinished, timeout=10_000) as done:  # read off the GUI thread
-        assert session.import_conversations(str(out))
+    with qtbot.waitSignal(session.conversations.importFinished, timeout=10_000) as done:  # read off the GUI thread
+        assert session.conversations.import_conversations(str(out))
     assert done.args == [1]
     assert len(titles(window)) == 2 and window.info_bar.isVisible()
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "hearth.conversations", "version": 1, "conversations": [{"title": 5}]}')
-    with qtbot.waitSignal(session.importFinished, timeout=10_000) as done:
-        session.import_conversations(str(bad))
+    with qtbot.waitSignal(session.conversations.importFinished, timeout=10_000) as done:
+        session.conversations.import_conversations(str(bad))
     assert done.args == [0]
     assert "Nothing was imported" in window.notice_bar.label.text() and len(titles(window)) == 2
 
@@ -289,7 +289,7 @@ def test_regenerated_and_edited_versions_are_kept_and_flipped_with_arrows(qtbot,
     assert stored.messages[1].id == first.id and len(stored.branches) == 3
 
     # deleting a message keeps what followed it; the next turn is saved after it
-    assert session.delete_message(session.conversation.messages[0].id)
+    assert session.conversations.delete_message(session.conversation.messages[0].id)
     conv_id = session.conversation.id
     assert [m.role for m in session.store.load(conv_id).messages] == [Role.ASSISTANT, Role.USER, Role.ASSISTANT]
     chat(qtbot, window, "One more question?")
@@ -310,7 +310,7 @@ def test_a_search_hit_on_another_branch_opens_that_branch(qtbot, open_window) ->
     with qtbot.waitSignal(session.replyFinished, timeout=60_000):
         assert session.regenerate()
     conv_id = session.conversation.id
-    session.new_conversation()
+    session.conversations.new_conversation()
 
     window.sidebar.search.setText("vermilion")
     qtbot.waitUntil(lambda: window.conversation_model.best_hit_message(conv_id) == old_reply.id)

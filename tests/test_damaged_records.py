@@ -85,7 +85,7 @@ def test_window_starts_on_a_damaged_conversation_and_shows_a_notice(open_main_wi
 def test_opening_a_damaged_conversation_from_the_sidebar_never_fails(open_main_window, qtbot) -> None:
     window = open_main_window()
     conv = _write_damaged("Opened later")
-    window.session.conversationsChanged.emit()
-    assert window.session.open_conversation(conv.id)
+    window.session.conversations.conversationsChanged.emit()
+    assert window.session.conversations.open_conversation(conv.id)
     assert "A cat." in window.chat_view.toPlainText()
     qtbot.waitUntil(lambda: "could not be read" in window.notice_bar.label.text())

@@ -85,13 +85,13 @@ def test_folder_collection_follows_its_folder(qtbot, window: MainWindow, tmp_pat
     (folder / "b.txt").unlink()
     (folder / "a.md").write_text("# Parking\n\nStaff now park in the new garage on Oak Road.\n")
     conv_id = session.conversation.id
-    session.new_conversation()
+    session.conversations.new_conversation()
     with qtbot.waitSignal(session.docs.indexingFinished, timeout=60_000) as synced:
-        session.open_conversation(conv_id)
+        session.conversations.open_conversation(conv_id)
     report = synced.args[0]
     assert report.updated == 1 and report.removed == 1
     # a conversation where the collection is off does not use it
-    session.new_conversation()
+    session.conversations.new_conversation()
     assert session.documents.conversation_collection_ids(session.conversation.id) == []
 
 

@@ -342,9 +342,9 @@ def test_a_reply_citing_thousands_of_digits_finishes(qtbot) -> None:
     from app.session import ChatSession, EngineState
 
     session = ChatSession(ModelLibrary(), AppConfig(), ConversationStore(paths.data_dir() / "c.sqlite3"))
-    session._append(Message(role=Role.USER, text="What is in the notes?"))
+    session.conversations.append(Message(role=Role.USER, text="What is in the notes?"))
     reply = Message(role=Role.ASSISTANT, text="")
-    session._append(reply)
+    session.conversations.append(reply)
     session._reply = reply
     session._citations = [Citation(number=1, file_name="notes.txt", location=None, text="the notes")]
     session.state = EngineState.GENERATING

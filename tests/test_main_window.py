@@ -347,9 +347,9 @@ def test_few_shot_examples_for_a_conversation_are_sent_as_turns_and_saved(qtbot,
     assert turns[0] == {"role": "user", "content": "Translate: cat"}
     assert turns[1] == {"role": "assistant", "content": "chat (French)"}
     conv_id = window.session.conversation.id
-    window.session.new_conversation()
+    window.session.conversations.new_conversation()
     assert window.session.few_shot == [] and window.settings_panel.findChild(object, "fewShotList").count() == 0
-    window.session.open_conversation(conv_id)
+    window.session.conversations.open_conversation(conv_id)
     assert window.session.few_shot == [("Translate: cat", "chat (French)")]
     assert window.settings_panel.findChild(object, "fewShotList").count() == 1
     assert window.settings_panel.findChild(object, "precedenceNote").text().startswith("Which value wins")

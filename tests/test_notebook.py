@@ -68,7 +68,7 @@ def test_every_edit_is_saved_and_reopens_as_typed(hearth_home, edits) -> None:
         assert notebook_text(session.conversation) == text
     store.flush()
     conv_id = session.conversation.id
-    if text or session._saved:
+    if text or session.conversations.saved:
         reopened = ConversationStore(db).load(conv_id)
         assert notebook_text(reopened) == text
         assert is_notebook(reopened)

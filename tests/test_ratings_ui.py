@@ -53,7 +53,7 @@ def test_rate_and_prefer_a_reply_and_the_library_counts_it(qtbot, open_main_wind
     conv.link()
     conv.branches = [old]
     session.store.import_conversations([conv])
-    assert session.open_conversation(conv.id)
+    assert session.conversations.open_conversation(conv.id)
     assert _href_present(view, f"rate-good/{new.id}/on") and _href_present(view, f"prefer/{new.id}/on")
 
     # the Good link under the reply
@@ -82,7 +82,7 @@ def test_rate_and_prefer_a_reply_and_the_library_counts_it(qtbot, open_main_wind
     assert session.store.load(conv.id).messages[-1].rating == -1
 
     # the other version, rated good through the session, counts too
-    session.rate(old.id, 1)
+    session.conversations.rate(old.id, 1)
     dialog = window.show_models()
     row = dialog.model.row_of(session.current_model.path)
     cell = dialog.model.index(row, Column.RATINGS)
@@ -155,7 +155,7 @@ def test_keyboard_rates_the_reply_chosen_with_alt_up_and_keeps_it_chosen(qtbot, 
     conv.messages = turns
     conv.link()
     session.store.import_conversations([conv])
-    assert session.open_conversation(conv.id)
+    assert session.conversations.open_conversation(conv.id)
     for _ in range(3):  # newest, then up to the first answer
         window.navigator.move(-1) if window.navigator.current() else window.navigator.last()
     assert window.navigator.current().id == turns[1].id

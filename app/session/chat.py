@@ -1,17 +1,18 @@
-"""The chat session: conversations and generation — the user's intents turned into engine
-requests and store writes.
+"""The chat session: generation — the person's messages turned into engine requests, and
+the replies written into the open conversation as they stream.
 
-Widgets call its intent methods (send, stop, select_model, restart_engine) and draw from
-its signals; the engine worker lives on its own thread and is reached only through
-queued signals, except for the thread-safe ``cancel``. The models a person can choose
-(:class:`ModelCatalog`, ``session.models``) and chat with your documents
-(:class:`DocumentsController`, ``session.docs``) are objects of their own, with their
-own signals; the session composes them.
+Widgets call its intent methods (send, regenerate, stop, select_model, restart_engine) and
+draw from its signals; the engine service lives on its own thread and is reached only
+through queued signals, except for the thread-safe ``cancel``. The session composes the
+parts that have a job of their own, each with its own signals: the conversations
+(:class:`ConversationsController`, ``session.conversations``: open, list, delete, import,
+export, versions, ratings), the models a person can choose (:class:`ModelCatalog`,
+``session.models``) and chat with your documents (:class:`DocumentsController`,
+``session.docs``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,12 +27,12 @@ from app.core.library import ModelInfo, ModelLibrary
 from app.core.presets import effective_system_prompt, few_shot_turns
 from app.core.response_format import check_reply
 from app.core.settings import LoadSettings, SamplingSettings, escape_visible
-from app.core.store import ConversationNotFound, ConversationStore, SearchHit, StoreError
+from app.core.store import ConversationStore
 from app.core.vision import Attachment
 from app.engine import protocol as p
 from app.engine.service import CatalogEntry, EngineService
 from app.engine.vision import NO_VISION
-from app.import_worker import ImportResult, ImportWorker
+from app.session.conversations import ConversationsController
 from app.session.documents import DocumentsController, sources_stats
 from app.session.models import ModelCatalog
 from app.session.state import EngineState
@@ -54,17 +55,11 @@ class ChatSession(QObject):
     engineCrashed = Signal(str)
     modelsChanged = Signal()
     currentModelChanged = Signal(str)  # path
-    conversationOpened = Signal(object)  # Conversation now shown
-    conversationsChanged = Signal()  # titles, order or membership of the list changed
-    conversationDeleted = Signal(str, str)  # id, title: the window offers Undo
     infoMessage = Signal(str)  # something worth telling that is not a problem
-    importFinished = Signal(int)  # conversations imported (0: none, and a message said why)
     storeError = Signal(str)  # emitted from the store's writer thread; Qt queues it to us
     contextChanged = Signal(int, int)  # tokens used by the conversation (+ draft), context size
     # model path, and why it has no usable chat template ("" when it has one, or one was chosen)
     templateStatus = Signal(str, str)
-    messageRated = Signal(str)  # message id whose rating or preferred mark changed
-    ratingsCounted = Signal(object)  # {model name: (good, bad)}, after request_ratings()
 
     SAVE_INTERVAL = 0.5  # seconds between saves of a streaming reply (what a crash can lose)
 
@@ -90,19 +85,17 @@ class ChatSession(QObject):
         super().__init__()
         self.config = config
         self.store = store
-        self.settings = settings or SamplingSettings()
         self.load_settings = load_settings or LoadSettings()
-        self.conversation = Conversation()
-        self.few_shot: list[tuple[str, str]] = []  # example exchanges sent as real prior turns
+        # The open conversation and all the others; the reply being written goes into it.
+        self.conversations = ConversationsController(
+            store, config, settings or SamplingSettings(), lambda: self.state is EngineState.GENERATING, self
+        )
         self.default_model: str | None = None  # Preferences: load this one at start
         self.state = EngineState.STARTING
         self.current_model: ModelInfo | None = None
         self.loaded_info: p.Loaded | None = None
         self._reply: Message | None = None
         self._reply_saved_at = 0.0
-        self._saved = False  # whether the open conversation has a row in the store yet
-        self._deleted: Conversation | None = None  # the last deleted conversation, for Undo
-        self._importer: ImportWorker | None = None  # reads import files off the GUI thread
         self._count_serial = 0
         self._prompt_tokens = 0  # of the reply being written
         self.context_used = 0
@@ -164,7 +157,40 @@ class ChatSession(QObject):
         self.worker.embedderLoaded.connect(self.docs.on_embedder_loaded)
         self.worker.engineReady.connect(self.docs.reload_embedder)
 
+        convs = self.conversations
+        convs.errorMessage.connect(self.errorMessage)
+        convs.infoMessage.connect(self.infoMessage)
+        convs.statusText.connect(self.statusText)
+        convs.settingsChanged.connect(self.sync_adapters)
+        convs.switched.connect(self._on_switched)
+
     # -- the parts, under the names widgets and tests have long used ----------------------
+
+    @property
+    def conversation(self) -> Conversation:
+        """The open conversation (see :class:`ConversationsController`)."""
+        return self.conversations.current
+
+    @conversation.setter
+    def conversation(self, conversation: Conversation) -> None:
+        self.conversations.current = conversation
+
+    @property
+    def settings(self) -> SamplingSettings:
+        """The open conversation's sampling settings."""
+        return self.conversations.settings
+
+    @settings.setter
+    def settings(self, settings: SamplingSettings) -> None:
+        self.conversations.settings = settings
+
+    @property
+    def few_shot(self) -> list[tuple[str, str]]:
+        return self.conversations.few_shot
+
+    @few_shot.setter
+    def few_shot(self, pairs: list[tuple[str, str]]) -> None:
+        self.conversations.few_shot = pairs
 
     @property
     def library(self) -> ModelLibrary:
@@ -203,8 +229,8 @@ class ChatSession(QObject):
             )
         recent = self.store.list_conversations(limit=1)
         # a conversation that cannot be opened is skipped with a notice: never fatal at start
-        if not (recent and self.open_conversation(recent[0].id)):
-            self.new_conversation()
+        if not (recent and self.conversations.open_conversation(recent[0].id)):
+            self.conversations.new_conversation()
         # Headers are read on a worker thread, so a slow disk or a damaged file in the models
         # folder never keeps the window from appearing: a model the library knows loads at
         # once, and otherwise the choice waits for the scan (_models_scanned).
@@ -291,199 +317,11 @@ class ChatSession(QObject):
         if model is not None and self._loras_for(model) != self._requested_loras:
             self.select_model(model.path)
 
-    # -- conversations ----------------------------------------------------------------------
-
-    def _busy(self) -> bool:
-        if self.state is EngineState.GENERATING:
-            self.errorMessage.emit("Stop the reply first (Esc), then switch conversations.")
-            return True
-        return False
-
-    def new_conversation(self, mode: str | None = None) -> None:
-        """An empty chat (``mode="notebook"``: a notebook, see app/session/notebook.py); it
-        gets a row in the store with its first message."""
-        if self._busy():
-            return
-        self.few_shot = []
-        self.conversation = Conversation(settings={**self.settings.to_dict(), **({"mode": mode} if mode else {})})
-        self._saved = False
-        self.conversationOpened.emit(self.conversation)
+    def _on_switched(self) -> None:
+        """Another conversation is open: its documents and their folder collections."""
         self.docs.documentsChanged.emit()
-
-    def open_conversation(self, conversation_id: str, reveal: str | None = None) -> bool:
-        """Show a conversation; ``reveal``: a message (a search hit) whose branch is shown."""
-        if self.conversation.id == conversation_id and self._saved:
-            if reveal:
-                self._reveal(reveal)
-            return True
-        if self._busy():
-            return False
-        problems: list[str] = []  # fields of a damaged row the store left out
-        try:
-            conversation = self.store.load(conversation_id, problems)
-        except (ConversationNotFound, StoreError) as exc:
-            self.errorMessage.emit(f"Could not open that conversation: {exc}")
-            return False
-        self.conversation = conversation
-        self._saved = True
-        if reveal and any(m.id == reveal for m in conversation.branches):
-            self._select_branch(reveal)
-        if conversation.settings:  # checked by the store: every known field has its type
-            self.settings = SamplingSettings.from_dict(conversation.settings)
-            self.sync_adapters()
-        self.few_shot = [(u, a) for u, a in (conversation.settings or {}).get("few_shot", [])]
-        if problems:
-            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-            self.errorMessage.emit(f"Parts of “{conversation.title}” could not be read and are left out ({shown}).")
-        self.config.set("last_conversation", conversation.id)
-        self.conversationOpened.emit(conversation)
-        self.docs.documentsChanged.emit()
-        self.docs.sync_collections()
-        return True
-
-    def rename_conversation(self, conversation_id: str, title: str) -> None:
-        title = " ".join(title.split())[:200]
-        if not title:
-            return
-        if conversation_id == self.conversation.id:
-            self.conversation.title = title
-            if not self._saved:
-                return
-        self.store.rename(conversation_id, title)
-        self.conversationsChanged.emit()
-
-    def set_pinned(self, conversation_id: str, pinned: bool) -> None:
-        if conversation_id == self.conversation.id:
-            self.conversation.pinned = pinned
-        self.store.set_pinned(conversation_id, pinned)
-        self.conversationsChanged.emit()
-
-    def delete_conversation(self, conversation_id: str) -> None:
-        if conversation_id == self.conversation.id and self._busy():
-            return
-        try:
-            doomed = self.store.load(conversation_id)
-        except (ConversationNotFound, StoreError):
-            return
-        self.store.delete_conversation(conversation_id)
-        self._deleted = doomed
-        self.conversationsChanged.emit()
-        self.conversationDeleted.emit(doomed.id, doomed.title)
-        if conversation_id == self.conversation.id:
-            recent = self.store.list_conversations(limit=1)
-            if recent:
-                self.open_conversation(recent[0].id)
-            else:
-                self.new_conversation()
-
-    def undo_delete(self) -> None:
-        doomed, self._deleted = self._deleted, None
-        if doomed is not None:
-            self.store.restore_conversation(doomed)
-            self.conversationsChanged.emit()
-            self.open_conversation(doomed.id)
-
-    def search(self, text: str) -> list[SearchHit]:
-        return self.store.search(text) if text.strip() else []
-
-    def set_few_shot(self, pairs: list[tuple[str, str]]) -> None:
-        """Example exchanges for this conversation (sent as real earlier turns), saved with it."""
-        self.few_shot = [(str(u), str(a)) for u, a in pairs]
-        self.conversation.settings = {
-            **(self.conversation.settings or self.settings.to_dict()),
-            "few_shot": [list(p) for p in self.few_shot],
-        }
-        if self._saved:
-            self.store.save_conversation(self.conversation)
-
-    def set_settings(self, settings: SamplingSettings) -> None:
-        """Valid settings from the panel; they are remembered with this conversation."""
-        self.settings = settings
-        self.conversation.settings = {
-            **_kept(self.conversation.settings),
-            **settings.to_dict(),
-            "few_shot": [list(p) for p in self.few_shot],
-        }
-        if self._saved:
-            self.store.save_conversation(self.conversation)
-        self.sync_adapters()
-
-    def export_conversations(self, path: str, fmt: str, conversation_ids: list[str] | None = None) -> bool:
-        """Write the given conversations (all when None) to ``path``; errors become messages."""
-        from app.core.export import ExportError, save_export
-
-        try:
-            if conversation_ids is None:
-                conversation_ids = [c.id for c in self.store.list_conversations()]
-            conversations = [self._load_for_export(cid) for cid in conversation_ids]
-            save_export(path, fmt, conversations)
-        except (ExportError, StoreError) as exc:
-            self.errorMessage.emit(str(exc))
-            return False
-        self.infoMessage.emit(
-            f"Exported {len(conversations)} conversation{'s' if len(conversations) != 1 else ''} to {Path(path).name}."
-        )
-        return True
-
-    def _load_for_export(self, conversation_id: str) -> Conversation:
-        if conversation_id == self.conversation.id and not self._saved:
-            return self.conversation
-        return self.store.load(conversation_id)
-
-    def import_conversations(self, path: str) -> bool:
-        """Import a Hearth JSON or ChatGPT export: all of it, or nothing and a message.
-
-        The file is read and checked on a worker thread (a ChatGPT zip can take seconds),
-        and ``importFinished(count)`` follows; False when another import is still running."""
-        if self._importer is None:
-            self._importer = ImportWorker(self)
-            self._importer.finished.connect(self._on_imported)
-        if not self._importer.start(path):
-            self.errorMessage.emit("Another import is still running; try again when it has finished.")
-            return False
-        self.statusText.emit(f"Importing {Path(path).name}…")
-        return True
-
-    def _on_imported(self, result: ImportResult) -> None:
-        name = Path(result.path).name
-        count = len(result.conversations)
-        if result.error is not None:
-            self.errorMessage.emit(f"Nothing was imported from {name}: {result.error}")
-        elif not count:
-            self.errorMessage.emit(f"{name} holds no conversations.")
-        else:
-            self.store.import_conversations(result.conversations)
-            self.conversationsChanged.emit()
-            source = "ChatGPT export" if result.kind == "chatgpt" else "file"
-            self.infoMessage.emit(f"Imported {count} conversation{'s' if count != 1 else ''} from the {source} {name}.")
-        self.importFinished.emit(count)
-
-    def _append(self, message: Message) -> None:
-        """Put a new message at the end of the shown path (it follows the last one) and save it."""
-        conv = self.conversation
-        message.parent_id = conv.messages[-1].id if conv.messages else None
-        message.active = True
-        conv.messages.append(message)
-        self._save_new_message(message)
-        if any(m.parent_id == message.parent_id for m in conv.branches):  # a new variant
-            self.store.set_active(conv.id, message.id)
-
-    def _save_new_message(self, message: Message) -> None:
-        """Messages are written as they happen: a crash loses at most SAVE_INTERVAL."""
-        conv = self.conversation
-        if not self._saved:
-            if conv.title == "New chat":
-                conv.title = _title_from(message.text)
-            conv.settings = {
-                **_kept(conv.settings),
-                **self.settings.to_dict(),
-                "few_shot": [list(p) for p in self.few_shot],
-            }
-            self.store.save_conversation(conv)
-            self._saved = True
-            self.config.set("last_conversation", conv.id)
-        self.store.add_message(conv.id, message, len(conv.messages) - 1)
-        self.store.touch(conv.id)
+        if self.conversations.saved:
+            self.docs.sync_collections()
 
     def set_chat_template(self, path: str, key: str | None) -> None:
         """Use a known chat template for a model (None: the GGUF's own), saved with the
@@ -556,9 +394,9 @@ class ChatSession(QObject):
         if images and not self._can_see_images():
             return False
         message = Message(Role.USER, text, images=images)
-        self._append(message)
+        self.conversations.append(message)
         self.messageAdded.emit(message)
-        self.conversationsChanged.emit()
+        self.conversations.conversationsChanged.emit()
         if self.state is EngineState.READY:
             self._generate()
         else:
@@ -574,11 +412,11 @@ class ChatSession(QObject):
         if _is_notebook(self.conversation):
             return False
         if messages[-1].text.strip():
-            self._set_aside(len(messages) - 1)
+            self.conversations.set_aside(len(messages) - 1)
         else:  # a reply that failed before writing anything is not a version worth keeping
             self.store.delete_message(messages[-1].id)
             self.conversation.remove(messages[-1].id)
-        self.conversationOpened.emit(self.conversation)
+        self.conversations.conversationOpened.emit(self.conversation)
         self._generate()
         return True
 
@@ -592,116 +430,11 @@ class ChatSession(QObject):
         if self.conversation.messages[index].role is not Role.USER:
             return False
         images = list(self.conversation.messages[index].images)  # an edit keeps the message's images
-        self._set_aside(index)
+        self.conversations.set_aside(index)
         edited = Message(Role.USER, text, images=images)
-        self._append(edited)
-        self.conversationOpened.emit(self.conversation)
+        self.conversations.append(edited)
+        self.conversations.conversationOpened.emit(self.conversation)
         self._generate()
-        return True
-
-    def _set_aside(self, index: int) -> None:
-        """Move the path from ``index`` on to the branches; the message there stops being
-        the shown variant (what follows it keeps its own choices)."""
-        conv = self.conversation
-        head = conv.messages[index]
-        head.active = False
-        conv.branches.extend(conv.messages[index:])
-        del conv.messages[index:]
-
-    def switch_variant(self, message_id: str, step: int) -> bool:
-        """Show the previous (-1) or next (+1) variant of a message on the path, with the
-        branch that follows it."""
-        if self.state is EngineState.GENERATING:
-            self.statusText.emit("Wait for the reply to finish, or stop it, to switch versions.")
-            return False
-        conv = self.conversation
-        variants = conv.variants(message_id)
-        index = next((i for i, m in enumerate(variants) if m.id == message_id), None)
-        if index is None or not 0 <= index + step < len(variants):
-            return False
-        self._select_branch(variants[index + step].id)
-        self.conversationOpened.emit(conv)
-        return True
-
-    def rate(self, message_id: str, rating: int | None) -> bool:
-        """👍 (+1), 👎 (-1) or no rating (None) for a reply; saved at once. The message may
-        be in another conversation than the open one (a compare column): the store is
-        updated either way. False for a rating that is not one of those."""
-        if rating not in (1, -1, None):
-            return False
-        message = self.conversation.find(message_id)
-        if message is not None:
-            message.rating = rating
-        self.store.set_rating(message_id, rating)
-        self.messageRated.emit(message_id)
-        return True
-
-    def prefer(self, message_id: str, preferred: bool = True) -> bool:
-        """Mark this version of a reply as the better one among its ‹n/m› versions (the
-        others lose the mark, in memory and in the same store transaction), or clear it."""
-        self.conversation.set_preferred(message_id, preferred)
-        self.store.set_preferred(message_id, preferred)
-        self.messageRated.emit(message_id)
-        return True
-
-    def request_ratings(self) -> None:
-        """Count the rated replies per model off the GUI thread; ``ratingsCounted`` has them."""
-        store = self.store
-
-        def work() -> None:
-            try:
-                counts = store.ratings_by_model()
-            except StoreError:
-                counts = {}
-            self.ratingsCounted.emit(counts)
-
-        threading.Thread(target=work, name="ratings-count", daemon=True).start()
-
-    def _reveal(self, message_id: str) -> None:
-        if self.state is EngineState.GENERATING or not any(m.id == message_id for m in self.conversation.branches):
-            return
-        self._select_branch(message_id)
-        self.conversationOpened.emit(self.conversation)
-
-    def _select_branch(self, message_id: str) -> None:
-        """Show the branch through this message and save that choice: the next message is
-        written after what is shown, so the database must show the same path."""
-        conv = self.conversation
-        conv.select(message_id)
-        branch_parents = {m.parent_id for m in conv.branches}
-        for message in conv.messages:
-            if message.parent_id in branch_parents:  # it has variants: make it the chosen one
-                self.store.set_active(conv.id, message.id)
-
-    def continue_in_new_chat(self, message_id: str) -> bool:
-        """A new conversation holding the shown turns up to this message (LM Studio's
-        "branch"): try another direction without touching this one."""
-        conv = self.conversation
-        index = next((i for i, m in enumerate(conv.messages) if m.id == message_id), None)
-        if index is None or self._busy():
-            return False
-        source = Conversation(
-            title=f"{conv.title} (continued)",
-            messages=conv.messages[: index + 1],
-            pinned=False,
-            settings={**self.settings.to_dict(), "few_shot": [list(p) for p in self.few_shot]},
-        )
-        from app.core.export import fresh_ids
-
-        copy = fresh_ids(source)
-        copy.created = copy.updated = time.time()
-        self.store.restore_conversation(copy)
-        self.conversationsChanged.emit()
-        return self.open_conversation(copy.id)
-
-    def delete_message(self, message_id: str) -> bool:
-        if self.state is EngineState.GENERATING:
-            return False
-        if not any(m.id == message_id for m in self.conversation.messages):
-            return False
-        self.conversation.remove(message_id)  # what followed it now follows its parent
-        self.store.delete_message(message_id)
-        self.conversationOpened.emit(self.conversation)
         return True
 
     def stop(self) -> None:
@@ -737,7 +470,7 @@ class ChatSession(QObject):
             settings=self.settings.to_dict(),
         )
         self._stop_requested = False
-        self._append(self._reply)
+        self.conversations.append(self._reply)
         self._reply_saved_at = time.monotonic()
         self.messageAdded.emit(self._reply)
         self._set_state(EngineState.GENERATING, f"{self.current_model.name} is writing…")
@@ -854,7 +587,7 @@ class ChatSession(QObject):
         self.store.update_message(reply)
         self.store.touch(self.conversation.id)
         self.replyFinished.emit(reply)
-        self.conversationsChanged.emit()
+        self.conversations.conversationsChanged.emit()
 
     # -- worker events -----------------------------------------------------------------------
 
@@ -1011,18 +744,3 @@ class ChatSession(QObject):
 
 def _is_notebook(conversation: Conversation) -> bool:
     return (conversation.settings or {}).get("mode") == "notebook"
-
-
-def _kept(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """What a conversation's settings hold besides the sampling knobs and few-shot turns
-    (its "mode": a notebook stays a notebook when the panel's values change)."""
-    return {"mode": settings["mode"]} if settings and isinstance(settings.get("mode"), str) else {}
-
-
-def _title_from(text: str, limit: int = 60) -> str:
-    """A sidebar title from the first message: its first line, cut at a word."""
-    line = " ".join(text.strip().split("\n", 1)[0].split())
-    if len(line) <= limit:
-        return line or "New chat"
-    cut = line[:limit].rsplit(" ", 1)[0]
-    return (cut if len(cut) > limit // 2 else line[:limit]) + "…"

@@ -472,7 +472,7 @@ class CompareController(QObject):
         )
         self.conversation = conversation
         self.session.store.restore_conversation(conversation)
-        self.session.conversationsChanged.emit()
+        self.session.conversations.conversationsChanged.emit()
         self.saved.emit(conversation.id)
 
     def vote(self, index: int) -> bool:
@@ -511,7 +511,7 @@ class CompareController(QObject):
         if message is None:
             return False
         session = self.session
-        if session.conversation.id != conversation.id and not session.open_conversation(conversation.id):
+        if session.conversation.id != conversation.id and not session.conversations.open_conversation(conversation.id):
             return False
         return self._reveal(message)
 
@@ -519,8 +519,8 @@ class CompareController(QObject):
         session = self.session
         conv = session.conversation
         if not any(m.id == message.id for m in conv.messages):
-            session._select_branch(message.id)
-            session.conversationOpened.emit(conv)
+            session.conversations.select_branch(message.id)
+            session.conversations.conversationOpened.emit(conv)
         return any(m.id == message.id for m in conv.messages)
 
 

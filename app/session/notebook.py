@@ -30,7 +30,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.conversation import Conversation, Message, MessageState, Role
 from app.engine import protocol as p
 from app.engine.jobs import INTERACTIVE, Job, JobFailed, JobRequest, QueueFull, UnknownModel
-from app.session.chat import _title_from
+from app.session.conversations import title_from
 from app.session.state import EngineState
 
 if TYPE_CHECKING:
@@ -159,16 +159,16 @@ class NotebookController(QObject):
         if self.generating or session.state is EngineState.GENERATING:
             self.problem.emit("Stop the model first (Esc), then start a notebook.")
             return False
-        if not session.conversation.messages and not session._saved:
+        if not session.conversation.messages and not session.conversations.saved:
             session.conversation.settings = {**(session.conversation.settings or {}), "mode": NOTEBOOK}
             session.conversation.title = "New notebook"
-            session.conversationOpened.emit(session.conversation)
+            session.conversations.conversationOpened.emit(session.conversation)
             return True
-        session.new_conversation(mode=NOTEBOOK)
+        session.conversations.new_conversation(mode=NOTEBOOK)
         if not is_notebook(session.conversation):
             return False
         session.conversation.title = "New notebook"
-        session.conversationOpened.emit(session.conversation)  # shown with its title
+        session.conversations.conversationOpened.emit(session.conversation)  # shown with its title
         return True
 
     def set_text(self, text: str) -> None:
@@ -204,7 +204,7 @@ class NotebookController(QObject):
         conv.link()
         if rest:
             self._append(conv, Message(Role.USER, rest))
-            self.session.conversationsChanged.emit()
+            self.session.conversations.conversationsChanged.emit()
         else:
             store.touch(conv.id)
         self.undoAvailable.emit(self.can_undo())
@@ -217,10 +217,10 @@ class NotebookController(QObject):
         conv.messages.append(message)
         if len(conv.messages) == 1:  # its first text: the notebook gets (or keeps) its row and a title
             if conv.title in ("New notebook", "New chat"):
-                conv.title = _title_from(message.text)
+                conv.title = title_from(message.text)
             session.store.save_conversation(conv)  # an upsert: also right for one emptied earlier
             if conv is session.conversation:
-                session._saved = True
+                session.conversations.saved = True
                 session.config.set("last_conversation", conv.id)
         session.store.add_message(conv.id, message, len(conv.messages) - 1)
         session.store.touch(conv.id)
@@ -267,7 +267,7 @@ class NotebookController(QObject):
             Role.ASSISTANT, "", MessageState.STREAMING, model=session.current_model.name, settings=settings
         )
         self._append(self.conversation, self._segment)
-        session.conversationsChanged.emit()
+        session.conversations.conversationsChanged.emit()
         self._saved_at = time.monotonic()
         self._stop_requested = False
         self._job = job
@@ -358,7 +358,7 @@ class NotebookController(QObject):
                 conv.messages.remove(segment)
                 session.store.delete_message(segment.id)
             session.store.touch(conv.id)
-            session.conversationsChanged.emit()
+            session.conversations.conversationsChanged.emit()
         written = segment.text if segment is not None else ""
         if state is MessageState.STOPPED:
             status = "Stopped."

@@ -328,9 +328,11 @@ class MainWindow(QMainWindow):
         session.currentModelChanged.connect(self._show_adapters)
         session.modelsChanged.connect(self._show_adapters)
         session.modelsChanged.connect(session.sync_adapters)  # an adapter in use was removed
-        session.conversationOpened.connect(self._show_conversation)
-        session.conversationsChanged.connect(self._refresh_conversations)
-        session.conversationDeleted.connect(lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”."))
+        session.conversations.conversationOpened.connect(self._show_conversation)
+        session.conversations.conversationsChanged.connect(self._refresh_conversations)
+        session.conversations.conversationDeleted.connect(
+            lambda _id, title: self.undo_bar.show_message(f"Deleted “{title}”.")
+        )
         session.infoMessage.connect(self.info_bar.show_message)
         session.contextChanged.connect(self._show_context)
         session.templateStatus.connect(self._show_template_status)
@@ -342,25 +344,27 @@ class MainWindow(QMainWindow):
         self.undo_bar.action.clicked.connect(self._undo_delete)
         # from a search result, the branch holding the best match is the one shown
         self.sidebar.activated.connect(
-            lambda cid: session.open_conversation(cid, reveal=self.conversation_model.best_hit_message(cid))
+            lambda cid: session.conversations.open_conversation(
+                cid, reveal=self.conversation_model.best_hit_message(cid)
+            )
         )
         self.sidebar.newRequested.connect(self._new_chat)
         self.sidebar.renameRequested.connect(self._rename)
-        self.sidebar.deleteRequested.connect(session.delete_conversation)
-        self.sidebar.pinRequested.connect(session.set_pinned)
+        self.sidebar.deleteRequested.connect(session.conversations.delete_conversation)
+        self.sidebar.pinRequested.connect(session.conversations.set_pinned)
         self.sidebar.exportRequested.connect(lambda cid: self._export([cid]))
         self.sidebar.searchChanged.connect(self._search)
         self.chat_view.copied.connect(lambda note: self.status.showMessage(note, 3000))
         self.chat_view.editRequested.connect(self._edit_message)
-        self.chat_view.deleteRequested.connect(session.delete_message)
-        self.chat_view.continueRequested.connect(session.continue_in_new_chat)
+        self.chat_view.deleteRequested.connect(session.conversations.delete_message)
+        self.chat_view.continueRequested.connect(session.conversations.continue_in_new_chat)
         self.chat_view.regenerateRequested.connect(session.regenerate)
         self.chat_view.sourceRequested.connect(self._show_source)
         self.chat_view.variant_position = lambda message: session.conversation.variant_position(message)
-        self.chat_view.variantRequested.connect(session.switch_variant)
-        self.chat_view.rateRequested.connect(session.rate)
-        self.chat_view.preferRequested.connect(session.prefer)
-        session.messageRated.connect(self._on_rated)
+        self.chat_view.variantRequested.connect(session.conversations.switch_variant)
+        self.chat_view.rateRequested.connect(session.conversations.rate)
+        self.chat_view.preferRequested.connect(session.conversations.prefer)
+        session.conversations.messageRated.connect(self._on_rated)
         self.attach_button.clicked.connect(self._attach)
         self.collections_button.clicked.connect(self.show_collections)
         self.use_documents.toggled.connect(session.docs.set_retrieval_enabled)
@@ -369,10 +373,10 @@ class MainWindow(QMainWindow):
         session.docs.documentsChanged.connect(self._show_documents)
         session.docs.indexingProgress.connect(self._indexing_progress)
         session.docs.indexingFinished.connect(self._indexing_finished)
-        self.settings_panel.settingsChanged.connect(session.set_settings)
+        self.settings_panel.settingsChanged.connect(session.conversations.set_settings)
         self.settings_panel.loadSettingsChanged.connect(session.set_load_settings)
         self.settings_panel.presetApplied.connect(self._preset_applied)
-        self.settings_panel.fewShotChanged.connect(session.set_few_shot)
+        self.settings_panel.fewShotChanged.connect(session.conversations.set_few_shot)
         session.worker.gpuOffload.connect(self.settings_panel.set_gpu_available)
         self.settings_dock.visibilityChanged.connect(self._dock_visibility)
 
@@ -576,9 +580,9 @@ class MainWindow(QMainWindow):
             dialog.modelsChanged.connect(self.session.modelsChanged)
             dialog.modelChosen.connect(self.session.select_model)
             self.session.currentModelChanged.connect(dialog.set_current_model)
-            self.session.ratingsCounted.connect(dialog.model.set_ratings)
+            self.session.conversations.ratingsCounted.connect(dialog.model.set_ratings)
             self.models_dialog = dialog
-        self.session.request_ratings()
+        self.session.conversations.request_ratings()
         self.models_dialog.show()
         self.models_dialog.raise_()
         return self.models_dialog
@@ -692,7 +696,7 @@ class MainWindow(QMainWindow):
         """Alt+G / Alt+B: rate the selected (else newest) reply; again takes it back."""
         message = self._rated_target()
         if message is not None:
-            self.session.rate(message.id, None if message.rating == value else value)
+            self.session.conversations.rate(message.id, None if message.rating == value else value)
 
     def _prefer_current(self) -> None:
         message = self._rated_target()
@@ -701,7 +705,7 @@ class MainWindow(QMainWindow):
         if self.session.conversation.variant_position(message)[1] < 2:
             announce(self.chat_view, "This reply has only one version: regenerate it to compare versions")
             return
-        self.session.prefer(message.id, not message.preferred)
+        self.session.conversations.prefer(message.id, not message.preferred)
 
     def _on_rated(self, message_id: str) -> None:
         message = self.session.conversation.find(message_id)
@@ -709,7 +713,7 @@ class MainWindow(QMainWindow):
             return
         self.chat_view.refresh_message(message)
         if self.models_dialog is not None and self.models_dialog.isVisible():
-            self.session.request_ratings()
+            self.session.conversations.request_ratings()
         said = {1: "Rated good", -1: "Rated bad"}.get(message.rating or 0, "Not rated")
         if message.preferred:
             said += "; the preferred version"
@@ -784,7 +788,7 @@ class MainWindow(QMainWindow):
 
     def _new_chat(self) -> None:
         before = self.session.conversation
-        self.session.new_conversation()
+        self.session.conversations.new_conversation()
         if self.session.conversation is not before and self.prefs.default_preset:
             self.settings_panel.select_preset(self.prefs.default_preset)
         self.input.setFocus()
@@ -844,7 +848,7 @@ class MainWindow(QMainWindow):
 
     def _search(self, text: str) -> None:
         if text.strip():
-            self.conversation_model.show_search(self.session.search(text))
+            self.conversation_model.show_search(self.session.conversations.search(text))
         else:
             self.conversation_model.reload()
             self.sidebar.select(self.session.conversation.id)
@@ -865,12 +869,12 @@ class MainWindow(QMainWindow):
             self.new_notebook()
         elif self.notebook.generating:
             self.notebook.problem.emit("Stop the model first (Esc), then go back to chatting.")
-        elif not self.session.conversation.messages and not self.session._saved:
+        elif not self.session.conversation.messages and not self.session.conversations.saved:
             self.session.conversation.settings = {
                 k: v for k, v in (self.session.conversation.settings or {}).items() if k != "mode"
             }
             self.session.conversation.title = "New chat"
-            self.session.conversationOpened.emit(self.session.conversation)
+            self.session.conversations.conversationOpened.emit(self.session.conversation)
         else:
             self._new_chat()
         self.notebook_toggle.setChecked(is_notebook(self.session.conversation))
@@ -921,7 +925,7 @@ class MainWindow(QMainWindow):
         )
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
         if ok:
-            self.session.rename_conversation(conversation_id, title)
+            self.session.conversations.rename_conversation(conversation_id, title)
 
     def _edit_message(self, message_id: str) -> None:
         message = next((m for m in self.session.conversation.messages if m.id == message_id), None)
@@ -935,7 +939,7 @@ class MainWindow(QMainWindow):
 
     def _undo_delete(self) -> None:
         self.undo_bar.hide()
-        self.session.undo_delete()
+        self.session.conversations.undo_delete()
 
     def _export(self, conversation_ids: list[str] | None) -> None:
         from app.core.export import EXPORT_FORMATS
@@ -950,14 +954,14 @@ class MainWindow(QMainWindow):
         suffix = EXPORT_FORMATS[fmt][1]
         if not path.endswith(suffix):
             path += suffix
-        self.session.export_conversations(path, fmt, conversation_ids)
+        self.session.conversations.export_conversations(path, fmt, conversation_ids)
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Import conversations", "", "Conversation exports (*.json *.zip);;All files (*)"
         )
         if path:
-            self.session.import_conversations(path)
+            self.session.conversations.import_conversations(path)
 
     def _import_presets(self) -> None:
         from app.core.presets import PresetError, import_presets_file
@@ -990,7 +994,7 @@ class MainWindow(QMainWindow):
         self.info_bar.show_message(f"Exported {count} preset{'s' if count != 1 else ''} to {Path(path).name}.")
 
     def _preset_applied(self, preset) -> None:
-        self.session.set_few_shot(list(preset.few_shot))
+        self.session.conversations.set_few_shot(list(preset.few_shot))
 
     def _dock_visibility(self, visible: bool) -> None:
         if not self.isMinimized() and self.isVisible():
