@@ -9,6 +9,7 @@ window can show: nested settings, stats and sources are checked field by field.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import time
@@ -134,9 +135,11 @@ PLACES: list[tuple[Any, ...]] = [
 
 
 def put(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Place a copy: HOSTILE's values are shared between examples, and a later place inside
+    one (a key under a dict put earlier) must not change it, or it would come to hold itself."""
     for key in path[:-1]:
         data = data[key]
-    data[path[-1]] = value
+    data[path[-1]] = copy.deepcopy(value)
 
 
 def assert_showable(conv: Conversation) -> None:
