@@ -105,7 +105,15 @@ def test_crafted_gguf_that_aborts_llama_cpp_only_kills_the_child(client: EngineC
 def test_reply_that_fills_the_context_ends_cleanly(client: EngineClient, tiny_model: Path) -> None:
     """A reply that runs into the end of the context is finished, not an error."""
     client.load(p.Load(str(tiny_model), n_ctx=256, n_threads=1))
-    # seed 8 on this model runs to the end of the 256-token context without an EOS
-    settings = SamplingSettings(seed=8, max_tokens=200, temperature=0.7, repeat_penalty=1.0).to_dict()
-    events = [e for e in client.chat(p.Chat(MESSAGES, settings)) if e is not None]
-    assert isinstance(events[-1], p.Done) and events[-1].reason == "context_full"
+    # More new tokens than the context has left; a random model says EOS now and then, so
+    # try seeds until a reply runs to the end (which seed does depends on the build's kernels).
+    for seed in range(1, 40):
+        settings = SamplingSettings(seed=seed, max_tokens=250, temperature=0.7, repeat_penalty=1.0).to_dict()
+        events = [e for e in client.chat(p.Chat(MESSAGES, settings)) if e is not None]
+        done = events[-1]
+        assert isinstance(done, p.Done), events[-3:]  # never an error
+        if done.reason != "stop":
+            assert done.reason == "context_full", done  # not "length": the person's limit was not reached
+            break
+    else:
+        pytest.fail("no seed ran to the end of the context")

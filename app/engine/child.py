@@ -424,6 +424,10 @@ class _Server:
                     reason = choice["finish_reason"]
             stream.close()
             self._send_text(stops.flush(), pieces)
+            if reason == "length" and self.llm.n_tokens >= self.llm.n_ctx() - 1:
+                # llama-cpp-python shortens max_tokens to what the context has left: the reply
+                # ran into the end of the context, not into the person's limit
+                reason = "context_full"
         except (BrokenPipeError, EOFError):
             raise
         except Exception as exc:
