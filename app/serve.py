@@ -111,29 +111,11 @@ def choose_model(library: ModelLibrary, wanted: str | None) -> ModelInfo:
 
 
 def load_request(model: ModelInfo) -> object:
-    """The engine's Load for ``model``, with the window's load settings and its per-model defaults."""
-    from app.core.settings import LoadSettings
-    from app.engine import protocol as p
+    """The engine's Load for ``model``, with the window's load settings and its per-model
+    defaults (the same function the window loads through)."""
+    from app.engine.params import load_request as engine_load
 
-    load = LoadSettings()
-    defaults = model.defaults
-    if defaults.n_ctx:
-        load.n_ctx = defaults.n_ctx
-    if defaults.n_threads:
-        load.n_threads = defaults.n_threads
-    if defaults.n_gpu_layers is not None:
-        load.n_gpu_layers = defaults.n_gpu_layers
-    if model.context_length:
-        load.n_ctx = min(load.n_ctx, model.context_length)
-    return p.Load(
-        model.path,
-        load.n_ctx,
-        load.n_threads,
-        load.n_gpu_layers,
-        load.n_batch,
-        chat_template=defaults.chat_template,
-        **defaults.load_options(),
-    )
+    return engine_load(model)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from app.core.conversation import MessageState
+from app.core.library import ModelDefaults
 from app.engine import protocol as p
 from app.engine.jobs import Embedded, JobFailed, JobRequest, QueueFull, UnknownModel
 from app.session import EngineState
@@ -132,9 +133,16 @@ def test_a_full_queue_and_unknown_models_are_refused_at_once(qtbot, open_main_wi
     running.cancel()
     assert isinstance(_collect(waiting)[-1], p.Done)
 
+    # the model's own defaults, saved in Manage models, apply when a request switches to it
+    session.library.set_defaults(small.path, ModelDefaults(n_ctx=256, flash_attn="off", use_mmap=False))
+    session.models.modelsChanged.emit()  # as the Models dialog does after saving
     service.allow_model_switch = True  # the person allowed it: the request loads the model
     events = _collect(service.submit(JobRequest("chat", model=small.name, messages=ASK, settings=_settings(4))))
     assert isinstance(events[-1], p.Done)
     qtbot.waitUntil(lambda: session.current_model is not None and session.current_model.path == small.path)
+    assert service._model is not None and service._model.model_path == small.path
+    assert (service._model.n_ctx, service._model.flash_attn, service._model.use_mmap) == (256, "off", False)
+    qtbot.waitUntil(lambda: session.loaded_info is not None and session.loaded_info.model_path == small.path)
+    assert session.loaded_info.n_ctx == 256
     failed = _collect(service.submit(JobRequest("chat", messages=ASK, settings=_settings(0))))
     assert isinstance(failed[-1], JobFailed) and failed[-1].status == 400  # bad input is the client's

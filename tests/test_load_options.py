@@ -287,3 +287,28 @@ def test_the_ram_estimate_matches_the_engines_measured_memory(demo_model: Path) 
     saved = measured["f16"] - measured["q8_0"]
     predicted = estimate(demo_model, 4096, "f16") - estimate(demo_model, 4096, "q8_0")
     assert saved == pytest.approx(predicted, rel=0.3)
+
+
+def test_every_path_loads_a_model_with_its_own_defaults(tmp_path) -> None:
+    """The window, an API or compare switch (the catalog's Load), ``hearth serve`` and the
+    benchmark build the Load from one function: the model's context, template, projector and
+    speed options reach the engine whichever asked."""
+    from app.core.library import ModelDefaults, ModelInfo
+    from app.core.settings import LoadSettings
+    from app.engine.params import load_request
+    from app.serve import load_request as serve_load
+
+    model = ModelInfo(path=str(tmp_path / "m.gguf"), name="m", size=1, context_length=2048)
+    model.projector = str(tmp_path / "mmproj-m.gguf")
+    model.defaults = ModelDefaults(n_ctx=1024, chat_template="chatml", kv_cache_type="q8_0", prompt_lookup=True)
+    for load in (load_request(model, LoadSettings(n_ctx=8192, n_threads=3)), serve_load(model)):
+        assert (load.n_ctx, load.chat_template, load.kv_cache_type, load.prompt_lookup) == (
+            1024,
+            "chatml",
+            "q8_0",
+            True,
+        )
+        assert load.mmproj_path == model.projector
+    model.defaults = ModelDefaults()
+    assert load_request(model, LoadSettings(n_ctx=8192)).n_ctx == 2048  # capped at what it was trained for
+    assert load_request(model, LoadSettings(n_ctx=8192), loras=(("a.gguf", 0.5),)).loras == (("a.gguf", 0.5),)

@@ -30,8 +30,9 @@ from typing import Any
 from app.core import load_options as lo
 from app.core import response_format as rf
 from app.core import sysinfo
-from app.core.settings import SamplingSettings
-from app.engine.protocol import Load
+from app.core.library import ModelInfo
+from app.core.settings import LoadSettings, SamplingSettings
+from app.engine.protocol import Load, RemoteTarget
 
 
 def completion_kwargs(settings: SamplingSettings) -> dict[str, Any]:
@@ -115,6 +116,43 @@ def load_option_kwargs(load: Load) -> dict[str, Any]:
     else:
         kwargs["type_k"] = kwargs["type_v"] = lo.GGML_TYPE[lo.KV_F16]
     return kwargs
+
+
+def load_request(
+    model: ModelInfo,
+    settings: LoadSettings | None = None,
+    *,
+    loras: tuple[tuple[str, float], ...] = (),
+    remote: RemoteTarget | None = None,
+) -> Load:
+    """The engine's Load for a library model: the app's load settings, with the model's own
+    defaults winning (context, threads, GPU layers, chat template, projector, speed and
+    memory options) and the context capped at what it was trained for. The window, the
+    compare view's and the API's model switches and ``hearth serve`` all load through it, so
+    a model loads the same way wherever it is asked for."""
+    load = LoadSettings(**(settings or LoadSettings()).to_dict())
+    defaults = model.defaults
+    if defaults.n_ctx:
+        load.n_ctx = defaults.n_ctx
+    if defaults.n_threads:
+        load.n_threads = defaults.n_threads
+    if defaults.n_gpu_layers is not None:
+        load.n_gpu_layers = defaults.n_gpu_layers
+    if model.context_length:
+        load.n_ctx = min(load.n_ctx, model.context_length)
+    local = model.remote is None
+    return Load(
+        model.path,
+        load.n_ctx,
+        load.n_threads,
+        load.n_gpu_layers,
+        load.n_batch,
+        loras=loras if local else (),
+        chat_template=defaults.chat_template,
+        remote=remote,
+        mmproj_path=(defaults.mmproj or model.projector) if local else None,
+        **defaults.load_options(),
+    )
 
 
 def default_load_options(load: Load) -> Load:

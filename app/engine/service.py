@@ -45,6 +45,8 @@ class CatalogEntry:
     name: str
     path: str
     aliases: tuple[str, ...] = ()
+    # the Load to switch to it with (the model's own defaults); None: the app's defaults
+    load: p.Load | None = None
 
 
 @dataclass(order=True)
@@ -239,9 +241,12 @@ class EngineService(EngineWorker):
     def _switch_to(self, path: str) -> bool:
         """Load another library model for an API request (the person allowed it); the window
         follows, as when the model is picked there."""
-        base = self._model or p.Load(path)
-        # another model: its own speed/memory options are not known here, so the defaults
-        self.load(default_load_options(replace(base, model_path=path, remote=None, chat_template=None, loras=())))
+        entry = next((e for e in self._catalog if e.path == path and e.load is not None), None)
+        if entry is not None and entry.load is not None:
+            self.load(entry.load)  # with the model's own defaults, as the window loads it
+        else:
+            base = self._model or p.Load(path)
+            self.load(default_load_options(replace(base, model_path=path, remote=None, chat_template=None, loras=())))
         return self._loaded_path() == path
 
     def _run_generation(self, job: Job) -> None:

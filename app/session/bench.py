@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,9 @@ from PySide6.QtCore import QObject, Signal, SignalInstance
 
 from app.core.library import ModelInfo
 from app.core.model_bench import GEN_TOKENS, PROMPT_TOKENS, BenchResult, BenchStore, file_stamp
+from app.core.settings import LoadSettings
 from app.engine import protocol as p
+from app.engine.params import load_request
 
 if TYPE_CHECKING:
     from app.engine.client import EngineClient
@@ -50,13 +53,14 @@ class ModelBenchmark(QObject):
         """Begin measuring ``model`` (False: another benchmark is running, or no file)."""
         if self.running is not None or model.remote is not None:
             return False
-        defaults = model.defaults
-        threads = defaults.n_threads or n_threads
-        gpu = defaults.n_gpu_layers if defaults.n_gpu_layers is not None else n_gpu_layers
+        # as the model is loaded to chat (its threads, GPU layers, flash attention, KV cache
+        # type…), with just the context the workload needs and no image projector
         n_ctx = PROMPT_TOKENS + GEN_TOKENS
         if model.context_length:
             n_ctx = min(n_ctx, model.context_length)
-        request = p.Benchmark(p.Load(model.path, n_ctx, threads, gpu), PROMPT_TOKENS, GEN_TOKENS)
+        chat_load = load_request(model, LoadSettings(n_threads=n_threads, n_gpu_layers=n_gpu_layers))
+        load = replace(chat_load, n_ctx=n_ctx, n_batch=min(chat_load.n_batch, n_ctx), mmproj_path=None)
+        request = p.Benchmark(load, PROMPT_TOKENS, GEN_TOKENS)
         self.running = model.path
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, args=(request,), name="model-benchmark", daemon=True)

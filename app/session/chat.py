@@ -30,6 +30,7 @@ from app.core.settings import LoadSettings, SamplingSettings, escape_visible
 from app.core.store import ConversationStore
 from app.core.vision import Attachment
 from app.engine import protocol as p
+from app.engine.params import load_request
 from app.engine.service import CatalogEntry, EngineService
 from app.engine.vision import NO_VISION
 from app.session.conversations import ConversationsController
@@ -276,33 +277,14 @@ class ChatSession(QObject):
         self.current_model = model
         self.config.set("last_model", model.path)
         self.currentModelChanged.emit(model.path)
-        load = LoadSettings(**self.load_settings.to_dict())
-        defaults = model.defaults  # per-model defaults from the library win over the app's
-        if defaults.n_ctx:
-            load.n_ctx = defaults.n_ctx
-        if defaults.n_threads:
-            load.n_threads = defaults.n_threads
-        if defaults.n_gpu_layers is not None:
-            load.n_gpu_layers = defaults.n_gpu_layers
-        if model.context_length:
-            load.n_ctx = min(load.n_ctx, model.context_length)
         self._requested_loras = self._loras_for(model)
         # Loading from now on: a message sent before the engine says so waits for this model
         # (it is queued behind the load), and an earlier load that ends meanwhile is not it.
         self._wanted_model = model.path
         self._set_state(EngineState.LOADING, f"Loading {model.name}…")
         self._load.emit(
-            p.Load(
-                model.path,
-                load.n_ctx,
-                load.n_threads,
-                load.n_gpu_layers,
-                load.n_batch,
-                loras=self._requested_loras,
-                chat_template=model.defaults.chat_template,
-                remote=self.models.remote_target(model),
-                mmproj_path=None if model.remote is not None else (model.defaults.mmproj or model.projector),
-                **model.defaults.load_options(),
+            load_request(
+                model, self.load_settings, loras=self._requested_loras, remote=self.models.remote_target(model)
             )
         )
 
@@ -337,7 +319,11 @@ class ChatSession(QObject):
         for model in self.library.models():
             if model.exists:
                 stem = Path(model.path).stem
-                entries.append(CatalogEntry(stem, model.name, model.path, (model.name,)))
+                # how to load it when a request switches to it: as the window would, without
+                # the adapters (those belong to a conversation's settings)
+                entries.append(
+                    CatalogEntry(stem, model.name, model.path, (model.name,), load_request(model, self.load_settings))
+                )
         self.worker.set_catalog(entries)
 
     def _on_api_job(self, client: str) -> None:
@@ -572,6 +558,7 @@ class ChatSession(QObject):
     def set_load_settings(self, load: LoadSettings) -> None:
         """New load-time values (context, threads…): reload the current model with them."""
         self.load_settings = load
+        self._publish_catalog()  # API and compare switches load with them too
         if self.current_model is not None:
             self.select_model(self.current_model.path)
 
