@@ -182,6 +182,18 @@ def test_ollama_native_chat_carries_every_setting_and_the_context() -> None:
         assert (options["top_k"], options["repeat_last_n"], options["seed"], options["num_ctx"]) == (5, 16, 3, 2048)
 
 
+def test_images_take_each_servers_form() -> None:
+    png = "iVBORw0KGgo="  # the bytes do not matter here, only where they go
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+    ]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": parts}]
+    ollama = request_body(ServerKind.OLLAMA, "m", messages, SamplingSettings(), 7)["messages"]
+    assert ollama == [messages[0], {"role": "user", "content": "What is this?", "images": [png]}]
+    assert request_body(ServerKind.VLLM, "m", messages, SamplingSettings(), 7)["messages"] == messages  # OpenAI parts
+
+
 def test_keepalive_comments_crlf_and_split_data_lines() -> None:
     with FakeOpenAI() as fake:
         fake.mode = "keepalive"

@@ -159,7 +159,12 @@ def request_body(
         }
         if s.stop:
             options["stop"] = list(s.stop)
-        native: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "options": options}
+        native: dict[str, Any] = {
+            "model": model,
+            "messages": _ollama_messages(messages),
+            "stream": True,
+            "options": options,
+        }
         if s.response_format == rf.JSON:
             native["format"] = "json"
         elif s.response_format == rf.JSON_SCHEMA:
@@ -196,6 +201,20 @@ def request_body(
         body.update(top_k=s.top_k, repeat_penalty=s.repeat_penalty)
     body.update(_structured_output(kind, s))
     return body
+
+
+def _ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama's native chat takes a message's images as bare base64 in an ``images`` list
+    beside its text, not as OpenAI content parts."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        urls = image_urls(message.get("content"))
+        if not urls:
+            out.append(message)
+            continue
+        images = [url.split(",", 1)[1] for url in urls if url.startswith("data:") and "," in url]
+        out.append({**message, "content": content_text(message.get("content")), "images": images})
+    return out
 
 
 def _structured_output(kind: ServerKind, s: SamplingSettings) -> dict[str, Any]:
