@@ -6,6 +6,7 @@ on the window."""
 from __future__ import annotations
 
 import os
+import threading
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
@@ -43,6 +44,7 @@ def png_bytes(image: QImage) -> bytes:
 class ImageTray(QWidget):
     changed = Signal()
     problem = Signal(str)  # a plain sentence: why an image was not added
+    _read = Signal(object, str)  # bytes read off the GUI thread, the file's name
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,6 +55,7 @@ class ImageTray(QWidget):
         self._label = QLabel("")
         self._layout.addWidget(self._label)
         self._layout.addStretch(1)
+        self._read.connect(self.add_bytes)  # queued: emitted from the reading thread
         self.hide()
 
     def attachments(self) -> list[Attachment]:
@@ -71,19 +74,27 @@ class ImageTray(QWidget):
         self._rebuild()
         return True
 
-    def add_files(self, paths: list[str]) -> None:
-        for path in paths:
-            name = os.path.basename(path)
-            try:
-                if os.path.getsize(path) > MAX_IMAGE_BYTES:
-                    self.problem.emit(f"{name} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
+    def add_files(self, paths: list[str]) -> threading.Thread:
+        """Read the picked or dropped files on a thread of their own (a network share or a
+        sleeping disk must not freeze the window); each joins the tray when read."""
+
+        def read() -> None:
+            for path in paths:
+                name = os.path.basename(path)
+                try:
+                    if os.path.getsize(path) > MAX_IMAGE_BYTES:
+                        self.problem.emit(f"{name} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read(MAX_IMAGE_BYTES + 1)
+                except OSError as exc:
+                    self.problem.emit(f"{name} could not be read ({exc.strerror or exc}).")
                     continue
-                with open(path, "rb") as f:  # an image a person picked: small, read at once
-                    data = f.read(MAX_IMAGE_BYTES + 1)
-            except OSError as exc:
-                self.problem.emit(f"{name} could not be read ({exc.strerror or exc}).")
-                continue
-            self.add_bytes(data, name)
+                self._read.emit(data, name)
+
+        thread = threading.Thread(target=read, name="image-read", daemon=True)
+        thread.start()
+        return thread
 
     def add_image(self, image: QImage, name: str = "pasted image") -> bool:
         if image.isNull():
