@@ -120,8 +120,8 @@ def with_hearth(url: str, tokens: int, probe: bool) -> tuple[float, int, list[fl
 
     from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-    probe = StallProbe()
-    stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
+    stall = StallProbe()
+    stalls, clock, ticker = stall.stalls, stall.clock, stall.ticker
     clock.start()
     if probe:
         ticker.start()

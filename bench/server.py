@@ -144,8 +144,8 @@ class ThroughApi:
         from PySide6.QtCore import QEventLoop, QProcess
         from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-        probe = StallProbe()
-        stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
+        stall = StallProbe()
+        stalls, clock, ticker = stall.stalls, stall.clock, stall.ticker
         process = QProcess()
         process.setProcessChannelMode(QProcess.ProcessChannelMode.ForwardedErrorChannel)
         loop = QEventLoop()

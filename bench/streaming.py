@@ -70,7 +70,7 @@ def direct_timed(
 
 
 def through_hearth(
-    model: Path, tokens: int, threads: int | None, n_ctx: int, probe: bool
+    model: Path, tokens: int, threads: int | None, n_ctx: int, probe: bool, flush: float | None = None
 ) -> tuple[float, float, list[float]]:
     """Tokens/s through the real window and this process's CPU seconds per 1,000 tokens; with
     ``probe``, also the GUI thread's stalls, taken with a 1 ms timer — which itself costs CPU
@@ -96,6 +96,7 @@ def through_hearth(
         store,
         settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
         load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads),  # threads None: Auto
+        **({"flush_interval": flush} if flush else {}),  # None: the app's
     )
     session.library.add_file(model)
     session.config.set("last_model", str(model.resolve()))
@@ -109,8 +110,8 @@ def through_hearth(
 
     from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
 
-    probe = StallProbe()
-    stalls, clock, ticker = probe.stalls, probe.clock, probe.ticker
+    stall = StallProbe()
+    stalls, clock, ticker = stall.stalls, stall.clock, stall.ticker
     done: list = []
     loop = QEventLoop()
     session.replyFinished.connect(done.append)
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="default: Auto, as the app runs")
     parser.add_argument("--n-ctx", type=int, default=1024)
+    parser.add_argument("--flush", type=float, default=None, help="seconds between GUI updates (default: the app's)")
     parser.add_argument(
         "--flash-rounds", type=int, default=3, help="rounds of the flash attention auto-vs-off line (0: skip)"
     )
@@ -167,7 +169,7 @@ def main() -> None:
     a_rates, b_rates, cpus, all_stalls = [], [], [], []
     for i in range(args.rounds):
         a = direct(model, args.tokens, args.threads, args.n_ctx)
-        b, cpu, _ = through_hearth(model, args.tokens, args.threads, args.n_ctx, probe=False)
+        b, cpu, _ = through_hearth(model, args.tokens, args.threads, args.n_ctx, probe=False, flush=args.flush)
         a_rates.append(a)
         b_rates.append(b)
         cpus.append(cpu)
@@ -176,7 +178,7 @@ def main() -> None:
             f"GUI process CPU {cpu:.3f} s / 1k tokens"
         )
     for _ in range(2):  # the GUI-stall probe, in runs of their own
-        all_stalls += through_hearth(model, args.tokens, args.threads, args.n_ctx, probe=True)[2]
+        all_stalls += through_hearth(model, args.tokens, args.threads, args.n_ctx, probe=True, flush=args.flush)[2]
     a_med, b_med = statistics.median(a_rates), statistics.median(b_rates)
     all_stalls.sort()
     p99 = all_stalls[int(0.99 * (len(all_stalls) - 1))]
