@@ -262,6 +262,18 @@ def test_context_meter_counts_with_the_models_tokenizer(qtbot, make_window, demo
     assert reply.stats["prompt_tokens"] == expected
     assert any("tokens/s" in text and "writing" in text for text in seen)
     assert window.session.context_used >= expected + reply.stats["tokens"] - 2
+    qtbot.waitUntil(lambda: window.context_bar.value() == window.session.context_used)  # the bar follows
+    # the meter warns near the end of the context and when it is full, and calms down again
+    for used, colour, warns in (
+        (900, "#e65100", True),
+        (1024, "#c62828", True),
+        (950, "#e65100", True),
+        (10, "", False),
+    ):
+        window._show_context(used, 1024)
+        assert window.context_bar.value() == used and window.context_meter.text() == f"{used:,} / 1,024 tokens"
+        assert (colour in window.context_meter.styleSheet()) if colour else window.context_meter.styleSheet() == ""
+        assert window.context_meter.toolTip().startswith("Near the end") is warns
 
 
 def test_a_long_conversation_drops_the_oldest_turns_and_says_so(qtbot, make_window) -> None:

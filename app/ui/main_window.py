@@ -272,6 +272,7 @@ class MainWindow(QMainWindow):
         self.context_bar.setMaximumWidth(120)
         self.context_bar.setMaximumHeight(12)
         self.context_bar.setTextVisible(False)
+        self._context_level = ""  # "ok", "near" or "full": the meter's colour and tooltip
         self.status.addPermanentWidget(self.context_meter)
         self.status.addPermanentWidget(self.context_bar)
         self._count_timer = QTimer(self)
@@ -1128,16 +1129,27 @@ class MainWindow(QMainWindow):
         self._show_remote_badge()
 
     def _show_context(self, used: int, size: int) -> None:
+        # Called a few times a second while a reply streams: keep it cheap, since with llama.cpp
+        # on every core each GUI millisecond is taken from generation. The bar repaints with the
+        # next frame (QProgressBar.setValue would repaint at once, ~2-3 ms each here), and the
+        # colour and tooltip change only when the level does (setStyleSheet re-polishes).
         about = "" if self.session.context_exact else "≈ "  # a remote server that cannot count says so
         self.context_meter.setText(f"{about}{used:,} / {size:,} tokens")
-        self.context_bar.setMaximum(max(size, 1))
-        self.context_bar.setValue(min(used, size))
-        if used > size * 0.8:
+        bar = self.context_bar
+        bar.setUpdatesEnabled(False)
+        bar.setMaximum(max(size, 1))
+        bar.setValue(min(used, size))
+        bar.setUpdatesEnabled(True)  # schedules one update(), painted with the rest of the frame
+        level = "full" if used >= size else "near" if used > size * 0.8 else "ok"
+        if level == self._context_level:
+            return
+        self._context_level = level
+        if level != "ok":
             note = (
                 "Near the end of the model's context: the oldest turns will be left out of the prompt "
                 "(the system prompt is kept). Start a new chat or raise the context length to keep them."
             )
-            self.context_meter.setStyleSheet("color: #c62828;" if used >= size else "color: #e65100;")
+            self.context_meter.setStyleSheet("color: #c62828;" if level == "full" else "color: #e65100;")
         else:
             note = "How much of the model's context this conversation uses"
             self.context_meter.setStyleSheet("")
