@@ -166,6 +166,10 @@ def main() -> None:
     how = f"--threads {args.threads}" if args.threads else "Auto, the app's default"
     print(f"threads: {resolved} ({how}); logical CPUs {os.cpu_count()}")
 
+    # one round of each first, not counted: the first reply in a process imports the markdown
+    # and highlighting modules and warms the caches of both sides
+    direct(model, 32, args.threads, args.n_ctx)
+    through_hearth(model, 32, args.threads, args.n_ctx, probe=False, flush=args.flush)
     a_rates, b_rates, cpus, all_stalls = [], [], [], []
     for i in range(args.rounds):
         a = direct(model, args.tokens, args.threads, args.n_ctx)

@@ -36,6 +36,7 @@ from app.engine.vision import NO_VISION
 from app.session.conversations import ConversationsController
 from app.session.documents import DocumentsController, sources_stats
 from app.session.models import ModelCatalog
+from app.session.pacing import FASTEST, UpdatePacer
 from app.session.state import EngineState
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class ChatSession(QObject):
         store: ConversationStore,
         settings: SamplingSettings | None = None,
         load_settings: LoadSettings | None = None,
-        flush_interval: float = 0.04,
+        flush_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -113,7 +114,9 @@ class ChatSession(QObject):
 
         self._thread = QThread()
         self._thread.setObjectName("engine-worker")
-        self.worker = EngineService(flush_interval=flush_interval)
+        # None: paced by what drawing costs here (session/pacing.py); a number: fixed
+        self._pacer = UpdatePacer() if flush_interval is None else None
+        self.worker = EngineService(flush_interval=flush_interval or FASTEST)
         self.worker.moveToThread(self._thread)
         self._startEngine.connect(self.worker.start_engine)
         self._restartEngine.connect(self.worker.restart)
@@ -442,6 +445,8 @@ class ChatSession(QObject):
             self._set_state(EngineState.GENERATING, "Looking through your documents…")
             self._embed.emit([], [question], "query")  # retrieval continues in _on_embedded
             return
+        if self._pacer is not None:
+            self._pacer.start()
         messages = self.prompt_messages()
         question = next((m.text for m in reversed(self.conversation.messages) if m.role is Role.USER), "")
         vector = self._query_vector if self._query_vector is not None and self._query_vector is not False else None
@@ -627,6 +632,8 @@ class ChatSession(QObject):
         if self._reply is not None:
             self._reply.text += text
             self.replyText.emit(text)
+            if self._pacer is not None:  # batches as often as the GUI can afford to draw them
+                self.worker.flush_interval = self._pacer.batch()
             now = time.monotonic()
             if now - self._reply_saved_at >= self.SAVE_INTERVAL:
                 self._reply_saved_at = now
