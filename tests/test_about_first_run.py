@@ -129,8 +129,10 @@ def test_first_run_explains_hearth_and_hides_the_demo_without_it(qtbot) -> None:
 def test_first_run_finds_the_installed_demo_model_itself(qtbot, demo_model) -> None:
     widget = FirstRunWidget()
     qtbot.addWidget(widget)
-    widget.show()
-    assert widget.demo_button.isVisible() == (find_demo_model() is not None)
+    widget.show()  # looked up off the GUI thread: the button comes when the answer does
+    qtbot.waitUntil(lambda: widget.demo_button.isVisible() == (find_demo_model() is not None))
+    qtbot.wait(100)
+    assert widget.demo_button.isVisible()  # the demo model is installed here (the fixture)
 
 
 # -- log file ------------------------------------------------------------------------------

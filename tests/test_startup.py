@@ -33,6 +33,8 @@ NOT_BEFORE_FIRST_FRAME = [
     "pygments",
     "app.core.downloads",
     "app.core.documents",
+    "asyncio",  # the API server's reader only
+    "importlib.metadata",  # the welcome screen's demo-model lookup, after its first paint
 ]
 
 

@@ -9,15 +9,19 @@ asyncio loop). No Qt here: the engine worker implements :class:`EngineGateway`.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from app.engine import protocol as p
+
+if TYPE_CHECKING:
+    # asyncio (~30 ms to import) only for the API server's reader: not before the window's
+    # first frame (tests/test_startup.py)
+    import asyncio
 
 INTERACTIVE = 0  # the person at the window: before anything else
 API = 1  # requests from the local API server
@@ -135,6 +139,8 @@ class Job:
     async def aevents(self) -> AsyncIterator[JobEvent]:
         """The same, for an asyncio loop: the engine thread wakes the loop for each event
         (no polling, so a token reaches the client as soon as it exists)."""
+        import asyncio  # noqa: PLC0415
+
         ready = asyncio.Event()
         with self._lock:
             self._wake = (asyncio.get_running_loop(), ready)

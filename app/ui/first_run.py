@@ -15,7 +15,7 @@ API::
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -42,6 +42,7 @@ def _named(widget, name: str, human: str | None = None):
 
 class FirstRunWidget(QFrame):
     useDemo = Signal()
+    _demoFound = Signal(bool)  # from the lookup thread
     addModel = Signal()
     download = Signal()
 
@@ -53,6 +54,7 @@ class FirstRunWidget(QFrame):
         # None: looked up when the page is first shown. Reading the installed packages' file
         # lists costs ~40 ms, and a window that opens on a chat never shows this page.
         self._demo_known = demo_available is not None
+        self._demoFound.connect(self.set_demo_available)
 
         outer = QVBoxLayout(self)
         outer.addStretch(1)
@@ -128,13 +130,23 @@ class FirstRunWidget(QFrame):
         if event.type() == QEvent.Type.FontChange:
             self._fit_width()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().paintEvent(event)
         if not self._demo_known:
             self._demo_known = True
-            from app.core.demo import find_demo_model
+            QTimer.singleShot(0, self._look_for_demo)
 
-            self.set_demo_available(find_demo_model() is not None)
-        super().showEvent(event)
+    def _look_for_demo(self) -> None:
+        """After the first paint, on a thread: importlib.metadata and the installed files' list
+        take tens of milliseconds, and this screen is a new user's first frame. The button
+        appears when the answer comes (queued to the GUI thread)."""
+        import threading  # noqa: PLC0415
+
+        from app.core.demo import find_demo_model  # noqa: PLC0415
+
+        threading.Thread(
+            target=lambda: self._demoFound.emit(find_demo_model() is not None), name="find-demo", daemon=True
+        ).start()
 
     def _button(self, text: str, name: str, tip: str) -> QPushButton:
         button = _named(QPushButton(text), name)
