@@ -2,7 +2,7 @@
 
     hearth dataset [--data-dir DIR] --kind sft|preferences --out FILE.jsonl
                    [--format openai|sharegpt] [--rating any|not_bad|good] [--model NAME …]
-                   [--since DATE] [--until DATE] [--pinned-only] [--include-incomplete]
+                   [--since DATE] [--until DATE] [--pinned-only] [--collection NAME] [--include-incomplete]
                    [--dry-run]
 
 The rows and their formats are described in :mod:`app.core.datasets` and the README. No Qt is
@@ -55,10 +55,31 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--until", metavar="DATE", help="only replies up to the end of this day (YYYY-MM-DD)")
     parser.add_argument("--pinned-only", action="store_true", help="only pinned conversations")
     parser.add_argument(
+        "--collection",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only conversations that use this document collection (repeatable)",
+    )
+    parser.add_argument(
         "--include-incomplete", action="store_true", help="also replies that were stopped, failed or interrupted"
     )
     parser.add_argument("--dry-run", action="store_true", help="count the rows, write nothing")
     return parser.parse_args(list(argv))
+
+
+def _documents(spec: DatasetSpec) -> object | None:
+    """The document index, when the filter needs it and there is one (it names collections)."""
+    if not spec.collections:
+        return None
+    from app.core.documents.index import DB_NAME, DocumentIndex, DocumentIndexError
+
+    if not (paths.data_dir() / DB_NAME).exists():
+        return None  # build() says there are no collections
+    try:
+        return DocumentIndex()
+    except DocumentIndexError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 def main(argv: Sequence[str]) -> int:
@@ -82,6 +103,7 @@ def main(argv: Sequence[str]) -> int:
             until=parse_date(args.until, end=True) if args.until else None,
             pinned_only=args.pinned_only,
             include_incomplete=args.include_incomplete,
+            collections=tuple(args.collection),
         )
         spec.check()
     except DatasetError as exc:
@@ -100,8 +122,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"hearth dataset: {exc}", file=sys.stderr)
             return 1
         try:
-            result = build(store, spec)
-        except StoreError as exc:
+            result = build(store, spec, documents=_documents(spec))
+        except (StoreError, DatasetError) as exc:
             print(f"hearth dataset: {exc}", file=sys.stderr)
             return 1
         finally:

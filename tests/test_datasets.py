@@ -251,3 +251,40 @@ def test_the_cli_does_not_import_qt() -> None:
     code = "import sys, app.cli_dataset, app.core.datasets; print(any('PySide6' in m for m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_collection_filter_in_build_and_the_cli(tmp_path: Path) -> None:
+    """Conversations that use a document collection (Hearth's way to group chats by subject)."""
+    from app.core.documents.index import DocumentIndex
+
+    home = tmp_path / "home"
+    store = ConversationStore(home / "data" / "conversations.sqlite3")
+    marsupials, other = tutor_chat(), tutor_chat()
+    other.id, other.title = "other-chat", "Other"
+    for m in other.all_messages():
+        m.id = "o-" + m.id
+        m.parent_id = ("o-" + m.parent_id) if m.parent_id else None
+    store.import_conversations([marsupials, other])
+    index = DocumentIndex(home / "data" / "documents.sqlite3")
+    zoology = index.create_collection("Zoology")
+    index.create_collection("Empty")
+    index.enable_collection(marsupials.id, zoology.id)
+    try:
+        everything = build(store, DatasetSpec())
+        only = build(store, DatasetSpec(collections=("zoology",)), documents=index)  # names ignore case
+        none = build(store, DatasetSpec(collections=("Empty",)), documents=index)
+        with pytest.raises(DatasetError, match="no collection named “Botany”"):
+            build(store, DatasetSpec(collections=("Botany",)), documents=index)
+        with pytest.raises(DatasetError, match="no document collections"):
+            build(store, DatasetSpec(collections=("Zoology",)))
+    finally:
+        store.close()
+    assert everything.used == 2 and only.used == 1 and none.rows == []
+    assert len(only.rows) * 2 == len(everything.rows)
+
+    out = tmp_path / "zoo.jsonl"
+    done = _cli("--data-dir", str(home), "--kind", "sft", "--collection", "Zoology", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(only.rows)
+    done = _cli("--data-dir", str(home), "--kind", "sft", "--collection", "Botany", "--dry-run")
+    assert done.returncode == 1 and "no collection named “Botany”" in done.stderr

@@ -166,3 +166,23 @@ def test_keyboard_rates_the_reply_chosen_with_alt_up_and_keeps_it_chosen(qtbot, 
     assert "rated good" in window.navigator.read_current()
     good.trigger()  # again: taken back, on the same reply
     assert turns[1].rating is None and turns[3].rating is None
+
+
+def test_export_dataset_dialog_filters_by_document_collection(qtbot, open_main_window) -> None:
+    from tests.test_datasets import tutor_chat
+
+    window = open_main_window(documents=True)
+    chat = tutor_chat()
+    window.session.store.import_conversations([chat])
+    index = window.session.documents
+    zoology = index.create_collection("Zoology")
+    index.create_collection("Botany")
+    index.enable_collection(chat.id, zoology.id)
+    dialog = window.show_dataset_export()
+    assert dialog.collection.isEnabled() and dialog.collection.accessibleName() == "Collection"
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("2 rows (SFT conversations)"), timeout=5000)
+    dialog.collection.setCurrentIndex(dialog.collection.findData("Botany"))
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("0 rows"), timeout=5000)
+    dialog.collection.setCurrentIndex(dialog.collection.findData("Zoology"))
+    qtbot.waitUntil(lambda: dialog.counts.text().startswith("2 rows (SFT conversations) from 1 of 1"), timeout=5000)
+    dialog.close()

@@ -49,8 +49,9 @@ What becomes a row
   the conversation up to the reply (with the chosen reply's system prompt and few-shot).
 * Filters: ``rating`` ("any", "not_bad": leave out 👎, "good": only 👍 replies; SFT only),
   ``models`` (the reply's model; for a pair, either reply's), ``since``/``until`` (the
-  reply's time; for a pair, the chosen reply's), ``pinned_only`` (Hearth has no tags or
-  collections; pinning is the way to mark conversations), and replies that were stopped,
+  reply's time; for a pair, the chosen reply's), ``pinned_only``, ``collections`` (conversations that
+  use one of these document collections: Hearth's way of grouping chats by subject, besides
+  pinning), and replies that were stopped,
   failed or interrupted are left out unless ``include_incomplete``. Empty replies never
   make a row.
 """
@@ -100,6 +101,8 @@ class DatasetSpec:
     until: float | None = None  # Unix time, inclusive
     pinned_only: bool = False
     include_incomplete: bool = False
+    # Only conversations that use one of these document collections (by name; empty: any).
+    collections: Sequence[str] = ()
 
     def check(self) -> None:
         if self.kind not in KINDS:
@@ -274,24 +277,42 @@ def rows_for(conv: Conversation, spec: DatasetSpec) -> list[dict[str, Any]]:
 # -- every conversation --------------------------------------------------------------------------
 
 
+def _collection_members(names: Sequence[str], documents: Any) -> set[str] | None:
+    """The conversations using any of the named collections (None: no such filter)."""
+    if not names:
+        return None
+    if documents is None:
+        raise DatasetError("There are no document collections here to filter by.")
+    members: set[str] = set()
+    for name in names:
+        found = documents.conversations_using(name)
+        if found is None:
+            raise DatasetError(f"There is no collection named “{name}”.")
+        members |= found
+    return members
+
+
 def build(
     store: Any,
     spec: DatasetSpec,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    documents: Any = None,
 ) -> DatasetResult:
     """Every row from every conversation in ``store`` (a ConversationStore). ``progress(done,
-    total)`` after each conversation; ``cancelled()`` true stops early (rows so far kept)."""
+    total)`` after each conversation; ``cancelled()`` true stops early (rows so far kept).
+    ``documents`` (a DocumentIndex) says which conversations use ``spec.collections``."""
     spec.check()
     from app.core.store import StoreError
 
+    wanted = _collection_members(spec.collections, documents)
     summaries = store.list_conversations()
     result = DatasetResult()
     total = len(summaries)
     for done, summary in enumerate(summaries, 1):
         if cancelled is not None and cancelled():
             break
-        if spec.pinned_only and not summary.pinned:
+        if (spec.pinned_only and not summary.pinned) or (wanted is not None and summary.id not in wanted):
             result.conversations += 1
             continue
         try:

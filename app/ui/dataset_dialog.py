@@ -53,6 +53,7 @@ from app.core.datasets import (
 from app.ui.a11y import named
 
 ALL_MODELS = "All models"
+ANY_COLLECTION = "Any conversation"
 PREVIEW_ROWS = 3
 
 
@@ -103,8 +104,16 @@ class DatasetDialog(QDialog):
     previewed = Signal(object)  # DatasetResult of the latest preview
     exported = Signal(str, int)  # path, rows written
 
-    def __init__(self, store: Any, model_names: list[str], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        model_names: list[str],
+        parent: QWidget | None = None,
+        documents: Any = None,
+        collection_names: list[str] | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.documents = documents  # a DocumentIndex: which conversations use a collection
         named(self, "datasetDialog", "Export dataset")
         self.setWindowTitle("Export dataset")
         self.resize(720, 600)
@@ -161,11 +170,22 @@ class DatasetDialog(QDialog):
             dates.addWidget(w)
         dates.addStretch(1)
         form.addRow("Dates:", dates)
+        self.collection = named(
+            QComboBox(),
+            "datasetCollection",
+            "Collection",
+            "Only conversations that use this document collection",
+        )
+        self.collection.addItem(ANY_COLLECTION, "")
+        for name in sorted(set(collection_names or []), key=str.casefold):
+            self.collection.addItem(name, name)
+        self.collection.setEnabled(self.collection.count() > 1 and documents is not None)
+        form.addRow("C&ollection:", self.collection)
         self.pinned = named(
             QCheckBox("Only &pinned conversations"),
             "datasetPinned",
             "Only pinned conversations",
-            "Hearth has no tags or collections for chats: pin the ones you want in a dataset",
+            "Pin the conversations you want in a dataset, or use a collection with them",
         )
         form.addRow("", self.pinned)
         self.incomplete = named(
@@ -208,7 +228,7 @@ class DatasetDialog(QDialog):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.refresh_preview)
-        for combo in (self.kind, self.fmt, self.rating):
+        for combo in (self.kind, self.fmt, self.rating, self.collection):
             combo.currentIndexChanged.connect(self._changed)
         self.model.currentTextChanged.connect(self._changed)
         for box in (self.use_since, self.use_until, self.pinned, self.incomplete):
@@ -239,6 +259,7 @@ class DatasetDialog(QDialog):
             until=stamp(self.until.date(), True) if self.use_until.isChecked() else None,
             pinned_only=self.pinned.isChecked(),
             include_incomplete=self.incomplete.isChecked(),
+            collections=(self.collection.currentData(),) if self.collection.currentData() else (),
         )
 
     def _changed(self, *_args: object) -> None:
@@ -256,7 +277,10 @@ class DatasetDialog(QDialog):
         spec = self.spec()
         store = self.store
         self.counts.setText("Counting…")
-        self._runner.start(self._serial, lambda serial: build(store, spec, cancelled=self._runner.cancel.is_set))
+        documents = self.documents
+        self._runner.start(
+            self._serial, lambda serial: build(store, spec, cancelled=self._runner.cancel.is_set, documents=documents)
+        )
 
     # -- export --------------------------------------------------------------------------------
 
@@ -273,7 +297,7 @@ class DatasetDialog(QDialog):
             self._pending_export = path
             return True
         self._serial += 1
-        spec, store, runner = self.spec(), self.store, self._runner
+        spec, store, runner, documents = self.spec(), self.store, self._runner, self.documents
         self._set_working(True)
 
         def job(serial: int) -> tuple[str, int]:
@@ -283,7 +307,7 @@ class DatasetDialog(QDialog):
             def wrote(done: int, total: int) -> None:
                 runner.progressed.emit(serial, "Writing…", done, total)
 
-            result = build(store, spec, progress=read)
+            result = build(store, spec, progress=read, documents=documents)
             write_jsonl(path, result.rows, progress=wrote)
             return path, len(result.rows)
 

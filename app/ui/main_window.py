@@ -675,7 +675,9 @@ class MainWindow(QMainWindow):
         from app.ui.dataset_dialog import DatasetDialog
 
         names = [m.name for m in self.session.library.models()]
-        dialog = DatasetDialog(self.session.store, names, self)
+        index = self.session.documents
+        collections = [c.name for c in index.collections()] if index is not None else []
+        dialog = DatasetDialog(self.session.store, names, self, documents=index, collection_names=collections)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.exported.connect(
             lambda path, rows: self.info_bar.show_message(f"Exported {rows:,} dataset rows to {Path(path).name}.")

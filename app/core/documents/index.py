@@ -610,6 +610,25 @@ class DocumentIndex:
 
         self._write(run)
 
+    def conversations_using(self, name: str) -> set[str] | None:
+        """The conversations that have the named collection switched on (None: no collection
+        has that name), for the dataset export's filter."""
+
+        def run(c: sqlite3.Connection) -> set[str] | None:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM collections WHERE conversation_id IS NULL AND name = ? COLLATE NOCASE", (name,)
+                )
+            ]
+            if not ids:
+                return None
+            marks = ",".join("?" * len(ids))
+            sql = f"SELECT conversation_id FROM conversation_collections WHERE collection_id IN ({marks})"
+            return {r[0] for r in c.execute(sql, ids)}
+
+        return self._read(run)
+
     def enabled_collections(self, conversation_id: str) -> list[int]:
         """Named collections the user switched on for this conversation."""
         return self._read(
