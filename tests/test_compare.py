@@ -132,6 +132,15 @@ def test_two_models_take_turns_on_the_last_turn_and_the_window_gets_its_model_ba
     )
     assert session.current_model.path == demo.path
 
+    # voting while the comparison is open in the window: the mark and the version shown follow there
+    qtbot.mouseClick(compare.columns[1].carry_on, Qt.MouseButton.LeftButton)
+    assert session.conversation.messages[-1].id == b.message.id
+    with qtbot.waitSignal(session.conversations.conversationOpened, timeout=5_000):
+        qtbot.mouseClick(compare.columns[0].vote, Qt.MouseButton.LeftButton)
+    shown = session.conversation.messages[-1]
+    assert shown.id == a.message.id and shown.preferred
+    assert session.store.load(saved.args[0]).messages[-1].id == a.message.id
+
 
 def test_stop_stops_every_contender_and_nothing_waits(qtbot, open_main_window) -> None:
     window = open_main_window(max_tokens=200, stop=[])

@@ -31,6 +31,7 @@ from app.core.presets import PresetStore, apply_preset, effective_system_prompt,
 from app.core.settings import SamplingSettings
 from app.engine import protocol as p
 from app.engine.jobs import INTERACTIVE, Job, JobFailed, JobRequest, QueueFull, UnknownModel
+from app.session.state import EngineState
 
 if TYPE_CHECKING:
     from app.session.chat import ChatSession
@@ -495,8 +496,11 @@ class CompareController(QObject):
         conversation.select(message.id)
         store.set_active(conversation.id, message.id)
         shown = self.session.conversation
-        if shown.id == conversation.id:  # open in the window: the same mark there
+        if shown.id == conversation.id:  # open in the window: the same mark and version there
             shown.set_preferred(message.id)
+            if self.session.state is not EngineState.GENERATING and shown.find(message.id) is not None:
+                shown.select(message.id)
+                self.session.conversations.conversationOpened.emit(shown)  # redrawn now
         self.winner = index
         self.voted.emit(index)
         self.progress.emit(f"Recorded: {self.name_of(index)} is better.")
