@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 
 from app import paths
 from app.core.config import AppConfig
-from app.core.conversation import MessageState, Role
+from app.core.conversation import Message, MessageState, Role
 from app.core.library import ModelLibrary
 from app.core.presets import PresetStore
 from app.core.store import ConversationStore
@@ -351,3 +351,23 @@ def test_continue_in_a_new_chat_from_a_message(qtbot, open_window) -> None:
     assert titles(window)[0] == new.title  # newest at the top of the sidebar
     chat(qtbot, window, "Name a star.")  # and it carries on from the copied turns
     assert [m.text for m in session.store.load(new.id).messages][:3] == [before[0][1], before[1][1], "Name a star."]
+
+
+def test_a_chat_that_starts_with_an_image_alone_is_titled_by_it(tmp_path) -> None:
+    from app.core.config import AppConfig
+    from app.core.settings import SamplingSettings
+    from app.core.vision import Attachment
+    from app.session.conversations import ConversationsController
+
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    convs = ConversationsController(store, AppConfig(), SamplingSettings(), lambda: False)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    convs.append(Message(Role.USER, "", images=[Attachment("image/png", png, "harbour.png")]))
+    assert convs.current.title == "Image: harbour.png"
+    convs.new_conversation()
+    convs.append(Message(Role.USER, "  ", images=[Attachment("image/png", png)] * 2))
+    assert convs.current.title == "2 images"
+    convs.new_conversation()
+    convs.append(Message(Role.USER, "What is in it?", images=[Attachment("image/png", png, "x.png")]))
+    assert convs.current.title == "What is in it?"
+    store.close()

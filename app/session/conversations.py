@@ -247,6 +247,11 @@ class ConversationsController(QObject):
         if not self.saved:
             if conv.title == "New chat":
                 conv.title = title_from(message.text)
+                if not message.text.strip() and message.images:  # an image alone: say so
+                    first = message.images[0].name or "an image"
+                    conv.title = title_from(
+                        f"Image: {first}" if len(message.images) == 1 else f"{len(message.images)} images"
+                    )
             conv.settings = {
                 **_kept(conv.settings),
                 **self.settings.to_dict(),
