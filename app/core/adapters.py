@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.gguf import GGUFMetadata, TensorInfo, read_gguf, split_parts
+from app.core.gguf import GGUFMetadata, TensorInfo, read_gguf, resolve_path, split_parts
 
 __all__ = [
     "MAX_SCALE",
@@ -97,14 +97,6 @@ def is_adapter(meta: GGUFMetadata) -> bool:
     return meta.kv.get("general.type") == "adapter"
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    p = Path(path).expanduser()
-    try:
-        return p.resolve()
-    except (OSError, RuntimeError):
-        return p.absolute()
-
-
 def _dims(shape: tuple[int, ...]) -> str:
     return "×".join(str(n) for n in shape)
 
@@ -116,7 +108,7 @@ def check_adapter(
     the same architecture, only layers the model has, and every ``lora_a``/``lora_b`` pair
     shaped for the model's matrix (as llama.cpp checks when it loads it). Raises
     :class:`AdapterError` (or ``GGUFError`` for a file that is not a readable GGUF)."""
-    apath = _resolve(adapter_path)
+    apath = resolve_path(adapter_path)
     file = apath.name
     meta = read_gguf(apath)
     model = model_name or Path(model_path).stem
@@ -126,7 +118,7 @@ def check_adapter(
     if kind != "lora":
         what = f"a {kind} adapter" if isinstance(kind, str) and kind else "an adapter of unknown type"
         raise AdapterError(f"{file} is {what}; Hearth can use LoRA adapters only.")
-    model_metas = [read_gguf(part) for part in split_parts(_resolve(model_path))]
+    model_metas = [read_gguf(part) for part in split_parts(resolve_path(model_path))]
     base = model_metas[0]
     arch, base_arch = meta.architecture, base.architecture
     if arch != base_arch:

@@ -876,6 +876,16 @@ def format_params(n: int) -> str:
 _SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})(?P<ext>\.gguf)$", re.IGNORECASE)
 
 
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """The file's absolute, resolved path (``~`` expanded); when it cannot be resolved (a
+    loop of links, a vanished folder), the absolute path as given."""
+    p = Path(path).expanduser()
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):
+        return p.absolute()
+
+
 def split_parts(path: str | os.PathLike[str]) -> list[Path]:
     """All part paths of a split model, in order, whether they exist or not.
 

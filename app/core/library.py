@@ -66,6 +66,7 @@ from app.core.gguf import (
     GGUFMetadata,
     format_params,
     read_gguf,
+    resolve_path,
     split_parts,
 )
 from app.core.jsonfile import read_json, write_json
@@ -393,21 +394,13 @@ def fit(model: ModelInfo, n_ctx: int | None, memory: MemoryInfo) -> Fit:
 # --------------------------------------------------------------------------
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    p = Path(path).expanduser()
-    try:
-        return p.resolve()
-    except (OSError, RuntimeError):
-        return p.absolute()
-
-
 def model_key(path: str | os.PathLike[str]) -> str:
     """The library key of the model a file belongs to (its first part, resolved)."""
-    return str(_resolve(split_parts(_resolve(path))[0]))
+    return str(resolve_path(split_parts(resolve_path(path))[0]))
 
 
 def _inside(path: str | os.PathLike[str], folder: Path) -> bool:
-    return _resolve(path).is_relative_to(_resolve(folder))
+    return resolve_path(path).is_relative_to(resolve_path(folder))
 
 
 def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bool = True) -> ModelInfo:
@@ -417,7 +410,7 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
     its size and parameter count cover every part.  Raises :class:`GGUFError` for a bad or
     unreadable file and for a split model with a part missing.
     """
-    parts = split_parts(_resolve(path))
+    parts = split_parts(resolve_path(path))
     for i, part in enumerate(parts if len(parts) > 1 else [], 1):
         if not part.exists():
             raise GGUFError(
@@ -435,7 +428,7 @@ def read_model(path: str | os.PathLike[str], name: str | None = None, linked: bo
             "folder, or set it under Models > Manage models > Defaults",
         )
     info = ModelInfo.from_metadata(metas[0], name=name, linked=linked)
-    info.path = str(_resolve(parts[0]))
+    info.path = str(resolve_path(parts[0]))
     info.projector = vision.find_projector(parts[0], metas[0].embedding_length)
     if len(metas) > 1:
         info.size = sum(m.file_size for m in metas)
@@ -510,7 +503,7 @@ def copy_into_library(
     A file already in the models folder is returned as it is.
     """
     folder = paths.models_dir()
-    src = _resolve(path)
+    src = resolve_path(path)
     if _inside(src, folder):
         read_model(src)
         return Path(model_key(src))
@@ -720,7 +713,7 @@ class ModelLibrary:
     def metadata(self, path: str | Path) -> GGUFMetadata:
         """The full header of the model's (first) file; raises GGUFError. Blocking I/O: the UI
         calls it on a worker thread."""
-        return read_gguf(split_parts(_resolve(path))[0])
+        return read_gguf(split_parts(resolve_path(path))[0])
 
     def reclaimable_bytes(self, path: str | Path) -> int:
         """Disk space :meth:`remove` would free: the copy's files, or 0 for a linked model."""
