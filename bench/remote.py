@@ -64,42 +64,19 @@ def with_hearth(url: str, tokens: int, probe: bool) -> tuple[float, int, list[fl
     """(b): the real window and session, as a person runs them: a connection to the server,
     its model picked, the prompt sent from the message box; the reply streams through the
     engine service's remote backend and the session's paced batches into the chat view."""
-    from PySide6.QtCore import QEventLoop, QTimer
-    from PySide6.QtWidgets import QApplication
+    from window_run import open_window, send_and_time, wait_for  # bench/ is on sys.path
 
-    from app import paths
-    from app.core.config import AppConfig
-    from app.core.library import ModelLibrary
-    from app.core.presets import PresetStore
     from app.core.remote_models import remote_ref
     from app.core.settings import LoadSettings, SamplingSettings
-    from app.core.store import ConversationStore
-    from app.session import ChatSession, EngineState
-    from app.ui.main_window import MainWindow
+    from app.session import EngineState
 
-    _app = QApplication.instance() or QApplication([])  # kept alive for the run
-    store = ConversationStore(paths.data_dir() / f"bench-{time.time()}.sqlite3")
-    session = ChatSession(
-        ModelLibrary(),
-        AppConfig(),
-        store,
-        settings=SamplingSettings(temperature=0.8, seed=SEED, max_tokens=tokens),
-        load_settings=LoadSettings(n_ctx=1024),
+    session, window = open_window(
+        SamplingSettings(temperature=0.8, seed=SEED, max_tokens=tokens), LoadSettings(n_ctx=1024)
     )
     session.connections.add_or_update("bench", url)
-    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     window.show()
     session.start()
     ref = remote_ref("bench", "smol")
-
-    def wait_for(done: object) -> None:
-        loop = QEventLoop()
-        timer = QTimer()
-        timer.timeout.connect(lambda: done() and loop.quit())  # type: ignore[operator]
-        timer.start(20)
-        loop.exec()
-        timer.stop()
-
     wait_for(lambda: session.models.get(ref) is not None)
     session.select_model(ref)
     wait_for(
@@ -109,28 +86,8 @@ def with_hearth(url: str, tokens: int, probe: bool) -> tuple[float, int, list[fl
             and session.loaded_info.model_path == ref
         )
     )
-
-    from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
-
-    stall = StallProbe()
-    stalls, clock, ticker = stall.stalls, stall.clock, stall.ticker
-    done: list = []
-    loop = QEventLoop()
-    session.replyFinished.connect(done.append)
-    session.replyFinished.connect(loop.quit)
-    first: list[float] = []
-    session.replyText.connect(lambda _text: first or first.append(time.perf_counter()))
-    window.input.setPlainText(PROMPT[0]["content"])
-    window.send_current()
-    clock.start()
-    if probe:
-        ticker.start()
-    loop.exec()  # a real event loop, idle between events, as in the app
-    ticker.stop()
-    end = time.perf_counter()
-    count = int(done[0].stats["tokens"])
-    window.close()
-    return (count - 1) / (end - first[0]), count, stalls[1:]
+    reply = send_and_time(session, window, PROMPT[0]["content"], probe)
+    return reply.rate, int(reply.stats["tokens"]), reply.stalls
 
 
 def main() -> None:

@@ -75,70 +75,23 @@ def through_hearth(
     """Tokens/s through the real window and this process's CPU seconds per 1,000 tokens; with
     ``probe``, also the GUI thread's stalls, taken with a 1 ms timer — which itself costs CPU
     on these 2 cores, so throughput is measured in runs without it."""
-    from PySide6.QtCore import QEventLoop
-    from PySide6.QtWidgets import QApplication
+    from window_run import open_window, send_and_time, wait_for  # bench/ is on sys.path
 
-    from app import paths
-    from app.core.config import AppConfig
-    from app.core.library import ModelLibrary
-    from app.core.presets import PresetStore
     from app.core.settings import LoadSettings, SamplingSettings
-    from app.session import ChatSession, EngineState
-    from app.ui.main_window import MainWindow
+    from app.session import EngineState
 
-    _app = QApplication.instance() or QApplication([])  # kept alive for the run
-    from app.core.store import ConversationStore
-
-    store = ConversationStore(paths.data_dir() / f"bench-{time.time()}.sqlite3")
-    session = ChatSession(
-        ModelLibrary(),
-        AppConfig(),
-        store,
-        settings=SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
-        load_settings=LoadSettings(n_ctx=n_ctx, n_threads=threads),  # threads None: Auto
-        **({"flush_interval": flush} if flush else {}),  # None: the app's
+    session, window = open_window(
+        SamplingSettings(temperature=0.8, seed=7, max_tokens=tokens),
+        LoadSettings(n_ctx=n_ctx, n_threads=threads),  # threads None: Auto
+        flush,
     )
     session.library.add_file(model)
     session.config.set("last_model", str(model.resolve()))
-    window = MainWindow(session, PresetStore(paths.config_dir() / "presets.json"))
     window.show()
     session.start()
-    ready = QEventLoop()
-    session.stateChanged.connect(lambda s: s == EngineState.READY.value and ready.quit())
-    if session.state is not EngineState.READY:
-        ready.exec()
-
-    from stall_probe import StallProbe  # bench/ is on sys.path when a bench runs
-
-    stall = StallProbe()
-    stalls, clock, ticker = stall.stalls, stall.clock, stall.ticker
-    done: list = []
-    loop = QEventLoop()
-    session.replyFinished.connect(done.append)
-    session.replyFinished.connect(loop.quit)
-    first: list[float] = []
-    first_cpu: list[float] = []
-
-    def on_first(_text: str) -> None:
-        if not first:
-            first.append(time.perf_counter())
-            first_cpu.append(time.process_time())
-
-    session.replyText.connect(on_first)
-    window.input.setPlainText(PROMPT[0]["content"])
-    window.send_current()
-    clock.start()
-    if probe:
-        ticker.start()
-    loop.exec()  # a real event loop, idle between events, as in the app
-    ticker.stop()
-    end, end_cpu = time.perf_counter(), time.process_time()
-    stats = done[0].stats
-    # same measure as (a): tokens after the first, over the time from the first to the end
-    rate = (stats["tokens"] - 1) / (end - first[0])
-    cpu_per_1k = (end_cpu - first_cpu[0]) / max(1, stats["tokens"] - 1) * 1000
-    window.close()
-    return rate, cpu_per_1k, stalls[1:]
+    wait_for(lambda: session.state is EngineState.READY)
+    reply = send_and_time(session, window, PROMPT[0]["content"], probe)
+    return reply.rate, reply.cpu_per_1k, reply.stalls
 
 
 def main() -> None:
