@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 from tiny_projector import png
@@ -18,11 +19,17 @@ def test_a_slow_file_is_read_off_the_gui_thread(qtbot, tmp_path) -> None:
     qtbot.addWidget(tray)
     slow = tmp_path / "slow.png"
     os.mkfifo(slow)  # opening it blocks until someone writes: what a stalled share does
-    reader = tray.add_files([str(slow)])
-    assert tray.attachments() == []  # returned at once: the GUI thread is free
-    qtbot.wait(50)  # the event loop runs meanwhile
-    writer = threading.Thread(target=slow.write_bytes, args=(png(8, 8, 3),))
+    written = threading.Event()
+
+    def write_later() -> None:  # so that a blocking read would end (and fail below), not hang
+        time.sleep(1.0)
+        slow.write_bytes(png(8, 8, 3))
+        written.set()
+
+    writer = threading.Thread(target=write_later)
     writer.start()
+    reader = tray.add_files([str(slow)])
+    assert not written.is_set() and tray.attachments() == []  # returned at once: the GUI thread is free
     qtbot.waitUntil(lambda: len(tray.attachments()) == 1, timeout=10_000)
     writer.join()
     reader.join(5)
